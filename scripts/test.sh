@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# THE test command: dependencies, build, format, lints, and every test layer
+# (unit, harness on the real .wasm, sidecar against moto, end-to-end through a real Envoy).
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+cd "$ROOT"
+
+step() {
+    local name="$1"; shift
+    local start=$SECONDS
+    log "=== $name: $*"
+    if "$@"; then
+        log "=== $name: ok ($((SECONDS - start))s)"
+    else
+        local rc=$?
+        log "=== $name: FAILED (exit $rc, $((SECONDS - start))s)"
+        exit "$rc"
+    fi
+}
+
+step deps "$ROOT/scripts/deps.sh"
+step build "$ROOT/scripts/build.sh"
+step fmt cargo fmt --all --check
+step clippy cargo clippy --workspace --all-targets -- -D warnings
+# The filter's glue (proxy-wasm) only exists on wasm32: lint it there too.
+step clippy-wasm cargo clippy --target wasm32-wasip1 -p envoy-secret-auth-filter -- -D warnings
+step test cargo test --workspace
+log "all passed in ${SECONDS}s"
