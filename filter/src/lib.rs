@@ -1,1 +1,4 @@
-//! placeholder
+//! envoy-secret-auth filter: consumer authentication for Envoy with credentials referenced from
+//! secret managers. Everything but `glue` is plain Rust that builds and tests on the host.
+
+pub mod config;

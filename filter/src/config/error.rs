@@ -1,0 +1,87 @@
+//! Configuration errors: each names the path of the offending field and what is wrong with it.
+
+use secret_ref::{ExtractError, ParseError};
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where in the JSON, e.g. `consumers[2].credentials[0].key`; `.` for the whole document.
+    pub path: String,
+    pub kind: ConfigErrorKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigErrorKind {
+    /// Not valid JSON, unknown field, wrong type: serde's message.
+    Syntax(String),
+    /// A string meant as a reference that does not parse.
+    Reference(ParseError),
+    /// A required string is empty.
+    Empty,
+    /// A number that must be at least `min`.
+    TooSmall { min: u64 },
+    /// `$env://NAME` where NAME is not in the VM's environment.
+    EnvNotSet(String),
+    /// `$env://NAME/key` where the key cannot be taken from the variable.
+    EnvKey { name: String, error: ExtractError },
+    /// A `$secret://` reference where only a plain value or `$env://` is allowed.
+    SecretNotAllowed,
+    /// Another consumer already has this username.
+    DuplicateUsername(String),
+    /// Another credential already has this id.
+    DuplicateCredentialId(String),
+    /// Two credentials of one type share a plain value.
+    DuplicateKey { other: String },
+    /// `$secret://` references are used but there is no `sidecar` section.
+    SidecarRequired,
+    /// Not a valid lowercase HTTP header name.
+    InvalidHeaderName(String),
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, kind: ConfigErrorKind) -> Self {
+        ConfigError {
+            path: path.into(),
+            kind,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.kind)
+    }
+}
+
+impl fmt::Display for ConfigErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ConfigErrorKind::*;
+        match self {
+            Syntax(m) => write!(f, "{m}"),
+            Reference(e) => write!(f, "invalid reference: {e}"),
+            Empty => write!(f, "must not be empty"),
+            TooSmall { min } => write!(f, "must be at least {min}"),
+            EnvNotSet(n) => write!(
+                f,
+                "environment variable {n} is not set in the wasm VM (add it to \
+                 vm_config.environment_variables)"
+            ),
+            EnvKey { name, error } => write!(f, "environment variable {name}: {error}"),
+            SecretNotAllowed => write!(
+                f,
+                "must be a plain value or an $env:// reference ($secret:// cannot be used here: \
+                 it is needed before secrets can be resolved)"
+            ),
+            DuplicateUsername(u) => write!(f, "duplicate consumer username \"{u}\""),
+            DuplicateCredentialId(i) => write!(f, "duplicate credential id \"{i}\""),
+            DuplicateKey { other } => write!(f, "same key as credential \"{other}\""),
+            SidecarRequired => write!(
+                f,
+                "$secret:// references are used, so a \"sidecar\" section is required"
+            ),
+            InvalidHeaderName(h) => write!(f, "\"{h}\" is not a valid HTTP header name"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

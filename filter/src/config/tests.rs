@@ -1,0 +1,274 @@
+use super::*;
+use serde_json::json;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "TOKEN" => Some("t0ken".into()),
+        "CREDS" => Some(r#"{"bob":"bob-key"}"#.into()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn compile_json(v: serde_json::Value) -> Result<Compiled, ConfigError> {
+    compile(v.to_string().as_bytes(), &env)
+}
+
+fn base() -> serde_json::Value {
+    json!({
+        "sidecar": {"cluster": "secret_sidecar", "token": "$env://TOKEN"},
+        "consumers": [
+            {"username": "alice", "labels": {"custom_id": "a-1"}, "credentials": [
+                {"id": "alice-key-auth", "type": "key-auth",
+                 "key": "$secret://aws/my-secrets-manager/alice-credentials/alice-key-auth"}
+            ]},
+            {"username": "bob", "credentials": [
+                {"id": "bob-key", "type": "key-auth", "key": "$env://CREDS/bob"}
+            ]},
+            {"username": "carol", "credentials": [
+                {"id": "carol-key", "type": "key-auth", "key": "carol-key"},
+                {"id": "carol-again", "type": "key-auth",
+                 "key": "$secret://aws/my-secrets-manager/alice-credentials/alice-key-auth"}
+            ]}
+        ],
+        "plugins": {"key-auth": {}},
+        "routes": {"open": {}, "custom": {"key-auth": {"header": "X-Api-Key", "query": "k",
+                                                          "hide_credentials": true}}}
+    })
+}
+
+#[test]
+fn compiles_a_full_config() {
+    let Compiled { config, warnings } = compile_json(base()).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let sidecar = config.sidecar.as_ref().unwrap();
+    assert_eq!(sidecar.cluster, "secret_sidecar");
+    assert_eq!(sidecar.authority, "secret-sidecar");
+    assert_eq!(sidecar.path, "/v1/resolve");
+    assert_eq!(sidecar.timeout, Duration::from_millis(2000));
+    assert_eq!(sidecar.token.expose(), "t0ken");
+    assert_eq!(config.refresh_interval, Duration::from_secs(30));
+    assert_eq!(config.startup_wait, Duration::from_millis(5000));
+    assert_eq!(config.consumers.len(), 3);
+    assert_eq!(config.credentials.len(), 4);
+    // the same reference twice is resolved once
+    assert_eq!(config.refs.len(), 1);
+    assert!(matches!(
+        config.credentials[0].kind,
+        CredentialKind::KeyAuth {
+            key: Source::Ref(0)
+        }
+    ));
+    assert!(matches!(
+        config.credentials[3].kind,
+        CredentialKind::KeyAuth {
+            key: Source::Ref(0)
+        }
+    ));
+    match &config.credentials[1].kind {
+        CredentialKind::KeyAuth {
+            key: Source::Value(v),
+        } => assert_eq!(v.expose(), "bob-key"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(config.credentials[1].consumer, 1);
+    assert_eq!(config.credentials[2].path, "consumers[2].credentials[0]");
+    let default = config.default_plugins.key_auth.as_ref().unwrap();
+    assert_eq!(
+        (default.header.as_str(), default.query.as_str()),
+        ("apikey", "apikey")
+    );
+    assert!(!default.hide_credentials);
+    assert!(!config.routes["open"].has_auth());
+    let custom = config.routes["custom"].key_auth.as_ref().unwrap();
+    assert_eq!(custom.header, "x-api-key");
+    assert_eq!(custom.query, "k");
+    assert!(custom.hide_credentials);
+}
+
+#[test]
+fn no_sidecar_needed_without_secret_references() {
+    let cfg = json!({"consumers": [{"username": "a", "credentials": [
+        {"id": "a", "type": "key-auth", "key": "plain"}]}], "plugins": {"key-auth": {}}});
+    let c = compile_json(cfg).unwrap();
+    assert!(c.config.sidecar.is_none());
+    assert!(c.config.refs.is_empty());
+}
+
+#[test]
+fn unresolvable_env_in_a_credential_disables_it_with_a_warning() {
+    let mut cfg = base();
+    cfg["consumers"][1]["credentials"][0]["key"] = json!("$env://CREDS/nobody");
+    let c = compile_json(cfg).unwrap();
+    assert!(matches!(
+        c.config.credentials[1].kind,
+        CredentialKind::KeyAuth {
+            key: Source::Unavailable(_)
+        }
+    ));
+    assert_eq!(c.warnings.len(), 1);
+    assert!(
+        c.warnings[0].starts_with("consumers[1].credentials[0].key: "),
+        "{}",
+        c.warnings[0]
+    );
+    assert!(
+        c.warnings[0].contains("key \"nobody\" not found"),
+        "{}",
+        c.warnings[0]
+    );
+    assert!(
+        !c.warnings[0].contains("bob-key"),
+        "the value must not leak"
+    );
+}
+
+/// One row per documented validation: (mutation, expected "path: message" prefix).
+#[test]
+fn invalid_configs_name_the_field_and_the_problem() {
+    type Mutate = fn(&mut serde_json::Value);
+    let cases: Vec<(Mutate, &str)> = vec![
+        (
+            |c| c["consumers"][0]["credentials"][0]["key"] = json!("$secret://awss/p/s/k"),
+            "consumers[0].credentials[0].key: invalid reference: unknown manager \"awss\"",
+        ),
+        (
+            |c| c["consumers"][0]["credentials"][0]["key"] = json!("$secret://aws"),
+            "consumers[0].credentials[0].key: invalid reference: no provider id",
+        ),
+        (
+            |c| c["consumers"][0]["credentials"][0]["key"] = json!("$secret://aws/p"),
+            "consumers[0].credentials[0].key: invalid reference: no secret name",
+        ),
+        (
+            |c| c["consumers"][0]["credentials"][0]["key"] = json!("$secret://"),
+            "consumers[0].credentials[0].key: invalid reference: no manager",
+        ),
+        (
+            |c| c["consumers"][0]["credentials"][0]["key"] = json!(""),
+            "consumers[0].credentials[0].key: must not be empty",
+        ),
+        (
+            |c| c["consumers"][0]["credentials"][0]["id"] = json!(""),
+            "consumers[0].credentials[0].id: must not be empty",
+        ),
+        (
+            |c| c["consumers"][0]["credentials"][0]["kee"] = json!("x"),
+            "consumers[0].credentials[0]: unknown field `kee`",
+        ),
+        (
+            |c| c["consumers"][0]["credentials"][0]["type"] = json!("key-authh"),
+            "consumers[0].credentials[0].type: unknown variant `key-authh`",
+        ),
+        (
+            |c| c["consumers"][1]["username"] = json!("alice"),
+            "consumers[1].username: duplicate consumer username \"alice\"",
+        ),
+        (
+            |c| c["consumers"][1]["username"] = json!(""),
+            "consumers[1].username: must not be empty",
+        ),
+        (
+            |c| c["consumers"][2]["credentials"][1]["id"] = json!("carol-key"),
+            "consumers[2].credentials[1].id: duplicate credential id \"carol-key\"",
+        ),
+        (
+            |c| c["consumers"][2]["credentials"][1]["key"] = json!("carol-key"),
+            "consumers[2].credentials[1].key: same key as credential \"carol-key\"",
+        ),
+        (
+            |c| c["consumers"][0]["username"] = json!(7),
+            "consumers[0].username: invalid type",
+        ),
+        (
+            |c| c["sidecar"]["token"] = json!("$secret://aws/p/s/k"),
+            "sidecar.token: must be a plain value or an $env:// reference",
+        ),
+        (
+            |c| c["sidecar"]["token"] = json!("$env://NOPE"),
+            "sidecar.token: environment variable NOPE is not set",
+        ),
+        (
+            |c| c["sidecar"]["token"] = json!("$env://EMPTY"),
+            "sidecar.token: must not be empty",
+        ),
+        (
+            |c| c["sidecar"]["cluster"] = json!(""),
+            "sidecar.cluster: must not be empty",
+        ),
+        (
+            |c| c["sidecar"]["timeout_ms"] = json!(0),
+            "sidecar.timeout_ms: must be at least 1",
+        ),
+        (
+            |c| c["sidecar"]["path"] = json!("v1"),
+            "sidecar.path: \"v1\" must start with '/'",
+        ),
+        (
+            |c| c["sidecar"]["bogus"] = json!(1),
+            "sidecar.bogus: unknown field `bogus`",
+        ),
+        (
+            |c| {
+                c.as_object_mut().unwrap().remove("sidecar");
+            },
+            "sidecar: $secret:// references are used, so a \"sidecar\" section is required",
+        ),
+        (
+            |c| c["refresh_interval_s"] = json!(0),
+            "refresh_interval_s: must be at least 1",
+        ),
+        (
+            |c| c["refresh_interval_s"] = json!(-1),
+            "refresh_interval_s: invalid value",
+        ),
+        (
+            |c| c["plugins"]["key-auth"]["header"] = json!("bad header"),
+            "plugins.key-auth.header: \"bad header\" is not a valid HTTP header name",
+        ),
+        (
+            |c| c["plugins"]["key-auth"]["query"] = json!(""),
+            "plugins.key-auth.query: must not be empty",
+        ),
+        (
+            |c| c["plugins"]["limit-count"] = json!({}),
+            "plugins.limit-count: unknown field `limit-count`",
+        ),
+        (
+            |c| c["routes"]["custom"]["key-auth"]["hide"] = json!(true),
+            "routes.custom.key-auth.hide: unknown field `hide`",
+        ),
+        (
+            |c| c["consumer"] = json!([]),
+            "consumer: unknown field `consumer`",
+        ),
+    ];
+    for (mutate, want) in cases {
+        let mut cfg = base();
+        mutate(&mut cfg);
+        let err = compile_json(cfg)
+            .err()
+            .unwrap_or_else(|| panic!("accepted; want {want}"));
+        let msg = err.to_string();
+        assert!(msg.starts_with(want), "got: {msg}\nwant prefix: {want}");
+    }
+}
+
+#[test]
+fn not_json_at_all() {
+    let err = compile(b"{not json", &env).unwrap_err();
+    assert!(err.to_string().contains("key must be a string"), "{err}");
+    let err = compile(b"", &env).unwrap_err();
+    assert!(err.to_string().contains("EOF"), "{err}");
+}
+
+#[test]
+fn errors_never_contain_plain_key_values() {
+    let mut cfg = base();
+    cfg["consumers"][2]["credentials"][1]["key"] = json!("carol-key");
+    let msg = compile_json(cfg).unwrap_err().to_string();
+    assert!(
+        !msg.contains("\"carol-key\"\n") && !msg.contains("key: carol-key"),
+        "{msg}"
+    );
+}
