@@ -2,3 +2,4 @@
 //! secret managers. Everything but `glue` is plain Rust that builds and tests on the host.
 
 pub mod config;
+pub mod secrets;

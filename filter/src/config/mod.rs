@@ -58,6 +58,19 @@ pub enum CredentialKind {
     KeyAuth { key: Source },
 }
 
+impl CredentialKind {
+    /// The `$secret://` references this credential's fields use.
+    pub fn ref_ids(&self) -> impl Iterator<Item = RefId> + '_ {
+        let fields: [&Source; 1] = match self {
+            CredentialKind::KeyAuth { key } => [key],
+        };
+        fields.into_iter().filter_map(|s| match s {
+            Source::Ref(id) => Some(*id),
+            _ => None,
+        })
+    }
+}
+
 /// Where a sensitive field's value comes from.
 #[derive(Debug)]
 pub enum Source {

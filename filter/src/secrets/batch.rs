@@ -1,0 +1,203 @@
+//! The sidecar's batch resolve call: request body and answer parsing (see docs/DESIGN.md §2).
+
+use secret_ref::{SecretRef, SecretValue};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+
+/// One reference's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Value { value: SecretValue, stale: bool },
+    Error { code: String, message: String },
+}
+
+/// Why a whole batch answer is unusable (the last good values are kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchError {
+    /// Envoy could not reach the sidecar (no answer, reset, timeout).
+    NoAnswer,
+    /// The callout could not be dispatched (e.g. unknown cluster).
+    Dispatch(String),
+    /// The sidecar answered with a status other than 200.
+    Status(String),
+    /// The body is not the documented JSON.
+    Malformed(String),
+}
+
+impl fmt::Display for BatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BatchError::NoAnswer => write!(f, "no answer from the sidecar (unreachable or timed out)"),
+            BatchError::Dispatch(e) => write!(f, "could not call the sidecar: {e}"),
+            BatchError::Status(s) if s == "401" || s == "403" => write!(
+                f,
+                "the sidecar refused the token (HTTP {s}): check sidecar.token and the sidecar's token"
+            ),
+            BatchError::Status(s) => write!(f, "the sidecar answered HTTP {s}"),
+            BatchError::Malformed(e) => write!(f, "the sidecar's answer is malformed: {e}"),
+        }
+    }
+}
+
+/// `{"refs":[...]}` for the given references.
+pub fn request_body(refs: &[SecretRef]) -> Vec<u8> {
+    let refs: Vec<String> = refs.iter().map(ToString::to_string).collect();
+    serde_json::json!({ "refs": refs }).to_string().into_bytes()
+}
+
+#[derive(Deserialize)]
+struct Response {
+    results: Vec<Item>,
+}
+
+#[derive(Deserialize)]
+struct Item {
+    #[serde(rename = "ref")]
+    reference: String,
+    value: Option<String>,
+    #[serde(default)]
+    stale: bool,
+    error: Option<ItemError>,
+}
+
+#[derive(Deserialize)]
+struct ItemError {
+    code: String,
+    message: String,
+}
+
+/// Parses the sidecar's answer into one [`Answer`] per reference, in the order of `refs`.
+/// A reference the sidecar did not answer for gets an error answer.
+pub fn parse_answer(
+    status: Option<&str>,
+    body: &[u8],
+    refs: &[SecretRef],
+) -> Result<Vec<Answer>, BatchError> {
+    match status {
+        None => return Err(BatchError::NoAnswer),
+        Some("200") => {}
+        Some(s) => return Err(BatchError::Status(s.to_string())),
+    }
+    let response: Response =
+        serde_json::from_slice(body).map_err(|e| BatchError::Malformed(e.to_string()))?;
+    let mut by_ref: HashMap<String, Answer> = HashMap::with_capacity(response.results.len());
+    for item in response.results {
+        let answer = match (item.value, item.error) {
+            (Some(v), None) => Answer::Value {
+                value: SecretValue::new(v),
+                stale: item.stale,
+            },
+            (None, Some(e)) => Answer::Error {
+                code: e.code,
+                message: e.message,
+            },
+            _ => {
+                return Err(BatchError::Malformed(format!(
+                    "result for {} has neither exactly one of value and error",
+                    item.reference
+                )))
+            }
+        };
+        by_ref.insert(item.reference, answer);
+    }
+    Ok(refs
+        .iter()
+        .map(|r| {
+            by_ref
+                .remove(&r.to_string())
+                .unwrap_or_else(|| Answer::Error {
+                    code: "missing_result".into(),
+                    message: "the sidecar's answer has no result for this reference".into(),
+                })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secret_ref::Reference;
+
+    fn r(s: &str) -> SecretRef {
+        match secret_ref::parse(s) {
+            Ok(Some(Reference::Secret(r))) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn request_body_lists_every_reference() {
+        let refs = [r("$secret://aws/sm/a/k"), r("$secret://aws/sm/b/c/d")];
+        let v: serde_json::Value = serde_json::from_slice(&request_body(&refs)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"refs": ["$secret://aws/sm/a/k", "$secret://aws/sm/b/c/d"]})
+        );
+    }
+
+    #[test]
+    fn answers_are_matched_by_reference_not_order() {
+        let refs = [
+            r("$secret://aws/sm/a/k"),
+            r("$secret://aws/sm/b/k"),
+            r("$secret://aws/sm/c/k"),
+        ];
+        let body = br#"{"results":[
+            {"ref":"$secret://aws/sm/b/k","error":{"code":"secret_not_found","message":"nope","did_you_mean":[]}},
+            {"ref":"$secret://aws/sm/a/k","value":"va","stale":true}
+        ]}"#;
+        let answers = parse_answer(Some("200"), body, &refs).unwrap();
+        assert_eq!(
+            answers[0],
+            Answer::Value {
+                value: SecretValue::new("va"),
+                stale: true
+            }
+        );
+        assert_eq!(
+            answers[1],
+            Answer::Error {
+                code: "secret_not_found".into(),
+                message: "nope".into()
+            }
+        );
+        assert!(matches!(&answers[2], Answer::Error { code, .. } if code == "missing_result"));
+    }
+
+    #[test]
+    fn unusable_answers() {
+        let refs = [r("$secret://aws/sm/a/k")];
+        assert_eq!(parse_answer(None, b"", &refs), Err(BatchError::NoAnswer));
+        assert_eq!(
+            parse_answer(Some("403"), b"", &refs),
+            Err(BatchError::Status("403".into()))
+        );
+        assert!(BatchError::Status("403".into())
+            .to_string()
+            .contains("sidecar.token"));
+        for body in [
+            &b"not json"[..],
+            br#"{"results":{}}"#,
+            br#"{"results":[{"ref":"x"}]}"#,
+            br#"{"results":[{"ref":"x","value":"v","error":{"code":"c","message":"m"}}]}"#,
+        ] {
+            assert!(
+                matches!(
+                    parse_answer(Some("200"), body, &refs),
+                    Err(BatchError::Malformed(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_error_never_echoes_values() {
+        let refs = [r("$secret://aws/sm/a/k")];
+        let body = br#"{"results":[{"ref":"$secret://aws/sm/a/k","value":"s3cr3t","error":{"code":"c","message":"m"}}]}"#;
+        let e = parse_answer(Some("200"), body, &refs).unwrap_err();
+        assert!(!e.to_string().contains("s3cr3t"));
+    }
+}

@@ -1,0 +1,228 @@
+//! The last known value of every `$secret://` reference, and what changed with each answer.
+
+use super::batch::Answer;
+use crate::config::Config;
+use secret_ref::SecretValue;
+
+/// Error codes that say the provider is having trouble, not that the reference is wrong: a value
+/// we already have is kept for these.
+const TRANSIENT: &[&str] = &[
+    "provider_unreachable",
+    "provider_error",
+    "access_denied",
+    "missing_result",
+];
+
+#[derive(Debug, Default)]
+struct Entry {
+    value: Option<SecretValue>,
+    stale: bool,
+    /// The last error reported for this reference (to log each change once).
+    error: Option<String>,
+}
+
+/// A log line the caller should emit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    Info(String),
+    Warn(String),
+    Error(String),
+}
+
+/// Values by [`crate::config::RefId`].
+#[derive(Debug)]
+pub struct SecretTable {
+    entries: Vec<Entry>,
+    /// For each reference, the credentials that use it (for log lines).
+    users: Vec<Vec<String>>,
+}
+
+impl SecretTable {
+    pub fn new(config: &Config) -> Self {
+        let mut users = vec![Vec::new(); config.refs.len()];
+        for c in &config.credentials {
+            for id in c.kind.ref_ids() {
+                if let Some(u) = users.get_mut(id) {
+                    u.push(c.id.clone());
+                }
+            }
+        }
+        SecretTable {
+            entries: (0..config.refs.len()).map(|_| Entry::default()).collect(),
+            users,
+        }
+    }
+
+    /// The usable value of reference `id`, if any.
+    pub fn value(&self, id: usize) -> Option<&SecretValue> {
+        self.entries.get(id).and_then(|e| e.value.as_ref())
+    }
+
+    /// Applies one answer per reference (in [`Config::refs`] order). Returns whether any usable
+    /// value changed, and the log lines to emit. Log lines name references, never values.
+    pub fn apply(&mut self, config: &Config, answers: Vec<Answer>) -> (bool, Vec<Note>) {
+        let mut changed = false;
+        let mut notes = Vec::new();
+        for (id, answer) in answers.into_iter().enumerate() {
+            let (Some(entry), Some(reference)) = (self.entries.get_mut(id), config.refs.get(id))
+            else {
+                continue;
+            };
+            let users = self.users.get(id).map(|u| u.join(", ")).unwrap_or_default();
+            match answer {
+                Answer::Value { value, stale } => {
+                    if entry.value.as_ref() != Some(&value) {
+                        changed = true;
+                        if entry.value.is_some() {
+                            notes.push(Note::Info(format!(
+                                "{reference}: new value (rotated) for credential(s) {users}"
+                            )));
+                        }
+                        entry.value = Some(value);
+                    }
+                    if entry.error.take().is_some() {
+                        notes.push(Note::Info(format!(
+                            "{reference}: resolved again; credential(s) {users} enabled"
+                        )));
+                    }
+                    if stale && !entry.stale {
+                        notes.push(Note::Warn(format!(
+                            "{reference}: the sidecar serves a stale value (its provider is failing)"
+                        )));
+                    }
+                    entry.stale = stale;
+                }
+                Answer::Error { code, message } => {
+                    let text = format!("{message} ({code})");
+                    let is_new = entry.error.as_deref() != Some(text.as_str());
+                    if entry.value.is_some() && TRANSIENT.contains(&code.as_str()) {
+                        if is_new {
+                            notes.push(Note::Warn(format!(
+                                "{reference}: {text}; keeping the last good value for \
+                                 credential(s) {users}"
+                            )));
+                        }
+                    } else {
+                        if entry.value.take().is_some() {
+                            changed = true;
+                        }
+                        if is_new {
+                            notes.push(Note::Error(format!(
+                                "{reference}: {text}; credential(s) {users} disabled"
+                            )));
+                        }
+                    }
+                    entry.error = Some(text);
+                }
+            }
+        }
+        (changed, notes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::compile;
+
+    fn config() -> Config {
+        let json = serde_json::json!({
+            "sidecar": {"cluster": "c", "token": "t"},
+            "consumers": [{"username": "alice", "credentials": [
+                {"id": "alice-key-auth", "type": "key-auth", "key": "$secret://aws/sm/alice-credentials/k"}
+            ]}]
+        });
+        compile(json.to_string().as_bytes(), &|_| None)
+            .unwrap()
+            .config
+    }
+
+    fn value(v: &str) -> Answer {
+        Answer::Value {
+            value: SecretValue::new(v),
+            stale: false,
+        }
+    }
+    fn error(code: &str) -> Answer {
+        Answer::Error {
+            code: code.into(),
+            message: "boom".into(),
+        }
+    }
+
+    #[test]
+    fn value_then_rotation_then_errors() {
+        let cfg = config();
+        let mut t = SecretTable::new(&cfg);
+        assert!(t.value(0).is_none());
+
+        let (changed, notes) = t.apply(&cfg, vec![value("v1")]);
+        assert!(changed);
+        assert!(notes.is_empty());
+        assert_eq!(t.value(0).unwrap().expose(), "v1");
+
+        let (changed, _) = t.apply(&cfg, vec![value("v1")]);
+        assert!(!changed, "same value is no change");
+
+        let (changed, notes) = t.apply(&cfg, vec![value("v2")]);
+        assert!(changed);
+        assert!(matches!(&notes[0], Note::Info(m) if m.contains("rotated")));
+
+        // a transient failure keeps the value, and is logged once
+        let (changed, notes) = t.apply(&cfg, vec![error("provider_unreachable")]);
+        assert!(!changed);
+        assert_eq!(t.value(0).unwrap().expose(), "v2");
+        assert!(matches!(&notes[0], Note::Warn(m) if m.contains("keeping the last good value")));
+        let (_, notes) = t.apply(&cfg, vec![error("provider_unreachable")]);
+        assert!(notes.is_empty(), "same error is not logged again");
+
+        // a definitive one disables the credential
+        let (changed, notes) = t.apply(&cfg, vec![error("secret_not_found")]);
+        assert!(changed);
+        assert!(t.value(0).is_none());
+        match &notes[0] {
+            Note::Error(m) => {
+                assert!(
+                    m.starts_with("$secret://aws/sm/alice-credentials/k: boom (secret_not_found)")
+                );
+                assert!(m.contains("alice-key-auth disabled"));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let (changed, notes) = t.apply(&cfg, vec![value("v3")]);
+        assert!(changed);
+        assert!(notes
+            .iter()
+            .any(|n| matches!(n, Note::Info(m) if m.contains("enabled"))));
+    }
+
+    #[test]
+    fn first_answer_error_disables_even_if_transient() {
+        let cfg = config();
+        let mut t = SecretTable::new(&cfg);
+        let (_, notes) = t.apply(&cfg, vec![error("provider_unreachable")]);
+        assert!(t.value(0).is_none());
+        assert!(matches!(&notes[0], Note::Error(_)));
+    }
+
+    #[test]
+    fn notes_never_carry_values() {
+        let cfg = config();
+        let mut t = SecretTable::new(&cfg);
+        let mut all = Vec::new();
+        for a in [
+            value("s3cr3t-1"),
+            value("s3cr3t-2"),
+            error("provider_error"),
+            Answer::Value {
+                value: SecretValue::new("s3cr3t-3"),
+                stale: true,
+            },
+        ] {
+            all.extend(t.apply(&cfg, vec![a]).1);
+        }
+        assert!(all.len() >= 3);
+        assert!(all.iter().all(|n| !format!("{n:?}").contains("s3cr3t")));
+    }
+}
