@@ -1,1 +1,156 @@
-fn main() {}
+//! The binary: arguments, logging, signals. Everything else is in the library.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use secret_sidecar::cli::{self, Command, UsageError, USAGE};
+use secret_sidecar::clock::SystemClock;
+use secret_sidecar::config::{process_env, Config};
+use secret_sidecar::{build_resolver, check, run, AppState};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let args: Result<Vec<String>, _> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect();
+    let command = match args
+        .map_err(|_| UsageError::NotUnicode)
+        .and_then(cli::parse_args)
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("secret-sidecar: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let default_log = match command {
+        Command::Help => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Command::Version => {
+            println!("secret-sidecar {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Command::Serve { .. } => "info,aws_config=warn,aws_smithy_runtime=warn",
+        Command::Check { .. } => "warn",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_log));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("secret-sidecar: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match command {
+            Command::Serve { config, listen } => serve(&config, listen).await,
+            Command::Check { config, refs } => run_check(&config, &refs).await,
+            Command::Help | Command::Version => ExitCode::SUCCESS,
+        }
+    })
+}
+
+async fn serve(config_path: &std::path::Path, listen: Option<std::net::SocketAddr>) -> ExitCode {
+    let config = match Config::load(config_path, &process_env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("secret-sidecar: {}: {e}", config_path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let token = match config.token.load(&process_env) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("secret-sidecar: {}: {e}", config_path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let resolver = build_resolver(&config, Arc::new(SystemClock)).await;
+    let addr = listen.unwrap_or(config.listen);
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("secret-sidecar: cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| addr.to_string());
+    let ids: Vec<&str> = config.providers.iter().map(|p| p.id.as_str()).collect();
+    tracing::info!(listen = %local, providers = ?ids, "secret-sidecar listening");
+    match run(listener, AppState::new(token, resolver), shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("secret-sidecar stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("secret-sidecar: server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_check(config_path: &std::path::Path, refs: &[String]) -> ExitCode {
+    let config = match Config::load(config_path, &process_env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {e}", config_path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let ids: Vec<&str> = config.providers.iter().map(|p| p.id.as_str()).collect();
+    eprintln!(
+        "{}: ok (providers: {})",
+        config_path.display(),
+        ids.join(", ")
+    );
+    let resolver = build_resolver(&config, Arc::new(SystemClock)).await;
+    let mut stdout = std::io::stdout();
+    match check::check(&resolver, refs, &mut stdout).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("secret-sidecar: cannot write the report: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

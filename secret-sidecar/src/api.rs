@@ -1,0 +1,400 @@
+//! The HTTP API (docs/DESIGN.md, section 2): bearer-token check, `GET /healthz`,
+//! `POST /v1/resolve`. Errors are mapped to the wire here and nowhere else.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use secret_ref::SecretValue;
+use serde::{Deserialize, Serialize};
+
+use crate::resolve::{Resolution, Resolver};
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Most references accepted in one request.
+pub const MAX_REFS: usize = 100_000;
+
+/// What the handlers share: the expected token and the resolver (with its cache).
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    token: SecretValue,
+    resolver: Resolver,
+}
+
+impl AppState {
+    pub fn new(token: SecretValue, resolver: Resolver) -> Self {
+        AppState {
+            inner: Arc::new(Inner { token, resolver }),
+        }
+    }
+
+    pub fn resolver(&self) -> &Resolver {
+        &self.inner.resolver
+    }
+}
+
+/// The router, every route behind the token check.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/resolve", post(resolve))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+/// The token from `Authorization: Bearer <token>`, if the header has that form.
+fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
+    let space = value.iter().position(|b| *b == b' ')?;
+    let (scheme, rest) = value.split_at(space);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    let token = rest.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+/// Missing token: 401; wrong token: 403; both with an empty body. Constant-time comparison.
+async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match bearer_token(req.headers()) {
+        None => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+        )
+            .into_response(),
+        Some(token) if state.inner.token.ct_eq_bytes(token) => next.run(req).await,
+        Some(_) => StatusCode::FORBIDDEN.into_response(),
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveRequest {
+    refs: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ResolveResponse<'a> {
+    results: Vec<WireResult<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WireResult<'a> {
+    Value {
+        #[serde(rename = "ref")]
+        reference: &'a str,
+        value: &'a str,
+        stale: bool,
+    },
+    Error {
+        #[serde(rename = "ref")]
+        reference: &'a str,
+        error: WireError<'a>,
+    },
+}
+
+#[derive(Serialize)]
+struct WireError<'a> {
+    code: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    did_you_mean: Option<&'a [String]>,
+}
+
+#[derive(Serialize)]
+struct RequestError {
+    error: String,
+}
+
+fn request_error(status: StatusCode, error: String) -> Response {
+    (status, Json(RequestError { error })).into_response()
+}
+
+fn invalid_body(why: &str) -> String {
+    format!("invalid request body: {why}; expected {{\"refs\": [\"$secret://...\", ...]}}")
+}
+
+async fn resolve(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return request_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body larger than {} MiB", MAX_BODY_BYTES >> 20),
+            )
+        }
+        Err(rejection) => {
+            return request_error(
+                rejection.status(),
+                format!("cannot read request body: {}", rejection.body_text()),
+            )
+        }
+    };
+    // serde would also take a JSON array for a struct; the API is an object.
+    if body.trim_ascii_start().first().is_some_and(|b| *b != b'{') {
+        return request_error(StatusCode::BAD_REQUEST, invalid_body("not a JSON object"));
+    }
+    let request: ResolveRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return request_error(StatusCode::BAD_REQUEST, invalid_body(&e.to_string())),
+    };
+    if request.refs.len() > MAX_REFS {
+        return request_error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "too many refs: {} (at most {MAX_REFS} per request)",
+                request.refs.len()
+            ),
+        );
+    }
+
+    let resolutions = state.inner.resolver.resolve_batch(&request.refs).await;
+    let results = request
+        .refs
+        .iter()
+        .zip(&resolutions)
+        .map(|(reference, resolution)| match resolution {
+            Resolution::Value { value, stale } => WireResult::Value {
+                reference,
+                value: value.expose(),
+                stale: *stale,
+            },
+            Resolution::Error(e) => WireResult::Error {
+                reference,
+                error: WireError {
+                    code: e.code(),
+                    message: e.to_string(),
+                    did_you_mean: e.did_you_mean(),
+                },
+            },
+        })
+        .collect();
+    Json(ResolveResponse { results }).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Cache;
+    use crate::clock::ManualClock;
+    use crate::config::CacheConfig;
+    use crate::providers::fake::FakeProvider;
+    use crate::providers::ProviderError;
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use secret_ref::Manager;
+    use serde_json::{json, Value};
+    use tower::ServiceExt;
+
+    const TOKEN: &str = "test-token";
+
+    fn app_with(provider: Arc<FakeProvider>) -> Router {
+        let cache = Cache::new(CacheConfig::default(), Arc::new(ManualClock::new()));
+        let mut resolver = Resolver::new(cache);
+        resolver.add_provider("my-secrets-manager", Manager::Aws, provider);
+        router(AppState::new(SecretValue::new(TOKEN), resolver))
+    }
+
+    fn app() -> Router {
+        app_with(Arc::new(
+            FakeProvider::new().with("alice-credentials", r#"{"alice-key-auth":"alice-key"}"#),
+        ))
+    }
+
+    fn post_resolve(auth: Option<&str>, body: impl Into<Body>) -> Request {
+        let mut b = axum::http::Request::builder()
+            .method("POST")
+            .uri("/v1/resolve")
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(a) = auth {
+            b = b.header(header::AUTHORIZATION, a);
+        }
+        b.body(body.into()).unwrap()
+    }
+
+    async fn send(app: Router, req: Request) -> (StatusCode, Vec<u8>) {
+        let res = app.oneshot(req).await.unwrap();
+        let status = res.status();
+        let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+        (status, body)
+    }
+
+    async fn send_json(app: Router, req: Request) -> (StatusCode, Value) {
+        let (status, body) = send(app, req).await;
+        let v = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&body)));
+        (status, v)
+    }
+
+    fn bearer() -> String {
+        format!("Bearer {TOKEN}")
+    }
+
+    #[tokio::test]
+    async fn token_check() {
+        let body = r#"{"refs":[]}"#;
+        let cases = [
+            (None, StatusCode::UNAUTHORIZED),
+            (Some("Basic dXNlcjpwYXNz"), StatusCode::UNAUTHORIZED),
+            (Some("Bearer"), StatusCode::UNAUTHORIZED),
+            (Some("Bearer "), StatusCode::UNAUTHORIZED),
+            (Some("Bearer wrong"), StatusCode::FORBIDDEN),
+            (Some("Bearer test-toke"), StatusCode::FORBIDDEN),
+            (Some("Bearer test-token-and-more"), StatusCode::FORBIDDEN),
+            (Some("bearer test-token"), StatusCode::OK),
+            (Some("Bearer test-token"), StatusCode::OK),
+        ];
+        for (auth, want) in cases {
+            let (status, body) = send(app(), post_resolve(auth, body)).await;
+            assert_eq!(status, want, "{auth:?}");
+            if want != StatusCode::OK {
+                assert!(body.is_empty(), "{auth:?}: body {body:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn healthz_needs_the_token_too() {
+        let get = |auth: Option<&str>| {
+            let mut b = axum::http::Request::builder().uri("/healthz");
+            if let Some(a) = auth {
+                b = b.header(header::AUTHORIZATION, a);
+            }
+            b.body(Body::empty()).unwrap()
+        };
+        assert_eq!(send(app(), get(None)).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            send(app(), get(Some("Bearer x"))).await.0,
+            StatusCode::FORBIDDEN
+        );
+        let (status, body) = send(app(), get(Some(&bearer()))).await;
+        assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"ok"[..]));
+    }
+
+    #[tokio::test]
+    async fn resolve_answers_in_order_with_values_and_errors() {
+        let body = json!({"refs": [
+            "$secret://aws/my-secrets-manager/alice-credentials/alice-key-auth",
+            "$secret://aws/my-secrets-manager/alice-credentias/alice-key-auth",
+            "$env://TOKEN",
+        ]});
+        let (status, v) = send_json(app(), post_resolve(Some(&bearer()), body.to_string())).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            v,
+            json!({"results": [
+                {"ref": "$secret://aws/my-secrets-manager/alice-credentials/alice-key-auth",
+                 "value": "alice-key", "stale": false},
+                {"ref": "$secret://aws/my-secrets-manager/alice-credentias/alice-key-auth",
+                 "error": {"code": "secret_not_found",
+                           "message": "secret \"alice-credentias\" not found in provider \"my-secrets-manager\"; did you mean \"alice-credentials\"?",
+                           "did_you_mean": ["alice-credentials"]}},
+                {"ref": "$env://TOKEN",
+                 "error": {"code": "invalid_reference",
+                           "message": "$env:// references are resolved by the filter from its own environment, not by the sidecar"}},
+            ]})
+        );
+    }
+
+    #[tokio::test]
+    async fn stale_values_are_marked() {
+        let p = Arc::new(FakeProvider::new().with("s", "v"));
+        let clock = Arc::new(ManualClock::new());
+        let mut resolver = Resolver::new(Cache::new(CacheConfig::default(), clock.clone()));
+        resolver.add_provider("my-secrets-manager", Manager::Aws, p.clone());
+        let app = router(AppState::new(SecretValue::new(TOKEN), resolver));
+        let body = r#"{"refs":["$secret://aws/my-secrets-manager/s"]}"#;
+        let (_, v) = send_json(app.clone(), post_resolve(Some(&bearer()), body)).await;
+        assert_eq!(v["results"][0]["stale"], json!(false));
+        clock.advance(std::time::Duration::from_secs(3600));
+        p.fail_with(Some(ProviderError::Unreachable("down".into())));
+        let (_, v) = send_json(app, post_resolve(Some(&bearer()), body)).await;
+        assert_eq!(
+            v["results"][0],
+            json!({"ref": "$secret://aws/my-secrets-manager/s", "value": "v", "stale": true})
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_bodies_are_400_with_an_error() {
+        let cases = [
+            ("", "invalid request body: EOF while parsing a value at line 1 column 0"),
+            ("{", "invalid request body: EOF while parsing an object at line 1 column 1"),
+            (" [[\"$secret://aws/p/s\"]]", "invalid request body: not a JSON object"),
+            ("null", "invalid request body: not a JSON object"),
+            ("{}", "invalid request body: missing field `refs` at line 1 column 2"),
+            (r#"{"refs":"x"}"#, "invalid request body: invalid type: string \"x\", expected a sequence at line 1 column 11"),
+            (r#"{"refs":[1]}"#, "invalid request body: invalid type: integer `1`, expected a string at line 1 column 10"),
+            (r#"{"refs":[],"x":1}"#, "invalid request body: unknown field `x`, expected `refs` at line 1 column 14"),
+        ];
+        for (body, message) in cases {
+            let (status, v) = send_json(app(), post_resolve(Some(&bearer()), body)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            let want = format!("{message}; expected {{\"refs\": [\"$secret://...\", ...]}}");
+            assert_eq!(v, json!({"error": want}), "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn limits() {
+        let too_many = json!({"refs": vec!["x"; MAX_REFS + 1]}).to_string();
+        let (status, v) = send_json(app(), post_resolve(Some(&bearer()), too_many)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            v,
+            json!({"error": "too many refs: 100001 (at most 100000 per request)"})
+        );
+
+        let at_limit = json!({"refs": vec!["x"; MAX_REFS]}).to_string();
+        let (status, v) = send_json(app(), post_resolve(Some(&bearer()), at_limit)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["results"].as_array().unwrap().len(), MAX_REFS);
+
+        let huge = format!(r#"{{"refs":["{}"]}}"#, "a".repeat(MAX_BODY_BYTES));
+        let (status, v) = send_json(app(), post_resolve(Some(&bearer()), huge)).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(v, json!({"error": "request body larger than 32 MiB"}));
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_are_404_after_the_token_check() {
+        let req = |auth: Option<String>| {
+            let mut b = axum::http::Request::builder().uri("/nope");
+            if let Some(a) = auth {
+                b = b.header(header::AUTHORIZATION, a);
+            }
+            b.body(Body::empty()).unwrap()
+        };
+        assert_eq!(send(app(), req(None)).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            send(app(), req(Some(bearer()))).await.0,
+            StatusCode::NOT_FOUND
+        );
+        let get_resolve = axum::http::Request::builder()
+            .uri("/v1/resolve")
+            .header(header::AUTHORIZATION, bearer())
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            send(app(), get_resolve).await.0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+}

@@ -1,0 +1,406 @@
+//! The secret cache: one entry per (provider id, secret name).
+//!
+//! * A value is served for `ttl`; a "not found" answer is remembered for `not_found_ttl`.
+//! * When the provider fails (unreachable, access denied, ...) the last answer it gave is served
+//!   again, marked stale; with no earlier answer the failure is returned.
+//! * Concurrent lookups of one secret make one provider call: the first caller fetches while
+//!   the others wait on the entry, and every caller that waited shares that call's outcome
+//!   (also when it failed, so an outage does not turn into a queue of calls).
+//! * Time comes from an injected [`Clock`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use secret_ref::SecretValue;
+
+use crate::clock::Clock;
+use crate::config::CacheConfig;
+use crate::providers::{Provider, ProviderError};
+
+/// The outcome of looking a secret up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The secret's value; `stale` when the provider just failed and this is the last good one.
+    Found { value: SecretValue, stale: bool },
+    /// The provider says there is no such secret (`stale`: it said so earlier and now failed).
+    NotFound { stale: bool },
+    /// The provider failed and there is no earlier answer to fall back on.
+    Failed(ProviderError),
+}
+
+/// An answer the provider gave, and when.
+#[derive(Debug, Clone)]
+struct Known {
+    answer: Answer,
+    at: Instant,
+}
+
+#[derive(Debug, Clone)]
+enum Answer {
+    Value(SecretValue),
+    NotFound,
+}
+
+#[derive(Default)]
+struct SecretSlot {
+    /// Counts finished provider calls; a waiter that sees it move shares the outcome.
+    attempts: AtomicU64,
+    state: tokio::sync::Mutex<SecretState>,
+}
+
+#[derive(Default)]
+struct SecretState {
+    known: Option<Known>,
+    last_outcome: Option<Lookup>,
+}
+
+#[derive(Default)]
+struct NamesSlot {
+    state: tokio::sync::Mutex<Option<(Arc<Vec<String>>, Instant)>>,
+}
+
+type SecretKey = (String, String);
+
+pub struct Cache {
+    config: CacheConfig,
+    clock: Arc<dyn Clock>,
+    secrets: Mutex<HashMap<SecretKey, Arc<SecretSlot>>>,
+    names: Mutex<HashMap<String, Arc<NamesSlot>>>,
+}
+
+impl Cache {
+    pub fn new(config: CacheConfig, clock: Arc<dyn Clock>) -> Self {
+        Cache {
+            config,
+            clock,
+            secrets: Mutex::new(HashMap::new()),
+            names: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> CacheConfig {
+        self.config
+    }
+
+    fn secret_slot(&self, provider_id: &str, name: &str) -> Arc<SecretSlot> {
+        let mut map = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry((provider_id.to_string(), name.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    fn names_slot(&self, provider_id: &str) -> Arc<NamesSlot> {
+        let mut map = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(provider_id.to_string()).or_default().clone()
+    }
+
+    fn is_fresh(&self, known: &Known, now: Instant) -> bool {
+        let ttl = match known.answer {
+            Answer::Value(_) => self.config.ttl,
+            Answer::NotFound => self.config.not_found_ttl,
+        };
+        now.saturating_duration_since(known.at) < ttl
+    }
+
+    /// The secret `name` of provider `provider_id`, from the cache or from `provider`.
+    pub async fn get(&self, provider_id: &str, provider: &dyn Provider, name: &str) -> Lookup {
+        let slot = self.secret_slot(provider_id, name);
+        let attempts_seen = slot.attempts.load(Ordering::SeqCst);
+        let mut state = slot.state.lock().await;
+
+        if slot.attempts.load(Ordering::SeqCst) != attempts_seen {
+            // Another caller fetched this secret while we waited: share its outcome.
+            if let Some(outcome) = &state.last_outcome {
+                return outcome.clone();
+            }
+        }
+        if let Some(known) = &state.known {
+            if self.is_fresh(known, self.clock.now()) {
+                return match &known.answer {
+                    Answer::Value(v) => Lookup::Found {
+                        value: v.clone(),
+                        stale: false,
+                    },
+                    Answer::NotFound => Lookup::NotFound { stale: false },
+                };
+            }
+        }
+
+        let result = provider.get_secret(name).await;
+        let now = self.clock.now();
+        let outcome = match result {
+            Ok(value) => {
+                state.known = Some(Known {
+                    answer: Answer::Value(value.clone()),
+                    at: now,
+                });
+                Lookup::Found {
+                    value,
+                    stale: false,
+                }
+            }
+            Err(ProviderError::NotFound) => {
+                state.known = Some(Known {
+                    answer: Answer::NotFound,
+                    at: now,
+                });
+                Lookup::NotFound { stale: false }
+            }
+            Err(err) => {
+                let outcome = match &state.known {
+                    Some(Known {
+                        answer: Answer::Value(v),
+                        ..
+                    }) => Lookup::Found {
+                        value: v.clone(),
+                        stale: true,
+                    },
+                    Some(Known {
+                        answer: Answer::NotFound,
+                        ..
+                    }) => Lookup::NotFound { stale: true },
+                    None => Lookup::Failed(err.clone()),
+                };
+                tracing::warn!(
+                    provider = provider_id,
+                    secret = name,
+                    error = %err,
+                    serving_last_answer = !matches!(outcome, Lookup::Failed(_)),
+                    "provider call failed"
+                );
+                outcome
+            }
+        };
+        state.last_outcome = Some(outcome.clone());
+        slot.attempts.fetch_add(1, Ordering::SeqCst);
+        outcome
+    }
+
+    /// The provider's secret names, cached for the positive TTL. When listing fails, the last
+    /// list (however old) is returned if there is one.
+    pub async fn secret_names(
+        &self,
+        provider_id: &str,
+        provider: &dyn Provider,
+    ) -> Result<Arc<Vec<String>>, ProviderError> {
+        let slot = self.names_slot(provider_id);
+        let mut state = slot.state.lock().await;
+        if let Some((names, at)) = state.as_ref() {
+            if self.clock.now().saturating_duration_since(*at) < self.config.ttl {
+                return Ok(names.clone());
+            }
+        }
+        match provider.list_secret_names().await {
+            Ok(names) => {
+                let names = Arc::new(names);
+                *state = Some((names.clone(), self.clock.now()));
+                Ok(names)
+            }
+            Err(err) => match state.as_ref() {
+                Some((names, _)) => Ok(names.clone()),
+                None => Err(err),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::providers::fake::FakeProvider;
+    use std::time::Duration;
+
+    fn cache(ttl: u64, not_found_ttl: u64) -> (Arc<Cache>, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new());
+        let config = CacheConfig {
+            ttl: Duration::from_secs(ttl),
+            not_found_ttl: Duration::from_secs(not_found_ttl),
+        };
+        (Arc::new(Cache::new(config, clock.clone())), clock)
+    }
+
+    fn found(v: &str, stale: bool) -> Lookup {
+        Lookup::Found {
+            value: SecretValue::new(v),
+            stale,
+        }
+    }
+
+    #[tokio::test]
+    async fn values_are_served_for_the_ttl_then_refetched() {
+        let (cache, clock) = cache(60, 5);
+        let p = FakeProvider::new().with("s", "v1");
+        assert_eq!(cache.get("p", &p, "s").await, found("v1", false));
+        p.set("s", "v2");
+        clock.advance(Duration::from_secs(59));
+        assert_eq!(cache.get("p", &p, "s").await, found("v1", false));
+        assert_eq!(p.get_calls(), 1);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(cache.get("p", &p, "s").await, found("v2", false));
+        assert_eq!(p.get_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn not_found_is_remembered_for_the_shorter_ttl() {
+        let (cache, clock) = cache(60, 5);
+        let p = FakeProvider::new();
+        assert_eq!(
+            cache.get("p", &p, "s").await,
+            Lookup::NotFound { stale: false }
+        );
+        p.set("s", "created");
+        clock.advance(Duration::from_secs(4));
+        assert_eq!(
+            cache.get("p", &p, "s").await,
+            Lookup::NotFound { stale: false }
+        );
+        assert_eq!(p.get_calls(), 1);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(cache.get("p", &p, "s").await, found("created", false));
+        assert_eq!(p.get_calls(), 2);
+        // a deleted secret becomes "not found" after the positive TTL, not stale
+        p.remove("s");
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(
+            cache.get("p", &p, "s").await,
+            Lookup::NotFound { stale: false }
+        );
+    }
+
+    #[tokio::test]
+    async fn ttl_zero_asks_the_provider_every_time() {
+        let (cache, _clock) = cache(0, 0);
+        let p = FakeProvider::new().with("s", "v");
+        for _ in 0..3 {
+            assert_eq!(cache.get("p", &p, "s").await, found("v", false));
+        }
+        assert_eq!(p.get_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn provider_failure_serves_the_last_answer_marked_stale() {
+        let (cache, clock) = cache(60, 5);
+        let p = FakeProvider::new().with("s", "v1");
+        assert_eq!(cache.get("p", &p, "s").await, found("v1", false));
+        assert_eq!(
+            cache.get("p", &p, "gone").await,
+            Lookup::NotFound { stale: false }
+        );
+
+        clock.advance(Duration::from_secs(61));
+        let down = ProviderError::Unreachable("connection refused".into());
+        p.fail_with(Some(down.clone()));
+        assert_eq!(cache.get("p", &p, "s").await, found("v1", true));
+        assert_eq!(
+            cache.get("p", &p, "gone").await,
+            Lookup::NotFound { stale: true }
+        );
+        // nothing known about this one: the failure itself
+        assert_eq!(cache.get("p", &p, "never").await, Lookup::Failed(down));
+        let denied = ProviderError::AccessDenied("no".into());
+        p.fail_with(Some(denied.clone()));
+        assert_eq!(cache.get("p", &p, "s").await, found("v1", true));
+
+        // recovery: fresh values again
+        p.fail_with(None);
+        p.set("s", "v2");
+        assert_eq!(cache.get("p", &p, "s").await, found("v2", false));
+    }
+
+    #[tokio::test]
+    async fn entries_are_per_provider() {
+        let (cache, _clock) = cache(60, 5);
+        let a = FakeProvider::new().with("s", "from-a");
+        let b = FakeProvider::new().with("s", "from-b");
+        assert_eq!(cache.get("a", &a, "s").await, found("from-a", false));
+        assert_eq!(cache.get("b", &b, "s").await, found("from-b", false));
+        assert_eq!((a.get_calls(), b.get_calls()), (1, 1));
+    }
+
+    /// Spawns `n` concurrent lookups of one secret against a provider that blocks, checks they
+    /// are all waiting, releases the provider and returns the outcomes.
+    async fn concurrent_lookups(
+        cache: &Arc<Cache>,
+        p: &Arc<FakeProvider>,
+        n: usize,
+    ) -> Vec<Lookup> {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let (cache, p) = (cache.clone(), p.clone());
+                tokio::spawn(async move { cache.get("p", p.as_ref(), "s").await })
+            })
+            .collect();
+        // current-thread runtime: a few yields let every task reach its await point
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            tasks.iter().all(|t| !t.is_finished()),
+            "lookups should wait"
+        );
+        p.release(n);
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_make_one_provider_call() {
+        let (cache, _clock) = cache(60, 5);
+        let p = Arc::new(FakeProvider::gated().with("s", "v"));
+        let outcomes = concurrent_lookups(&cache, &p, 8).await;
+        assert_eq!(p.get_calls(), 1);
+        assert!(
+            outcomes.iter().all(|o| *o == found("v", false)),
+            "{outcomes:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_a_failure_too() {
+        // ttl 0: nothing is ever fresh, so only sharing the in-flight call prevents more calls
+        let (cache, _clock) = cache(0, 0);
+        let p = Arc::new(FakeProvider::gated());
+        let down = ProviderError::Unreachable("timeout".into());
+        p.fail_with(Some(down.clone()));
+        let outcomes = concurrent_lookups(&cache, &p, 6).await;
+        assert_eq!(p.get_calls(), 1);
+        assert!(outcomes.iter().all(|o| *o == Lookup::Failed(down.clone())));
+
+        // a lookup that starts after the call finished asks again
+        p.fail_with(None);
+        p.set("s", "back");
+        p.release(1);
+        assert_eq!(cache.get("p", p.as_ref(), "s").await, found("back", false));
+        assert_eq!(p.get_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn secret_names_are_cached_for_the_ttl() {
+        let (cache, clock) = cache(60, 5);
+        let p = FakeProvider::new().with("a", "1");
+        assert_eq!(*cache.secret_names("p", &p).await.unwrap(), vec!["a"]);
+        p.set("b", "2");
+        clock.advance(Duration::from_secs(30));
+        assert_eq!(*cache.secret_names("p", &p).await.unwrap(), vec!["a"]);
+        assert_eq!(p.list_calls(), 1);
+        clock.advance(Duration::from_secs(30));
+        assert_eq!(*cache.secret_names("p", &p).await.unwrap(), vec!["a", "b"]);
+        assert_eq!(p.list_calls(), 2);
+        // failure: the old list is better than none
+        clock.advance(Duration::from_secs(60));
+        p.fail_with(Some(ProviderError::Unreachable("x".into())));
+        assert_eq!(*cache.secret_names("p", &p).await.unwrap(), vec!["a", "b"]);
+        let fresh = FakeProvider::new();
+        fresh.fail_with(Some(ProviderError::AccessDenied("no".into())));
+        assert_eq!(
+            cache.secret_names("other", &fresh).await,
+            Err(ProviderError::AccessDenied("no".into()))
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! Command-line parsing (no flags beyond docs/DESIGN.md's, plus `--listen` for tests).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub const USAGE: &str = "\
+usage:
+  secret-sidecar --config sidecar.toml [--listen 127.0.0.1:7070]
+      run the service
+  secret-sidecar check --config sidecar.toml [REF...]
+      validate the config and resolve each reference once (prints ok / stale / the error,
+      never the value); exits 1 if any failed
+  secret-sidecar --help | --version
+
+The bearer token is read from the environment variable named by token_env
+(default SECRET_SIDECAR_TOKEN) or from token_file. RUST_LOG sets the log level.";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Serve {
+        config: PathBuf,
+        listen: Option<SocketAddr>,
+    },
+    Check {
+        config: PathBuf,
+        refs: Vec<String>,
+    },
+    Help,
+    Version,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsageError {
+    #[error("--config is required")]
+    MissingConfig,
+    #[error("{0} needs a value")]
+    MissingValue(&'static str),
+    #[error("--listen: {0:?} is not an IP address and port (e.g. 127.0.0.1:7070)")]
+    BadListen(String),
+    #[error("unknown argument {0:?}")]
+    UnknownArgument(String),
+    #[error("{0} given twice")]
+    Repeated(&'static str),
+    #[error("arguments must be valid UTF-8")]
+    NotUnicode,
+}
+
+/// Parses the arguments after the program name.
+pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, UsageError> {
+    let mut args = args.into_iter().peekable();
+    let check = args.peek().is_some_and(|a| a == "check");
+    if check {
+        args.next();
+    }
+    let mut config: Option<PathBuf> = None;
+    let mut listen: Option<SocketAddr> = None;
+    let mut refs = Vec::new();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "--config" => {
+                let value = inline
+                    .or_else(|| args.next())
+                    .ok_or(UsageError::MissingValue("--config"))?;
+                if config.replace(PathBuf::from(value)).is_some() {
+                    return Err(UsageError::Repeated("--config"));
+                }
+            }
+            "--listen" if !check => {
+                let value = inline
+                    .or_else(|| args.next())
+                    .ok_or(UsageError::MissingValue("--listen"))?;
+                let addr = value.parse().map_err(|_| UsageError::BadListen(value))?;
+                if listen.replace(addr).is_some() {
+                    return Err(UsageError::Repeated("--listen"));
+                }
+            }
+            _ if check && !arg.starts_with('-') => refs.push(arg),
+            _ => return Err(UsageError::UnknownArgument(arg)),
+        }
+    }
+    let config = config.ok_or(UsageError::MissingConfig)?;
+    Ok(if check {
+        Command::Check { config, refs }
+    } else {
+        Command::Serve { config, listen }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, UsageError> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(
+            parse(&["--config", "s.toml"]),
+            Ok(Command::Serve {
+                config: "s.toml".into(),
+                listen: None
+            })
+        );
+        assert_eq!(
+            parse(&["--listen=127.0.0.1:0", "--config=s.toml"]),
+            Ok(Command::Serve {
+                config: "s.toml".into(),
+                listen: Some("127.0.0.1:0".parse().unwrap())
+            })
+        );
+        assert_eq!(
+            parse(&[
+                "check",
+                "--config",
+                "s.toml",
+                "$secret://aws/p/s/k",
+                "$secret://aws/p/t"
+            ]),
+            Ok(Command::Check {
+                config: "s.toml".into(),
+                refs: vec!["$secret://aws/p/s/k".into(), "$secret://aws/p/t".into()]
+            })
+        );
+        assert_eq!(
+            parse(&["check", "--config", "s.toml"]),
+            Ok(Command::Check {
+                config: "s.toml".into(),
+                refs: vec![]
+            })
+        );
+        assert_eq!(parse(&["--help"]), Ok(Command::Help));
+        assert_eq!(parse(&["--version"]), Ok(Command::Version));
+    }
+
+    #[test]
+    fn usage_errors() {
+        let cases: [(&[&str], UsageError); 7] = [
+            (&[], UsageError::MissingConfig),
+            (&["check"], UsageError::MissingConfig),
+            (&["--config"], UsageError::MissingValue("--config")),
+            (
+                &["--config", "a", "--listen", "nope"],
+                UsageError::BadListen("nope".into()),
+            ),
+            (
+                &["--config", "a", "extra"],
+                UsageError::UnknownArgument("extra".into()),
+            ),
+            (
+                &["check", "--config", "a", "--listen", "127.0.0.1:1"],
+                UsageError::UnknownArgument("--listen".into()),
+            ),
+            (
+                &["--config", "a", "--config", "b"],
+                UsageError::Repeated("--config"),
+            ),
+        ];
+        for (args, want) in cases {
+            assert_eq!(parse(args), Err(want), "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,669 @@
+//! The sidecar's TOML configuration: strict raw serde types, validated once into [`Config`].
+//!
+//! Every error names the field it is about (`providers[0].region: missing`). `$env://` values of
+//! provider credentials are resolved here, at start-up, so a missing variable stops the sidecar
+//! with a clear message instead of failing on the first request.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secret_ref::{extract_key, ExtractError, Manager, ParseError, Reference, SecretValue};
+use serde::Deserialize;
+
+/// Where the sidecar listens unless the config says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+/// The environment variable holding the bearer token unless the config says otherwise.
+pub const DEFAULT_TOKEN_ENV: &str = "SECRET_SIDECAR_TOKEN";
+/// Positive answers are cached this long by default.
+pub const DEFAULT_TTL_SECONDS: u64 = 60;
+/// "Secret not found" answers are cached this long by default.
+pub const DEFAULT_NOT_FOUND_TTL_SECONDS: u64 = 5;
+
+/// Looks up an environment variable; `None` when it is unset (or not valid UTF-8).
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment, for [`Config::load`] and [`TokenSource::load`].
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub token: TokenSource,
+    pub cache: CacheConfig,
+    pub providers: Vec<ProviderConfig>,
+}
+
+/// Where the bearer token that callers must present comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    Env(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// How long a secret's value is served from the cache.
+    pub ttl: Duration,
+    /// How long a "secret not found" answer is remembered.
+    pub not_found_ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            ttl: Duration::from_secs(DEFAULT_TTL_SECONDS),
+            not_found_ttl: Duration::from_secs(DEFAULT_NOT_FOUND_TTL_SECONDS),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// The provider id that references name: `$secret://aws/<id>/...`.
+    pub id: String,
+    pub kind: ProviderKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum ProviderKind {
+    Aws(AwsProviderConfig),
+}
+
+impl ProviderKind {
+    /// The reference manager (`$secret://<manager>/...`) this kind of provider serves.
+    pub fn manager(&self) -> Manager {
+        match self {
+            ProviderKind::Aws(_) => Manager::Aws,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AwsProviderConfig {
+    pub region: String,
+    /// Overrides the service endpoint (moto, LocalStack, a VPC endpoint). When `None`,
+    /// `AWS_ENDPOINT_URL` is honoured by the SDK.
+    pub endpoint_url: Option<String>,
+    /// Static credentials; `None` means the SDK's default credential chain.
+    pub credentials: Option<StaticCredentials>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StaticCredentials {
+    pub access_key_id: SecretValue,
+    pub secret_access_key: SecretValue,
+    pub session_token: Option<SecretValue>,
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or does not fit the schema (unknown key, wrong type).
+    #[error("{}", toml_message(.field, .message, *.line))]
+    Toml {
+        /// The dotted path of the offending field, if the error is about one.
+        field: Option<String>,
+        message: String,
+        line: Option<usize>,
+    },
+    /// A field has a value the sidecar cannot use.
+    #[error("{field}: {problem}")]
+    Field { field: String, problem: Problem },
+}
+
+impl ConfigError {
+    fn field(field: impl Into<String>, problem: Problem) -> Self {
+        ConfigError::Field {
+            field: field.into(),
+            problem,
+        }
+    }
+}
+
+fn toml_message(field: &Option<String>, message: &str, line: Option<usize>) -> String {
+    let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+    match field {
+        Some(field) => format!("{field}: {message}{at}"),
+        None => format!("invalid TOML{at}: {message}"),
+    }
+}
+
+/// What is wrong with a field's value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("missing")]
+    Missing,
+    #[error("empty")]
+    Empty,
+    #[error("{0:?} is not an IP address and port (expected e.g. \"127.0.0.1:7070\")")]
+    NotASocketAddress(String),
+    #[error("set either token_env or token_file, not both")]
+    BothTokenSources,
+    #[error("no provider configured (add a [[providers]] table with id, kind and region)")]
+    NoProviders,
+    #[error("unsupported kind {0:?} (expected \"aws\")")]
+    UnsupportedKind(String),
+    #[error("{0:?} contains '/', which cannot appear in a reference's provider id")]
+    IdHasSlash(String),
+    #[error("duplicate id {id:?} (also used by providers[{first}])")]
+    DuplicateId { id: String, first: usize },
+    #[error("{0:?} must start with http:// or https://")]
+    NotAnHttpUrl(String),
+    #[error("missing (required when {0} is set)")]
+    RequiredWith(&'static str),
+    #[error("environment variable {0} is not set")]
+    EnvUnset(String),
+    #[error("environment variable {0} is set but empty")]
+    EnvEmpty(String),
+    #[error("environment variable {var}: {error}")]
+    EnvKey { var: String, error: ExtractError },
+    #[error("$secret:// references cannot be used for the sidecar's own settings; use $env://NAME or a plain value")]
+    SecretRefNotAllowed,
+    #[error("{0}")]
+    BadReference(ParseError),
+    #[error("cannot read {path:?}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{0:?} is empty")]
+    EmptyFile(PathBuf),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+    cache: Option<RawCache>,
+    #[serde(default)]
+    providers: Vec<RawProvider>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    ttl_seconds: Option<u64>,
+    not_found_ttl_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    id: Option<String>,
+    kind: Option<String>,
+    region: Option<String>,
+    endpoint_url: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    session_token: Option<String>,
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`, resolving `$env://` values from `env`.
+    pub fn load(path: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, env)
+    }
+
+    /// Validates a config document, resolving `$env://` values from `env`.
+    pub fn parse(text: &str, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+        let raw = parse_raw(text)?;
+        validate(raw, env)
+    }
+}
+
+fn parse_raw(text: &str) -> Result<RawConfig, ConfigError> {
+    let line_of = |span: Option<std::ops::Range<usize>>| {
+        span.map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+    };
+    let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Toml {
+        field: None,
+        message: e.message().to_string(),
+        line: line_of(e.span()),
+    })?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        ConfigError::Toml {
+            field: (path != ".").then_some(path),
+            message: inner.message().to_string(),
+            line: line_of(inner.span()),
+        }
+    })
+}
+
+fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+    let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen: SocketAddr = listen_text.parse().map_err(|_| {
+        ConfigError::field("listen", Problem::NotASocketAddress(listen_text.into()))
+    })?;
+
+    let token = match (raw.token_env, raw.token_file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::field("token_file", Problem::BothTokenSources))
+        }
+        (Some(var), None) if var.is_empty() => {
+            return Err(ConfigError::field("token_env", Problem::Empty))
+        }
+        (Some(var), None) => TokenSource::Env(var),
+        (None, Some(path)) if path.as_os_str().is_empty() => {
+            return Err(ConfigError::field("token_file", Problem::Empty))
+        }
+        (None, Some(path)) => TokenSource::File(path),
+        (None, None) => TokenSource::Env(DEFAULT_TOKEN_ENV.to_string()),
+    };
+
+    let cache = match raw.cache {
+        None => CacheConfig::default(),
+        Some(c) => CacheConfig {
+            ttl: Duration::from_secs(c.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS)),
+            not_found_ttl: Duration::from_secs(
+                c.not_found_ttl_seconds
+                    .unwrap_or(DEFAULT_NOT_FOUND_TTL_SECONDS),
+            ),
+        },
+    };
+
+    if raw.providers.is_empty() {
+        return Err(ConfigError::field("providers", Problem::NoProviders));
+    }
+    let mut providers: Vec<ProviderConfig> = Vec::with_capacity(raw.providers.len());
+    for (i, p) in raw.providers.into_iter().enumerate() {
+        let provider = validate_provider(i, p, env)?;
+        if let Some(first) = providers.iter().position(|q| q.id == provider.id) {
+            return Err(ConfigError::field(
+                format!("providers[{i}].id"),
+                Problem::DuplicateId {
+                    id: provider.id,
+                    first,
+                },
+            ));
+        }
+        providers.push(provider);
+    }
+
+    Ok(Config {
+        listen,
+        token,
+        cache,
+        providers,
+    })
+}
+
+fn required(field: String, value: Option<String>) -> Result<String, ConfigError> {
+    match value {
+        None => Err(ConfigError::field(field, Problem::Missing)),
+        Some(v) if v.trim().is_empty() => Err(ConfigError::field(field, Problem::Empty)),
+        Some(v) => Ok(v),
+    }
+}
+
+fn validate_provider(
+    i: usize,
+    p: RawProvider,
+    env: EnvLookup<'_>,
+) -> Result<ProviderConfig, ConfigError> {
+    let at = |name: &str| format!("providers[{i}].{name}");
+
+    let id = required(at("id"), p.id)?;
+    if id.contains('/') {
+        return Err(ConfigError::field(at("id"), Problem::IdHasSlash(id)));
+    }
+    let kind = required(at("kind"), p.kind)?;
+    if kind != "aws" {
+        return Err(ConfigError::field(
+            at("kind"),
+            Problem::UnsupportedKind(kind),
+        ));
+    }
+    let region = required(at("region"), p.region)?;
+
+    let endpoint_url = match p.endpoint_url {
+        None => None,
+        Some(url) if url.is_empty() => {
+            return Err(ConfigError::field(at("endpoint_url"), Problem::Empty))
+        }
+        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+            return Err(ConfigError::field(
+                at("endpoint_url"),
+                Problem::NotAnHttpUrl(url),
+            ))
+        }
+        Some(url) => Some(url),
+    };
+
+    let credentials = match (p.access_key_id, p.secret_access_key, p.session_token) {
+        (None, None, None) => None,
+        (Some(_), None, _) => {
+            return Err(ConfigError::field(
+                at("secret_access_key"),
+                Problem::RequiredWith("access_key_id"),
+            ))
+        }
+        (None, Some(_), _) => {
+            return Err(ConfigError::field(
+                at("access_key_id"),
+                Problem::RequiredWith("secret_access_key"),
+            ))
+        }
+        (None, None, Some(_)) => {
+            return Err(ConfigError::field(
+                at("access_key_id"),
+                Problem::RequiredWith("session_token"),
+            ))
+        }
+        (Some(ak), Some(sk), token) => Some(StaticCredentials {
+            access_key_id: config_value(at("access_key_id"), &ak, env)?,
+            secret_access_key: config_value(at("secret_access_key"), &sk, env)?,
+            session_token: token
+                .map(|t| config_value(at("session_token"), &t, env))
+                .transpose()?,
+        }),
+    };
+
+    Ok(ProviderConfig {
+        id,
+        kind: ProviderKind::Aws(AwsProviderConfig {
+            region,
+            endpoint_url,
+            credentials,
+        }),
+    })
+}
+
+/// A setting that may be a plain value or a `$env://NAME[/key]` reference.
+fn config_value(field: String, raw: &str, env: EnvLookup<'_>) -> Result<SecretValue, ConfigError> {
+    let value = match secret_ref::parse(raw) {
+        Err(e) => return Err(ConfigError::field(field, Problem::BadReference(e))),
+        Ok(Some(Reference::Secret(_))) => {
+            return Err(ConfigError::field(field, Problem::SecretRefNotAllowed))
+        }
+        Ok(None) => SecretValue::new(raw),
+        Ok(Some(Reference::Env(r))) => {
+            let Some(var) = env(&r.name) else {
+                return Err(ConfigError::field(field, Problem::EnvUnset(r.name)));
+            };
+            extract_key(&var, r.key.as_deref()).map_err(|error| {
+                ConfigError::field(
+                    field.clone(),
+                    Problem::EnvKey {
+                        var: r.name.clone(),
+                        error,
+                    },
+                )
+            })?
+        }
+    };
+    if value.expose().is_empty() {
+        return Err(ConfigError::field(field, Problem::Empty));
+    }
+    Ok(value)
+}
+
+impl TokenSource {
+    /// Reads the bearer token. A token file's trailing newline is not part of the token.
+    pub fn load(&self, env: EnvLookup<'_>) -> Result<SecretValue, ConfigError> {
+        match self {
+            TokenSource::Env(var) => match env(var) {
+                None => Err(ConfigError::field(
+                    "token_env",
+                    Problem::EnvUnset(var.clone()),
+                )),
+                Some(v) if v.is_empty() => Err(ConfigError::field(
+                    "token_env",
+                    Problem::EnvEmpty(var.clone()),
+                )),
+                Some(v) => Ok(SecretValue::new(v)),
+            },
+            TokenSource::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::field(
+                        "token_file",
+                        Problem::Unreadable {
+                            path: path.clone(),
+                            reason: e.to_string(),
+                        },
+                    )
+                })?;
+                let token = text.trim_end_matches(['\r', '\n']);
+                if token.is_empty() {
+                    return Err(ConfigError::field(
+                        "token_file",
+                        Problem::EmptyFile(path.clone()),
+                    ));
+                }
+                Ok(SecretValue::new(token))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "AK" => Some("AKIDEXAMPLE".into()),
+            "SK" => Some("wJalrXUtnFEMI".into()),
+            "EMPTY" => Some(String::new()),
+            "CREDS" => Some(r#"{"ak":"from-json","n":1}"#.into()),
+            "SECRET_SIDECAR_TOKEN" => Some("t0ken".into()),
+            _ => None,
+        }
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, &env)
+    }
+
+    const MINIMAL: &str = r#"
+[[providers]]
+id = "my-secrets-manager"
+kind = "aws"
+region = "us-east-1"
+"#;
+
+    #[test]
+    fn defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:7070".parse().unwrap());
+        assert_eq!(c.token, TokenSource::Env("SECRET_SIDECAR_TOKEN".into()));
+        assert_eq!(c.cache.ttl, Duration::from_secs(60));
+        assert_eq!(c.cache.not_found_ttl, Duration::from_secs(5));
+        assert_eq!(c.providers.len(), 1);
+        assert_eq!(c.providers[0].id, "my-secrets-manager");
+        let ProviderKind::Aws(aws) = &c.providers[0].kind;
+        assert_eq!(aws.region, "us-east-1");
+        assert!(aws.endpoint_url.is_none());
+        assert!(aws.credentials.is_none());
+    }
+
+    #[test]
+    fn full_config_from_design() {
+        let c = parse(
+            r#"
+listen = "127.0.0.1:7171"
+token_file = "/run/token"
+
+[cache]
+ttl_seconds = 30
+not_found_ttl_seconds = 2
+
+[[providers]]
+id = "my-secrets-manager"
+kind = "aws"
+region = "eu-west-1"
+endpoint_url = "http://127.0.0.1:5000"
+access_key_id = "$env://AK"
+secret_access_key = "$env://SK"
+session_token = "plain-session"
+
+[[providers]]
+id = "second"
+kind = "aws"
+region = "us-east-1"
+access_key_id = "$env://CREDS/ak"
+secret_access_key = "plain"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 7171);
+        assert_eq!(c.token, TokenSource::File("/run/token".into()));
+        assert_eq!(c.cache.ttl, Duration::from_secs(30));
+        assert_eq!(c.cache.not_found_ttl, Duration::from_secs(2));
+        let ProviderKind::Aws(aws) = &c.providers[0].kind;
+        assert_eq!(aws.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+        let creds = aws.credentials.as_ref().unwrap();
+        assert_eq!(creds.access_key_id.expose(), "AKIDEXAMPLE");
+        assert_eq!(creds.secret_access_key.expose(), "wJalrXUtnFEMI");
+        assert_eq!(
+            creds.session_token.as_ref().unwrap().expose(),
+            "plain-session"
+        );
+        let ProviderKind::Aws(second) = &c.providers[1].kind;
+        let creds = second.credentials.as_ref().unwrap();
+        assert_eq!(creds.access_key_id.expose(), "from-json");
+        assert_eq!(c.providers[1].kind.manager(), Manager::Aws);
+        // credentials never show in Debug output
+        let dbg = format!("{c:?}");
+        assert!(
+            !dbg.contains("wJalrXUtnFEMI") && !dbg.contains("AKIDEXAMPLE"),
+            "{dbg}"
+        );
+    }
+
+    fn provider(extra: &str) -> String {
+        format!("[[providers]]\nid = \"p\"\nkind = \"aws\"\nregion = \"us-east-1\"\n{extra}\n")
+    }
+
+    #[test]
+    fn bad_configs_name_the_field() {
+        let two = format!("{}{}", provider(""), provider(""));
+        let cases: Vec<(String, &str)> = vec![
+            ("".into(), "providers: no provider configured (add a [[providers]] table with id, kind and region)"),
+            ("[[providers]]\nkind = \"aws\"\nregion = \"r\"".into(), "providers[0].id: missing"),
+            ("[[providers]]\nid = \"p\"\nregion = \"r\"".into(), "providers[0].kind: missing"),
+            ("[[providers]]\nid = \"p\"\nkind = \"aws\"".into(), "providers[0].region: missing"),
+            ("[[providers]]\nid = \"p\"\nkind = \"aws\"\nregion = \"\"".into(), "providers[0].region: empty"),
+            ("[[providers]]\nid = \"a/b\"\nkind = \"aws\"\nregion = \"r\"".into(),
+             "providers[0].id: \"a/b\" contains '/', which cannot appear in a reference's provider id"),
+            ("[[providers]]\nid = \"p\"\nkind = \"gcp\"\nregion = \"r\"".into(),
+             "providers[0].kind: unsupported kind \"gcp\" (expected \"aws\")"),
+            (two, "providers[1].id: duplicate id \"p\" (also used by providers[0])"),
+            (provider("endpoint_url = \"127.0.0.1:5000\""),
+             "providers[0].endpoint_url: \"127.0.0.1:5000\" must start with http:// or https://"),
+            (provider("access_key_id = \"x\""),
+             "providers[0].secret_access_key: missing (required when access_key_id is set)"),
+            (provider("secret_access_key = \"x\""),
+             "providers[0].access_key_id: missing (required when secret_access_key is set)"),
+            (provider("session_token = \"x\""),
+             "providers[0].access_key_id: missing (required when session_token is set)"),
+            (provider("access_key_id = \"$env://NOPE\"\nsecret_access_key = \"$env://SK\""),
+             "providers[0].access_key_id: environment variable NOPE is not set"),
+            (provider("access_key_id = \"$env://AK\"\nsecret_access_key = \"$env://EMPTY\""),
+             "providers[0].secret_access_key: empty"),
+            (provider("access_key_id = \"$env://CREDS/nope\"\nsecret_access_key = \"x\""),
+             "providers[0].access_key_id: environment variable CREDS: key \"nope\" not found in the secret"),
+            (provider("access_key_id = \"$env://AK\"\nsecret_access_key = \"$secret://aws/p/s/k\""),
+             "providers[0].secret_access_key: $secret:// references cannot be used for the sidecar's own settings; use $env://NAME or a plain value"),
+            (provider("access_key_id = \"$env:/AK\"\nsecret_access_key = \"x\""),
+             "providers[0].access_key_id: looks like a reference but does not start with \"$secret://\" or \"$env://\""),
+            (format!("listen = \"localhost:7070\"\n{MINIMAL}"),
+             "listen: \"localhost:7070\" is not an IP address and port (expected e.g. \"127.0.0.1:7070\")"),
+            (format!("token_env = \"A\"\ntoken_file = \"/t\"\n{MINIMAL}"),
+             "token_file: set either token_env or token_file, not both"),
+            (format!("token_env = \"\"\n{MINIMAL}"), "token_env: empty"),
+        ];
+        for (text, want) in cases {
+            match parse(&text) {
+                Ok(_) => panic!("accepted:\n{text}"),
+                Err(e) => assert_eq!(e.to_string(), want, "config:\n{text}"),
+            }
+        }
+    }
+
+    #[test]
+    fn schema_errors_name_the_field_and_line() {
+        let cases = [
+            (
+                format!("{MINIMAL}regoin = \"x\"\n"),
+                "providers[0].regoin: unknown field `regoin`",
+                "(line 6)",
+            ),
+            (
+                format!("lisen = \"x\"\n{MINIMAL}"),
+                "lisen: unknown field `lisen`",
+                "(line 1)",
+            ),
+            (
+                format!("[cache]\nttl_seconds = \"60\"\n{MINIMAL}"),
+                "cache.ttl_seconds: invalid type: string \"60\", expected u64",
+                "(line 2)",
+            ),
+            (
+                format!("[cache]\nttl_seconds = -1\n{MINIMAL}"),
+                "cache.ttl_seconds: ",
+                "(line 2)",
+            ),
+        ];
+        for (text, prefix, line) in cases {
+            let msg = parse(&text).unwrap_err().to_string();
+            assert!(
+                msg.starts_with(prefix),
+                "{msg:?} should start with {prefix:?}"
+            );
+            assert!(msg.ends_with(line), "{msg:?} should end with {line:?}");
+        }
+        let msg = parse("listen = \n").unwrap_err().to_string();
+        assert!(msg.starts_with("invalid TOML (line 1): "), "{msg}");
+    }
+
+    #[test]
+    fn token_sources() {
+        let from_env = TokenSource::Env("SECRET_SIDECAR_TOKEN".into());
+        assert_eq!(from_env.load(&env).unwrap().expose(), "t0ken");
+        let err = TokenSource::Env("NOPE".into()).load(&env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "token_env: environment variable NOPE is not set"
+        );
+        let err = TokenSource::Env("EMPTY".into()).load(&env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "token_env: environment variable EMPTY is set but empty"
+        );
+
+        let dir = std::env::temp_dir().join(format!("sidecar-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        assert_eq!(
+            TokenSource::File(file.clone()).load(&env).unwrap().expose(),
+            "s3cret"
+        );
+        std::fs::write(&file, "\n").unwrap();
+        let err = TokenSource::File(file.clone()).load(&env).unwrap_err();
+        assert_eq!(err.to_string(), format!("token_file: {file:?} is empty"));
+        let missing = dir.join("missing");
+        let err = TokenSource::File(missing.clone()).load(&env).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("token_file: cannot read {missing:?}: ")),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,214 @@
+//! AWS Secrets Manager, through the AWS SDK: `GetSecretValue` for values, `ListSecrets` (all
+//! pages) for "did you mean" hints. The only module that names the SDK.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::Credentials;
+use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::Client;
+use secret_ref::SecretValue;
+
+use super::{BoxFuture, Provider, ProviderError};
+use crate::config::AwsProviderConfig;
+
+/// Limit on establishing a connection to the endpoint.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Limit on a whole operation, retries included.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// One retry for transient failures; the cache serves the last good value meanwhile.
+const MAX_ATTEMPTS: u32 = 2;
+const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
+/// `ListSecrets` page size (the API's maximum).
+const LIST_PAGE_SIZE: i32 = 100;
+/// Stop listing after this many names: hints are a convenience, not worth unbounded calls.
+const MAX_LISTED_NAMES: usize = 10_000;
+
+/// Error codes that mean "these credentials may not do this".
+const ACCESS_DENIED_CODES: &[&str] = &[
+    "AccessDeniedException",
+    "AccessDenied",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "InvalidClientTokenId",
+    "MissingAuthenticationToken",
+    "ExpiredTokenException",
+    "ExpiredToken",
+    "NotAuthorized",
+    "UnauthorizedOperation",
+];
+
+/// A provider backed by one AWS Secrets Manager client (one region, one set of credentials).
+pub struct AwsProvider {
+    client: Client,
+}
+
+impl AwsProvider {
+    /// Builds the client. With no static credentials the SDK's default chain is used
+    /// (environment, profile, web identity, ECS, IMDS); with no `endpoint_url`,
+    /// `AWS_ENDPOINT_URL` is honoured.
+    pub async fn new(config: &AwsProviderConfig) -> Self {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_timeout(OPERATION_TIMEOUT)
+            .build();
+        let retries = RetryConfig::standard()
+            .with_max_attempts(MAX_ATTEMPTS)
+            .with_initial_backoff(INITIAL_BACKOFF);
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(config.region.clone()))
+            .timeout_config(timeouts)
+            .retry_config(retries);
+        if let Some(url) = &config.endpoint_url {
+            loader = loader.endpoint_url(url.clone());
+        }
+        if let Some(c) = &config.credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                c.access_key_id.expose(),
+                c.secret_access_key.expose(),
+                c.session_token.as_ref().map(|t| t.expose().to_string()),
+                None,
+                "secret-sidecar-config",
+            ));
+        }
+        let sdk_config = loader.load().await;
+        AwsProvider {
+            client: Client::new(&sdk_config),
+        }
+    }
+
+    async fn get(&self, name: &str) -> Result<SecretValue, ProviderError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(name)
+            .send()
+            .await
+            .map_err(map_sdk_error)?;
+        match out.secret_string() {
+            Some(s) => Ok(SecretValue::new(s)),
+            None => Err(ProviderError::Other(format!(
+                "secret {name:?} has no SecretString (binary secrets are not supported)"
+            ))),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<String>, ProviderError> {
+        let mut names = Vec::new();
+        let mut pages = self
+            .client
+            .list_secrets()
+            .into_paginator()
+            .page_size(LIST_PAGE_SIZE)
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(map_sdk_error)?;
+            names.extend(
+                page.secret_list()
+                    .iter()
+                    .filter_map(|s| s.name().map(str::to_string)),
+            );
+            if names.len() >= MAX_LISTED_NAMES {
+                break;
+            }
+        }
+        Ok(names)
+    }
+}
+
+impl Provider for AwsProvider {
+    fn get_secret<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<SecretValue, ProviderError>> {
+        Box::pin(self.get(name))
+    }
+
+    fn list_secret_names(&self) -> BoxFuture<'_, Result<Vec<String>, ProviderError>> {
+        Box::pin(self.list())
+    }
+}
+
+/// Maps an SDK error to what the cache and the API need to know.
+fn map_sdk_error<E, R>(err: SdkError<E, R>) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match &err {
+        SdkError::TimeoutError(_) => {
+            ProviderError::Unreachable(format!("no answer within {}s", OPERATION_TIMEOUT.as_secs()))
+        }
+        SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => {
+            ProviderError::Unreachable(DisplayErrorContext(&err).to_string())
+        }
+        SdkError::DispatchFailure(_) if has_credentials_error(&err) => ProviderError::AccessDenied(
+            format!("no usable AWS credentials: {}", DisplayErrorContext(&err)),
+        ),
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            let code = e.code().unwrap_or("unknown error");
+            let detail = match e.message() {
+                Some(m) => format!("{code}: {m}"),
+                None => code.to_string(),
+            };
+            classify_code(e.code(), detail)
+        }
+        _ => ProviderError::Other(DisplayErrorContext(&err).to_string()),
+    }
+}
+
+fn classify_code(code: Option<&str>, detail: String) -> ProviderError {
+    match code {
+        Some("ResourceNotFoundException") => ProviderError::NotFound,
+        Some(c) if ACCESS_DENIED_CODES.contains(&c) => ProviderError::AccessDenied(detail),
+        _ => ProviderError::Other(detail),
+    }
+}
+
+fn has_credentials_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.is::<CredentialsError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_error_codes() {
+        assert_eq!(
+            classify_code(Some("ResourceNotFoundException"), "x".into()),
+            ProviderError::NotFound
+        );
+        for code in [
+            "AccessDeniedException",
+            "UnrecognizedClientException",
+            "InvalidSignatureException",
+        ] {
+            assert_eq!(
+                classify_code(Some(code), format!("{code}: no")),
+                ProviderError::AccessDenied(format!("{code}: no"))
+            );
+        }
+        assert_eq!(
+            classify_code(Some("ThrottlingException"), "slow down".into()),
+            ProviderError::Other("slow down".into())
+        );
+        assert_eq!(
+            classify_code(None, "?".into()),
+            ProviderError::Other("?".into())
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! Secret providers: where secret values come from. The cache and the resolver see only the
+//! [`Provider`] trait, so their tests use an in-memory fake and only `aws.rs` names the AWS SDK.
+
+pub mod aws;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use secret_ref::SecretValue;
+
+/// A boxed, sendable future (keeps [`Provider`] object safe).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A secret store.
+pub trait Provider: Send + Sync {
+    /// The secret's string value, by name.
+    fn get_secret<'a>(&'a self, name: &'a str)
+        -> BoxFuture<'a, Result<SecretValue, ProviderError>>;
+
+    /// The names of the secrets the store holds (used for "did you mean" hints).
+    fn list_secret_names(&self) -> BoxFuture<'_, Result<Vec<String>, ProviderError>>;
+}
+
+/// Why a provider could not give a secret. Details come from the provider (never a secret value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// The store answered: there is no such secret.
+    #[error("not found")]
+    NotFound,
+    /// The store refused our credentials or their permissions.
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    /// The store could not be reached (connection refused, DNS, timeout).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// Anything else the store reported.
+    #[error("{0}")]
+    Other(String),
+}
+
+#[cfg(test)]
+pub(crate) mod fake {
+    //! An in-memory provider for unit tests: counts calls, can fail, can block until released.
+
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use tokio::sync::Semaphore;
+
+    #[derive(Default)]
+    pub struct FakeProvider {
+        secrets: Mutex<BTreeMap<String, String>>,
+        failure: Mutex<Option<ProviderError>>,
+        gate: Option<Semaphore>,
+        get_calls: AtomicUsize,
+        list_calls: AtomicUsize,
+        in_flight: AtomicUsize,
+        max_in_flight: AtomicUsize,
+        calls_by_name: Mutex<BTreeMap<String, usize>>,
+    }
+
+    impl FakeProvider {
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        /// A provider whose calls wait until [`FakeProvider::release`] is called.
+        pub fn gated() -> Self {
+            FakeProvider {
+                gate: Some(Semaphore::new(0)),
+                ..Self::default()
+            }
+        }
+
+        pub fn with(self, name: &str, value: &str) -> Self {
+            self.set(name, value);
+            self
+        }
+
+        pub fn set(&self, name: &str, value: &str) {
+            self.secrets
+                .lock()
+                .unwrap()
+                .insert(name.to_string(), value.to_string());
+        }
+
+        pub fn remove(&self, name: &str) {
+            self.secrets.lock().unwrap().remove(name);
+        }
+
+        /// Every later call fails with `err` (`None`: answer normally again).
+        pub fn fail_with(&self, err: Option<ProviderError>) {
+            *self.failure.lock().unwrap() = err;
+        }
+
+        pub fn release(&self, calls: usize) {
+            if let Some(gate) = &self.gate {
+                gate.add_permits(calls);
+            }
+        }
+
+        pub fn get_calls(&self) -> usize {
+            self.get_calls.load(Ordering::SeqCst)
+        }
+
+        pub fn list_calls(&self) -> usize {
+            self.list_calls.load(Ordering::SeqCst)
+        }
+
+        /// The most `get_secret` calls that were in progress at one time.
+        pub fn max_in_flight(&self) -> usize {
+            self.max_in_flight.load(Ordering::SeqCst)
+        }
+
+        pub fn calls_for(&self, name: &str) -> usize {
+            self.calls_by_name
+                .lock()
+                .unwrap()
+                .get(name)
+                .copied()
+                .unwrap_or(0)
+        }
+
+        async fn wait_gate(&self) {
+            if let Some(gate) = &self.gate {
+                gate.acquire().await.unwrap().forget();
+            }
+        }
+    }
+
+    impl Provider for FakeProvider {
+        fn get_secret<'a>(
+            &'a self,
+            name: &'a str,
+        ) -> BoxFuture<'a, Result<SecretValue, ProviderError>> {
+            Box::pin(async move {
+                self.get_calls.fetch_add(1, Ordering::SeqCst);
+                *self
+                    .calls_by_name
+                    .lock()
+                    .unwrap()
+                    .entry(name.to_string())
+                    .or_default() += 1;
+                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                self.wait_gate().await;
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                if let Some(err) = self.failure.lock().unwrap().clone() {
+                    return Err(err);
+                }
+                match self.secrets.lock().unwrap().get(name) {
+                    Some(v) => Ok(SecretValue::new(v.as_str())),
+                    None => Err(ProviderError::NotFound),
+                }
+            })
+        }
+
+        fn list_secret_names(&self) -> BoxFuture<'_, Result<Vec<String>, ProviderError>> {
+            Box::pin(async move {
+                self.list_calls.fetch_add(1, Ordering::SeqCst);
+                if let Some(err) = self.failure.lock().unwrap().clone() {
+                    return Err(err);
+                }
+                Ok(self.secrets.lock().unwrap().keys().cloned().collect())
+            })
+        }
+    }
+}
