@@ -2,7 +2,7 @@
 """A tiny upstream for the demo and the benchmarks: answers every request with JSON describing
 what it received (origin, method, path, query, headers), like httpbin's /anything.
 
-    echo_upstream.py [--port 8081]       (binds 127.0.0.1 only)
+    echo_upstream.py [--port 8081] [--host 127.0.0.1]      (loopback unless told otherwise)
 """
 import argparse
 import json
@@ -51,9 +51,10 @@ class Echo(BaseHTTPRequestHandler):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Echo)
-    print(f"echo upstream on 127.0.0.1:{args.port}", flush=True)
+    server = ThreadingHTTPServer((args.host, args.port), Echo)
+    print(f"echo upstream on {args.host}:{args.port}", flush=True)
     server.serve_forever()
 
 

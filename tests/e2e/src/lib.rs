@@ -364,17 +364,10 @@ pub struct Sidecar {
     process: Process,
 }
 
-impl Sidecar {
-    pub async fn start(
-        paths: &Paths,
-        dir: &Path,
-        moto: &Moto,
-        cache: SidecarCache,
-    ) -> Result<Sidecar> {
-        let port = free_port()?;
-        let token = random_token()?;
-        let config = format!(
-            r#"listen = "127.0.0.1:{port}"
+/// The sidecar config [`Sidecar::start`] uses: one AWS provider ([`PROVIDER_ID`]) at `endpoint`.
+pub fn render_sidecar_config(port: u16, endpoint: &str, cache: SidecarCache) -> String {
+    format!(
+        r#"listen = "127.0.0.1:{port}"
 token_env = "SECRET_SIDECAR_TOKEN"
 
 [cache]
@@ -389,10 +382,34 @@ endpoint_url = "{endpoint}"
 access_key_id = "$env://AWS_ACCESS_KEY_ID"
 secret_access_key = "$env://AWS_SECRET_ACCESS_KEY"
 "#,
-            ttl = cache.ttl_seconds,
-            not_found = cache.not_found_ttl_seconds,
-            endpoint = moto.endpoint(),
-        );
+        ttl = cache.ttl_seconds,
+        not_found = cache.not_found_ttl_seconds,
+    )
+}
+
+impl Sidecar {
+    /// Starts the sidecar on a free port with [`render_sidecar_config`] pointing at `moto`.
+    pub async fn start(
+        paths: &Paths,
+        dir: &Path,
+        moto: &Moto,
+        cache: SidecarCache,
+    ) -> Result<Sidecar> {
+        let port = free_port()?;
+        let config = render_sidecar_config(port, &moto.endpoint(), cache);
+        Sidecar::start_with_config(paths, dir, &config, port).await
+    }
+
+    /// Starts the sidecar with the given TOML, which must listen on `127.0.0.1:<port>` and take
+    /// its token from `SECRET_SIDECAR_TOKEN` (a random one is generated). AWS credentials are
+    /// moto's dummies, in `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
+    pub async fn start_with_config(
+        paths: &Paths,
+        dir: &Path,
+        config: &str,
+        port: u16,
+    ) -> Result<Sidecar> {
+        let token = random_token()?;
         let config_path = dir.join("sidecar.toml");
         fs::write(&config_path, config)?;
 
@@ -642,6 +659,18 @@ pub struct Envoy {
     process: Process,
 }
 
+/// A ready-made Envoy config and what the fixture needs to know about it.
+#[derive(Debug, Clone)]
+pub struct EnvoyConfig {
+    pub text: String,
+    /// `envoy.yaml` or `envoy.json`: Envoy picks the format from the extension.
+    pub file_name: &'static str,
+    pub listener_port: u16,
+    pub admin_port: u16,
+    /// Put into Envoy's environment as `SECRET_SIDECAR_TOKEN`.
+    pub token: String,
+}
+
 /// How an Envoy that was expected not to start ended up.
 #[derive(Debug)]
 pub struct FailedStart {
@@ -655,8 +684,19 @@ impl Envoy {
         let listener_port = free_port()?;
         let admin_port = free_port()?;
         let config = render_envoy_config(spec, &paths.wasm, listener_port, admin_port);
-        let config_path = dir.join("envoy.json");
-        fs::write(&config_path, serde_json::to_string_pretty(&config)?)?;
+        let config = EnvoyConfig {
+            text: serde_json::to_string_pretty(&config)?,
+            file_name: "envoy.json",
+            listener_port,
+            admin_port,
+            token: spec.token.clone(),
+        };
+        Envoy::spawn_config(paths, dir, &config)
+    }
+
+    fn spawn_config(paths: &Paths, dir: &Path, config: &EnvoyConfig) -> Result<Envoy> {
+        let config_path = dir.join(config.file_name);
+        fs::write(&config_path, &config.text)?;
         let mut command = Command::new(&paths.envoy);
         command
             .arg("-c")
@@ -670,11 +710,11 @@ impl Envoy {
                 "--component-log-level",
                 "wasm:debug",
             ])
-            .env("SECRET_SIDECAR_TOKEN", &spec.token);
+            .env("SECRET_SIDECAR_TOKEN", &config.token);
         let process = Process::spawn("envoy", command, dir.join("envoy.log"))?;
         Ok(Envoy {
-            listener_port,
-            admin_port,
+            listener_port: config.listener_port,
+            admin_port: config.admin_port,
             process,
         })
     }
@@ -694,18 +734,33 @@ impl Envoy {
 
     /// Starts Envoy and waits until it is ready and its listener accepts connections.
     pub async fn start(paths: &Paths, dir: &Path, spec: &EnvoySpec) -> Result<Envoy> {
-        let mut envoy = Envoy::spawn(paths, dir, spec)?;
+        let envoy = Envoy::spawn(paths, dir, spec)?;
+        envoy.wait_ready().await
+    }
+
+    /// Starts Envoy with a config written elsewhere (e.g. `envoy/demo/envoy.yaml` with its
+    /// ports replaced) and waits until it is ready.
+    pub async fn start_with_config(
+        paths: &Paths,
+        dir: &Path,
+        config: &EnvoyConfig,
+    ) -> Result<Envoy> {
+        let envoy = Envoy::spawn_config(paths, dir, config)?;
+        envoy.wait_ready().await
+    }
+
+    async fn wait_ready(mut self) -> Result<Envoy> {
         let http = client()?;
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            envoy.process.ensure_running()?;
-            if envoy.is_ready(&http).await {
-                return Ok(envoy);
+            self.process.ensure_running()?;
+            if self.is_ready(&http).await {
+                return Ok(self);
             }
             if Instant::now() >= deadline {
                 bail!(
                     "Envoy was not ready within {READY_TIMEOUT:?}:\n{}",
-                    tail(&envoy.logs(), 40)
+                    tail(&self.logs(), 40)
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
