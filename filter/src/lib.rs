@@ -1,5 +1,7 @@
 //! envoy-secret-auth filter: consumer authentication for Envoy with credentials referenced from
 //! secret managers. Everything but `glue` is plain Rust that builds and tests on the host.
 
+pub mod auth;
 pub mod config;
+pub mod runtime;
 pub mod secrets;

@@ -1,0 +1,257 @@
+//! key-auth: the key index (digest -> credential, then a constant-time compare) and the check.
+
+use super::{Decision, Hide, Reject, RequestView};
+use crate::config::KeyAuthOptions;
+use secret_ref::SecretValue;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+pub const MISSING: Reject = Reject {
+    status: 401,
+    body: "{\"message\":\"Missing API key in request\"}\n",
+    www_authenticate: "apikey realm=\"key\"",
+    detail: "key_auth_missing",
+};
+
+pub const INVALID: Reject = Reject {
+    status: 401,
+    body: "{\"message\":\"Invalid API key in request\"}\n",
+    www_authenticate: "apikey realm=\"key\"",
+    detail: "key_auth_invalid",
+};
+
+/// SHA-256 of a key. Keys are looked up by digest, so the map's hashing and probing reveal
+/// nothing about stored keys; the final comparison is constant time.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct KeyDigest([u8; 32]);
+
+impl Hash for KeyDigest {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(first));
+    }
+}
+
+/// The digest is already uniformly distributed: use it as the hash.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+fn digest(key: &[u8]) -> KeyDigest {
+    KeyDigest(Sha256::digest(key).into())
+}
+
+/// Enabled key-auth credentials by key.
+#[derive(Default)]
+pub struct KeyIndex {
+    map: HashMap<KeyDigest, (usize, SecretValue), BuildHasherDefault<DigestHasher>>,
+}
+
+impl KeyIndex {
+    /// Builds the index from `(credential index, key)` pairs. Credentials that share a key are
+    /// ambiguous: all of them are left out (fail closed), and returned as groups for the log.
+    pub fn build(keys: impl IntoIterator<Item = (usize, SecretValue)>) -> (Self, Vec<Vec<usize>>) {
+        let mut index = KeyIndex::default();
+        let mut shared: HashMap<KeyDigest, Vec<usize>, BuildHasherDefault<DigestHasher>> =
+            HashMap::default();
+        for (credential, key) in keys {
+            let d = digest(key.expose().as_bytes());
+            if let Some(group) = shared.get_mut(&d) {
+                group.push(credential);
+            } else if let Some((first, _)) = index.map.get(&d) {
+                shared.insert(d, vec![*first, credential]);
+            } else {
+                index.map.insert(d, (credential, key));
+            }
+        }
+        for d in shared.keys() {
+            index.map.remove(d);
+        }
+        let mut groups: Vec<Vec<usize>> = shared.into_values().collect();
+        groups.sort();
+        (index, groups)
+    }
+
+    /// The credential whose key is `presented`, if any.
+    pub fn lookup(&self, presented: &str) -> Option<usize> {
+        let (credential, key) = self.map.get(&digest(presented.as_bytes()))?;
+        key.ct_eq_bytes(presented.as_bytes()).then_some(*credential)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+impl std::fmt::Debug for KeyIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyIndex({} keys)", self.map.len())
+    }
+}
+
+/// The APISIX key-auth check: the header, else the query argument.
+pub fn check(opts: &KeyAuthOptions, index: &KeyIndex, req: &mut dyn RequestView) -> Decision {
+    let (key, from_query) = match req.header(&opts.header) {
+        Some(k) => (k, false),
+        None => match req
+            .header(":path")
+            .and_then(|p| super::query::find_arg(&p, &opts.query))
+        {
+            Some(k) => (k, true),
+            None => return Decision::Reject(MISSING),
+        },
+    };
+    let Some(credential) = index.lookup(&key) else {
+        return Decision::Reject(INVALID);
+    };
+    let hide = match (opts.hide_credentials, from_query) {
+        (false, _) => None,
+        (true, false) => Some(Hide::Header(opts.header.clone())),
+        (true, true) => req
+            .header(":path")
+            .map(|p| Hide::Path(super::query::remove_arg(&p, &opts.query))),
+    };
+    Decision::Allow { credential, hide }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::tests::FakeRequest;
+
+    fn index() -> KeyIndex {
+        let (idx, dups) = KeyIndex::build([
+            (0, SecretValue::new("alice-key")),
+            (1, SecretValue::new("bob-key")),
+            (2, SecretValue::new("carol-key")),
+            (3, SecretValue::new("carol-key")),
+            (4, SecretValue::new("carol-key")),
+        ]);
+        assert_eq!(dups, vec![vec![2, 3, 4]]);
+        idx
+    }
+
+    fn opts(hide: bool) -> KeyAuthOptions {
+        KeyAuthOptions {
+            header: "apikey".into(),
+            query: "apikey".into(),
+            hide_credentials: hide,
+        }
+    }
+
+    #[test]
+    fn lookup() {
+        let idx = index();
+        assert_eq!(idx.len(), 2);
+        assert_eq!(
+            idx.lookup("carol-key"),
+            None,
+            "a shared key authenticates nobody"
+        );
+        assert_eq!(idx.lookup("alice-key"), Some(0));
+        assert_eq!(idx.lookup("bob-key"), Some(1));
+        assert_eq!(idx.lookup("alice-ke"), None);
+        assert_eq!(idx.lookup(""), None);
+    }
+
+    /// One row per documented behaviour: (headers, hide_credentials, expected decision).
+    #[test]
+    fn decisions() {
+        let idx = index();
+        let allow = |credential, hide| Decision::Allow { credential, hide };
+        let rows: Vec<(Vec<(&str, &str)>, bool, Decision)> = vec![
+            (
+                vec![(":path", "/ip"), ("apikey", "alice-key")],
+                false,
+                allow(0, None),
+            ),
+            (vec![(":path", "/ip?apikey=bob-key")], false, allow(1, None)),
+            // the header wins over the query argument, as in APISIX
+            (
+                vec![(":path", "/ip?apikey=bob-key"), ("apikey", "alice-key")],
+                false,
+                allow(0, None),
+            ),
+            (
+                vec![(":path", "/ip?apikey=bob-key"), ("apikey", "nope")],
+                false,
+                Decision::Reject(INVALID),
+            ),
+            (vec![(":path", "/ip")], false, Decision::Reject(MISSING)),
+            (
+                vec![(":path", "/ip?other=1")],
+                false,
+                Decision::Reject(MISSING),
+            ),
+            (
+                vec![(":path", "/ip"), ("apikey", "")],
+                false,
+                Decision::Reject(INVALID),
+            ),
+            (
+                vec![(":path", "/ip"), ("apikey", "wrong")],
+                false,
+                Decision::Reject(INVALID),
+            ),
+            (
+                vec![(":path", "/ip"), ("apikey", "alice-key")],
+                true,
+                allow(0, Some(Hide::Header("apikey".into()))),
+            ),
+            (
+                vec![(":path", "/ip?a=1&apikey=bob-key")],
+                true,
+                allow(1, Some(Hide::Path("/ip?a=1".into()))),
+            ),
+            (
+                vec![(":path", "/ip?apikey=alice%2Dkey")],
+                false,
+                allow(0, None),
+            ),
+        ];
+        for (headers, hide, want) in rows {
+            let mut req = FakeRequest::new(&headers);
+            assert_eq!(check(&opts(hide), &idx, &mut req), want, "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn reads_only_the_headers_it_needs() {
+        let idx = index();
+        let mut req = FakeRequest::new(&[(":path", "/ip"), ("apikey", "alice-key")]);
+        check(&opts(false), &idx, &mut req);
+        assert_eq!(req.reads, vec!["apikey"]);
+    }
+
+    #[test]
+    fn rejects_are_apisix_compatible() {
+        assert_eq!(
+            MISSING.body,
+            "{\"message\":\"Missing API key in request\"}\n"
+        );
+        assert_eq!(
+            INVALID.body,
+            "{\"message\":\"Invalid API key in request\"}\n"
+        );
+        assert_eq!(MISSING.www_authenticate, "apikey realm=\"key\"");
+    }
+}

@@ -1,0 +1,235 @@
+//! One worker's state: the compiled config, the last good secret values, the credential indexes
+//! built from them, and the refresh schedule. Driven by the glue through a small [`Host`] trait,
+//! so all of it is tested on the host with a fake.
+
+use crate::auth::key::KeyIndex;
+use crate::auth::Credentials;
+use crate::config::{Compiled, Config, CredentialKind, PluginSet, Sidecar, Source};
+use crate::secrets::{parse_answer, request_body, BatchError, Note, Refresh, SecretTable};
+use std::time::Duration;
+
+/// Tick period while requests may be waiting for the first answer.
+pub const FAST_TICK: Duration = Duration::from_millis(50);
+/// Tick period once settled: enough for refresh and retry timing.
+pub const SLOW_TICK: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+/// What the runtime needs from the proxy.
+pub trait Host {
+    fn now_ms(&self) -> u64;
+    fn log(&self, level: Level, message: &str);
+    /// Sends the batch resolve call; returns the callout's token.
+    fn dispatch(&mut self, sidecar: &Sidecar, body: Vec<u8>) -> Result<u32, String>;
+}
+
+pub struct Runtime {
+    config: Config,
+    table: SecretTable,
+    keys: KeyIndex,
+    refresh: Option<Refresh>,
+    startup_deadline_ms: u64,
+    gate_open: bool,
+    last_batch_error: Option<String>,
+}
+
+impl Runtime {
+    pub fn new(compiled: Compiled, host: &mut dyn Host) -> Self {
+        let Compiled { config, warnings } = compiled;
+        for w in &warnings {
+            host.log(Level::Warn, w);
+        }
+        let now = host.now_ms();
+        let refresh = config.sidecar.as_ref().and_then(|s| {
+            (!config.refs.is_empty()).then(|| Refresh::new(now, config.refresh_interval, s.timeout))
+        });
+        let startup_deadline_ms = now.saturating_add(millis(config.startup_wait));
+        let mut rt = Runtime {
+            table: SecretTable::new(&config),
+            config,
+            keys: KeyIndex::default(),
+            gate_open: refresh.is_none(),
+            refresh,
+            startup_deadline_ms,
+            last_batch_error: None,
+        };
+        rt.rebuild(host);
+        host.log(
+            Level::Info,
+            &format!(
+                "configured: {} consumers, {} credentials, {} secret references",
+                rt.config.consumers.len(),
+                rt.config.credentials.len(),
+                rt.config.refs.len()
+            ),
+        );
+        rt
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// False while requests should wait for the first answer from the sidecar.
+    pub fn gate_open(&self) -> bool {
+        self.gate_open
+    }
+
+    /// How often the glue should call [`Runtime::on_tick`].
+    pub fn tick_period(&self) -> Duration {
+        if self.gate_open {
+            SLOW_TICK
+        } else {
+            FAST_TICK
+        }
+    }
+
+    pub fn credentials(&self) -> Credentials<'_> {
+        Credentials { keys: &self.keys }
+    }
+
+    /// Whether the plugin set depends on the route name (so the glue must read it).
+    pub fn routes_configured(&self) -> bool {
+        !self.config.routes.is_empty()
+    }
+
+    pub fn plugins_for(&self, route: Option<&str>) -> &PluginSet {
+        route
+            .and_then(|r| self.config.routes.get(r))
+            .unwrap_or(&self.config.default_plugins)
+    }
+
+    /// `(username, credential id)` of credential `index`.
+    pub fn identity(&self, index: usize) -> Option<(&str, &str)> {
+        let c = self.config.credentials.get(index)?;
+        let consumer = self.config.consumers.get(c.consumer)?;
+        Some((consumer.username.as_str(), c.id.as_str()))
+    }
+
+    pub fn on_tick(&mut self, host: &mut dyn Host) {
+        let now = host.now_ms();
+        if !self.gate_open && now >= self.startup_deadline_ms {
+            self.gate_open = true;
+            host.log(
+                Level::Warn,
+                "no answer from the sidecar within startup_wait_ms: serving requests with the \
+                 credentials known so far (unresolved references match nobody)",
+            );
+        }
+        let (Some(refresh), Some(sidecar)) = (self.refresh.as_mut(), self.config.sidecar.as_ref())
+        else {
+            return;
+        };
+        if !refresh.due(now) {
+            return;
+        }
+        match host.dispatch(sidecar, request_body(&self.config.refs)) {
+            Ok(token) => refresh.started(token, now),
+            Err(e) => {
+                refresh.failed(now);
+                let err = BatchError::Dispatch(format!("{e} (cluster \"{}\")", sidecar.cluster));
+                self.batch_failed(host, &err);
+            }
+        }
+    }
+
+    /// The sidecar's answer (`status` is `None` when the callout failed).
+    pub fn on_answer(
+        &mut self,
+        host: &mut dyn Host,
+        token: u32,
+        status: Option<&str>,
+        body: &[u8],
+    ) {
+        let now = host.now_ms();
+        let Some(refresh) = self.refresh.as_mut() else {
+            return;
+        };
+        if !refresh.is_current(token) {
+            return;
+        }
+        match parse_answer(status, body, &self.config.refs) {
+            Ok(answers) => {
+                refresh.succeeded(now);
+                self.gate_open = true;
+                if self.last_batch_error.take().is_some() {
+                    host.log(Level::Info, "the sidecar answers again");
+                }
+                let (changed, notes) = self.table.apply(&self.config, answers);
+                for note in notes {
+                    match note {
+                        Note::Info(m) => host.log(Level::Info, &m),
+                        Note::Warn(m) => host.log(Level::Warn, &m),
+                        Note::Error(m) => host.log(Level::Error, &m),
+                    }
+                }
+                if changed {
+                    self.rebuild(host);
+                }
+            }
+            Err(e) => {
+                refresh.failed(now);
+                self.batch_failed(host, &e);
+            }
+        }
+    }
+
+    fn batch_failed(&mut self, host: &mut dyn Host, e: &BatchError) {
+        let message = e.to_string();
+        if self.last_batch_error.as_deref() != Some(message.as_str()) {
+            host.log(
+                Level::Warn,
+                &format!(
+                    "resolving secrets failed: {message}; keeping the last good values, retrying"
+                ),
+            );
+            self.last_batch_error = Some(message);
+        }
+    }
+
+    /// Rebuilds the credential indexes from plain values and the last good secret values.
+    fn rebuild(&mut self, host: &mut dyn Host) {
+        let table = &self.table;
+        let keys = self
+            .config
+            .credentials
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let CredentialKind::KeyAuth { key } = &c.kind;
+                match key {
+                    Source::Value(v) => Some((i, v.clone())),
+                    Source::Ref(id) => table.value(*id).map(|v| (i, v.clone())),
+                    Source::Unavailable(_) => None,
+                }
+            });
+        let (keys, duplicates) = KeyIndex::build(keys);
+        for group in duplicates {
+            let ids: Vec<String> = group
+                .iter()
+                .filter_map(|i| self.config.credentials.get(*i))
+                .map(|c| format!("\"{}\"", c.id))
+                .collect();
+            host.log(
+                Level::Error,
+                &format!(
+                    "credentials {} have the same key: all of them are disabled",
+                    ids.join(", ")
+                ),
+            );
+        }
+        self.keys = keys;
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests;

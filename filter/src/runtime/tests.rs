@@ -1,0 +1,238 @@
+use super::*;
+use crate::auth::tests::FakeRequest;
+use crate::auth::{authenticate, Decision};
+use crate::config::compile;
+use std::cell::RefCell;
+
+#[derive(Default)]
+struct FakeHost {
+    now: u64,
+    logs: RefCell<Vec<(Level, String)>>,
+    calls: Vec<(u32, String, Vec<u8>)>,
+    fail_dispatch: bool,
+}
+
+impl Host for FakeHost {
+    fn now_ms(&self) -> u64 {
+        self.now
+    }
+    fn log(&self, level: Level, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_string()));
+    }
+    fn dispatch(&mut self, sidecar: &Sidecar, body: Vec<u8>) -> Result<u32, String> {
+        if self.fail_dispatch {
+            return Err("BadArgument".into());
+        }
+        let token = self.calls.len() as u32 + 1;
+        self.calls.push((token, sidecar.cluster.clone(), body));
+        Ok(token)
+    }
+}
+
+impl FakeHost {
+    fn logged(&self, level: Level, needle: &str) -> bool {
+        self.logs
+            .borrow()
+            .iter()
+            .any(|(l, m)| *l == level && m.contains(needle))
+    }
+}
+
+const ALICE_REF: &str = "$secret://aws/my-secrets-manager/alice-credentials/alice-key-auth";
+
+fn runtime(host: &mut FakeHost) -> Runtime {
+    let json = serde_json::json!({
+        "sidecar": {"cluster": "secret_sidecar", "token": "t"},
+        "refresh_interval_s": 30,
+        "startup_wait_ms": 1000,
+        "consumers": [
+            {"username": "alice", "credentials": [{"id": "alice-key-auth", "type": "key-auth", "key": ALICE_REF}]},
+            {"username": "bob", "credentials": [{"id": "bob-key-auth", "type": "key-auth", "key": "bob-key"}]}
+        ],
+        "plugins": {"key-auth": {}},
+        "routes": {"open": {}}
+    });
+    Runtime::new(
+        compile(json.to_string().as_bytes(), &|_| None).unwrap(),
+        host,
+    )
+}
+
+fn who(rt: &Runtime, key: &str) -> Option<String> {
+    let mut req = FakeRequest::new(&[(":path", "/ip"), ("apikey", key)]);
+    match authenticate(rt.plugins_for(None), &rt.credentials(), &mut req) {
+        Some(Decision::Allow { credential, .. }) => {
+            rt.identity(credential).map(|(u, _)| u.to_string())
+        }
+        _ => None,
+    }
+}
+
+fn answer(rt: &mut Runtime, host: &mut FakeHost, value_json: &str) {
+    let token = host.calls.last().unwrap().0;
+    let body = format!(r#"{{"results":[{{"ref":"{ALICE_REF}",{value_json}}}]}}"#);
+    rt.on_answer(host, token, Some("200"), body.as_bytes());
+}
+
+#[test]
+fn resolves_on_first_tick_then_serves() {
+    let mut host = FakeHost::default();
+    let mut rt = runtime(&mut host);
+    assert!(!rt.gate_open());
+    assert_eq!(rt.tick_period(), FAST_TICK);
+    // plain keys work even before the answer
+    assert_eq!(who(&rt, "bob-key").as_deref(), Some("bob"));
+    assert_eq!(
+        who(&rt, ALICE_REF),
+        None,
+        "the literal reference never authenticates"
+    );
+
+    rt.on_tick(&mut host);
+    assert_eq!(host.calls.len(), 1);
+    let body: serde_json::Value = serde_json::from_slice(&host.calls[0].2).unwrap();
+    assert_eq!(body, serde_json::json!({"refs": [ALICE_REF]}));
+    rt.on_tick(&mut host);
+    assert_eq!(host.calls.len(), 1, "one callout at a time");
+
+    answer(&mut rt, &mut host, r#""value":"alice-key""#);
+    assert!(rt.gate_open());
+    assert_eq!(rt.tick_period(), SLOW_TICK);
+    assert_eq!(who(&rt, "alice-key").as_deref(), Some("alice"));
+    assert_eq!(rt.identity(0), Some(("alice", "alice-key-auth")));
+}
+
+#[test]
+fn refresh_picks_up_rotation() {
+    let mut host = FakeHost::default();
+    let mut rt = runtime(&mut host);
+    rt.on_tick(&mut host);
+    answer(&mut rt, &mut host, r#""value":"alice-key""#);
+
+    host.now += 29_999;
+    rt.on_tick(&mut host);
+    assert_eq!(host.calls.len(), 1);
+    host.now += 1;
+    rt.on_tick(&mut host);
+    assert_eq!(host.calls.len(), 2);
+    answer(&mut rt, &mut host, r#""value":"alice-key-2""#);
+    assert_eq!(who(&rt, "alice-key-2").as_deref(), Some("alice"));
+    assert_eq!(who(&rt, "alice-key"), None);
+    assert!(host.logged(Level::Info, "rotated"));
+}
+
+#[test]
+fn failed_refresh_keeps_values_and_retries_with_backoff() {
+    let mut host = FakeHost::default();
+    let mut rt = runtime(&mut host);
+    rt.on_tick(&mut host);
+    answer(&mut rt, &mut host, r#""value":"alice-key""#);
+    host.now += 30_000;
+    rt.on_tick(&mut host);
+    let token = host.calls.last().unwrap().0;
+    rt.on_answer(&mut host, token, None, b"");
+    assert_eq!(who(&rt, "alice-key").as_deref(), Some("alice"));
+    assert!(host.logged(Level::Warn, "keeping the last good values"));
+    host.now += 250;
+    rt.on_tick(&mut host);
+    assert_eq!(host.calls.len(), 3, "retried after 250 ms");
+    let third = host.calls[2].0;
+    rt.on_answer(&mut host, third, Some("500"), b"oops");
+    assert_eq!(who(&rt, "alice-key").as_deref(), Some("alice"));
+    // a late answer to an abandoned callout is ignored
+    rt.on_answer(&mut host, token, Some("200"), br#"{"results":[]}"#);
+    assert_eq!(who(&rt, "alice-key").as_deref(), Some("alice"));
+}
+
+#[test]
+fn unresolved_reference_disables_the_credential_and_says_why() {
+    let mut host = FakeHost::default();
+    let mut rt = runtime(&mut host);
+    rt.on_tick(&mut host);
+    answer(
+        &mut rt,
+        &mut host,
+        r#""error":{"code":"secret_not_found","message":"secret \"alice-credentias\" not found; did you mean \"alice-credentials\"?"}"#,
+    );
+    assert!(rt.gate_open());
+    assert_eq!(who(&rt, ALICE_REF), None);
+    assert_eq!(who(&rt, "bob-key").as_deref(), Some("bob"));
+    assert!(host.logged(Level::Error, ALICE_REF));
+    assert!(host.logged(Level::Error, "did you mean \"alice-credentials\"?"));
+    assert!(host.logged(Level::Error, "alice-key-auth disabled"));
+}
+
+#[test]
+fn startup_gate_opens_after_the_wait_without_an_answer() {
+    let mut host = FakeHost {
+        fail_dispatch: true,
+        ..Default::default()
+    };
+    let mut rt = runtime(&mut host);
+    rt.on_tick(&mut host);
+    assert!(host.logged(
+        Level::Warn,
+        "could not call the sidecar: BadArgument (cluster \"secret_sidecar\")"
+    ));
+    host.now = 999;
+    rt.on_tick(&mut host);
+    assert!(!rt.gate_open());
+    host.now = 1000;
+    rt.on_tick(&mut host);
+    assert!(rt.gate_open());
+    assert!(host.logged(Level::Warn, "startup_wait_ms"));
+}
+
+#[test]
+fn a_resolved_key_equal_to_another_disables_both() {
+    let mut host = FakeHost::default();
+    let mut rt = runtime(&mut host);
+    rt.on_tick(&mut host);
+    answer(&mut rt, &mut host, r#""value":"bob-key""#);
+    assert_eq!(
+        who(&rt, "bob-key"),
+        None,
+        "an ambiguous key must not pick an identity"
+    );
+    assert!(host.logged(
+        Level::Error,
+        "credentials \"alice-key-auth\", \"bob-key-auth\" have the same key: all of them are disabled"
+    ));
+    // fixed by the next rotation
+    host.now += 30_000;
+    rt.on_tick(&mut host);
+    answer(&mut rt, &mut host, r#""value":"alice-key""#);
+    assert_eq!(who(&rt, "bob-key").as_deref(), Some("bob"));
+    assert_eq!(who(&rt, "alice-key").as_deref(), Some("alice"));
+}
+
+#[test]
+fn per_route_plugin_sets() {
+    let mut host = FakeHost::default();
+    let rt = runtime(&mut host);
+    assert!(rt.routes_configured());
+    assert!(rt.plugins_for(Some("open")).key_auth.is_none());
+    assert!(rt.plugins_for(Some("other")).key_auth.is_some());
+    assert!(rt.plugins_for(None).key_auth.is_some());
+}
+
+#[test]
+fn logs_never_contain_values() {
+    let mut host = FakeHost::default();
+    let mut rt = runtime(&mut host);
+    rt.on_tick(&mut host);
+    answer(&mut rt, &mut host, r#""value":"alice-key""#);
+    host.now += 30_000;
+    rt.on_tick(&mut host);
+    answer(
+        &mut rt,
+        &mut host,
+        r#""value":"alice-key-rotated","stale":true"#,
+    );
+    let logs = host.logs.borrow();
+    assert!(logs.len() >= 3);
+    assert!(logs.iter().all(|(_, m)| !m.contains("alice-key\"")
+        && !m.contains("rotated\"")
+        && !m.contains("bob-key\"")));
+    assert!(logs.iter().all(|(_, m)| !m.contains(":\"alice-key")));
+}
