@@ -5,3 +5,6 @@ pub mod auth;
 pub mod config;
 pub mod runtime;
 pub mod secrets;
+
+#[cfg(target_arch = "wasm32")]
+mod glue;

@@ -34,6 +34,11 @@ impl fmt::Display for BatchError {
                 f,
                 "the sidecar refused the token (HTTP {s}): check sidecar.token and the sidecar's token"
             ),
+            BatchError::Status(s) if s == "503" => write!(
+                f,
+                "HTTP 503 from the sidecar's cluster (is the sidecar running and the cluster's \
+                 address right?)"
+            ),
             BatchError::Status(s) => write!(f, "the sidecar answered HTTP {s}"),
             BatchError::Malformed(e) => write!(f, "the sidecar's answer is malformed: {e}"),
         }
