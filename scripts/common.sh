@@ -31,3 +31,66 @@ wait_until() {
         sleep 0.2
     done
 }
+
+# --- background processes: started by bg_start, stopped by PID by bg_stop_all -------------------
+BG_PIDS=()
+BG_NAMES=()
+
+# bg_start NAME LOG CMD...: runs CMD in the background with its output in LOG; records its PID
+# (also in $RUN_DIR/NAME.pid).
+bg_start() {
+    local name="$1" logfile="$2"; shift 2
+    mkdir -p "$RUN_DIR"
+    "$@" >"$logfile" 2>&1 &
+    BG_PIDS+=("$!")
+    BG_NAMES+=("$name")
+    echo "$!" >"$RUN_DIR/$name.pid"
+    log "started $name (pid $!, log ${logfile#"$ROOT"/})"
+}
+
+# bg_pid NAME: the PID bg_start recorded for NAME (the latest one).
+bg_pid() {
+    local i
+    for ((i = ${#BG_NAMES[@]} - 1; i >= 0; i--)); do
+        if [ "${BG_NAMES[i]}" = "$1" ]; then echo "${BG_PIDS[i]}"; return 0; fi
+    done
+    return 1
+}
+
+# bg_alive NAME: fails when the process started as NAME has exited.
+bg_alive() {
+    local pid
+    pid="$(bg_pid "$1")" && kill -0 "$pid" 2>/dev/null
+}
+
+# bg_stop NAME: stops the process started as NAME (SIGTERM, then SIGKILL after 5 s).
+bg_stop() {
+    local pid i
+    pid="$(bg_pid "$1")" || return 0
+    if kill -0 "$pid" 2>/dev/null; then
+        log "stopping $1 (pid $pid)"
+        kill "$pid" 2>/dev/null || true
+        for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    rm -f "$RUN_DIR/$1.pid"
+}
+
+# bg_stop_all: stops everything bg_start started, newest first.
+bg_stop_all() {
+    local i
+    for ((i = ${#BG_NAMES[@]} - 1; i >= 0; i--)); do
+        bg_stop "${BG_NAMES[i]}"
+    done
+}
+
+# free_port: a port that was free a moment ago on 127.0.0.1.
+free_port() {
+    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# random_token: 32 random bytes, hex.
+random_token() {
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'
+}

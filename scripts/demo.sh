@@ -11,46 +11,28 @@ cd "$ROOT"
 "$ROOT/scripts/build.sh"
 
 mkdir -p "$RUN_DIR"
-PIDS=()
-NAMES=()
-cleanup() {
+on_exit() {
     local rc=$?
     trap - EXIT INT TERM
-    local i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        if kill -0 "${PIDS[i]}" 2>/dev/null; then
-            log "stopping ${NAMES[i]} (pid ${PIDS[i]})"
-            kill "${PIDS[i]}" 2>/dev/null || true
-            wait "${PIDS[i]}" 2>/dev/null || true
-        fi
-        rm -f "$RUN_DIR/${NAMES[i]}.pid"
-    done
+    bg_stop_all
     exit "$rc"
 }
-trap cleanup EXIT
+trap on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # start NAME CMD...: runs CMD in the background, logging to .run/NAME.log.
 start() {
     local name="$1"; shift
-    "$@" >"$RUN_DIR/$name.log" 2>&1 &
-    PIDS+=("$!")
-    NAMES+=("$name")
-    echo "$!" >"$RUN_DIR/$name.pid"
-    log "started $name (pid $!, log .run/$name.log)"
+    bg_start "$name" "$RUN_DIR/$name.log" "$@"
 }
 
 # alive NAME: fails (and shows the log tail) when NAME has exited.
 alive() {
-    local i
-    for i in "${!NAMES[@]}"; do
-        if [ "${NAMES[i]}" = "$1" ] && ! kill -0 "${PIDS[i]}" 2>/dev/null; then
-            log "$1 exited; last lines of .run/$1.log:"
-            tail -n 20 "$RUN_DIR/$1.log" >&2
-            return 1
-        fi
-    done
+    bg_alive "$1" && return 0
+    log "$1 exited; last lines of .run/$1.log:"
+    tail -n 20 "$RUN_DIR/$1.log" >&2
+    return 1
 }
 
 # ready NAME SECONDS CHECK...: waits for CHECK, failing early when NAME exits.
@@ -82,7 +64,7 @@ ready moto 20 "${CURL[@]}" -f http://127.0.0.1:5000/moto-api/
     '{"alice-key-auth":"alice-key","alice-basic-auth":"alice-password","alice-jwt-auth":"alice-secret","alice-hmac-auth":"alice-secret-key"}'
 
 # The sidecar's bearer token, shared with Envoy only through the environment.
-SECRET_SIDECAR_TOKEN="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+SECRET_SIDECAR_TOKEN="$(random_token)"
 export SECRET_SIDECAR_TOKEN
 
 start sidecar env RUST_LOG="${RUST_LOG:-info}" "$SIDECAR_BIN" --config envoy/demo/sidecar.toml
@@ -122,7 +104,7 @@ TXT
 
 deadline=$((SECONDS + ${DEMO_SECONDS:-0}))
 while true; do
-    for name in "${NAMES[@]}"; do
+    for name in "${BG_NAMES[@]}"; do
         alive "$name" || die "$name stopped unexpectedly"
     done
     if [ -n "${DEMO_SECONDS:-}" ] && ((SECONDS >= deadline)); then
