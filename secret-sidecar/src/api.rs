@@ -38,10 +38,6 @@ impl AppState {
             inner: Arc::new(Inner { token, resolver }),
         }
     }
-
-    pub fn resolver(&self) -> &Resolver {
-        &self.inner.resolver
-    }
 }
 
 /// The router, every route behind the token check.

@@ -80,10 +80,6 @@ impl Cache {
         }
     }
 
-    pub fn config(&self) -> CacheConfig {
-        self.config
-    }
-
     fn secret_slot(&self, provider_id: &str, name: &str) -> Arc<SecretSlot> {
         let mut map = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
         map.entry((provider_id.to_string(), name.to_string()))

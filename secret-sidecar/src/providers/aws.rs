@@ -8,7 +8,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::Credentials;
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::Client;
 use secret_ref::SecretValue;
 
@@ -145,11 +145,11 @@ where
             ProviderError::Unreachable(format!("no answer within {}s", OPERATION_TIMEOUT.as_secs()))
         }
         SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => {
-            ProviderError::Unreachable(DisplayErrorContext(&err).to_string())
+            ProviderError::Unreachable(error_chain(&err))
         }
-        SdkError::DispatchFailure(_) if has_credentials_error(&err) => ProviderError::AccessDenied(
-            format!("no usable AWS credentials: {}", DisplayErrorContext(&err)),
-        ),
+        SdkError::DispatchFailure(_) if has_credentials_error(&err) => {
+            ProviderError::AccessDenied(format!("no usable AWS credentials: {}", error_chain(&err)))
+        }
         SdkError::ServiceError(service) => {
             let e = service.err();
             let code = e.code().unwrap_or("unknown error");
@@ -159,7 +159,7 @@ where
             };
             classify_code(e.code(), detail)
         }
-        _ => ProviderError::Other(DisplayErrorContext(&err).to_string()),
+        _ => ProviderError::Other(error_chain(&err)),
     }
 }
 
@@ -169,6 +169,26 @@ fn classify_code(code: Option<&str>, detail: String) -> ProviderError {
         Some(c) if ACCESS_DENIED_CODES.contains(&c) => ProviderError::AccessDenied(detail),
         _ => ProviderError::Other(detail),
     }
+}
+
+/// The error and its sources as one line of text, e.g. "dispatch failure: io error: ...:
+/// Connection refused (os error 111)", leaving out parts that repeat the previous one.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        // one line: the credential chain's report spans several
+        let text = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !parts.last().is_some_and(|prev| prev.contains(&text)) {
+            parts.push(text);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
 }
 
 fn has_credentials_error(err: &(dyn std::error::Error + 'static)) -> bool {
@@ -209,6 +229,44 @@ mod tests {
         assert_eq!(
             classify_code(None, "?".into()),
             ProviderError::Other("?".into())
+        );
+    }
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn error_chain_is_one_line_without_repeats() {
+        let err = Layer(
+            "dispatch failure",
+            Some(Box::new(Layer(
+                "tcp connect error: refused",
+                Some(Box::new(Layer("refused", None))),
+            ))),
+        );
+        assert_eq!(
+            error_chain(&err),
+            "dispatch failure: tcp connect error: refused"
+        );
+        let multi = Layer(
+            "no credentials. Attempted:\n  Environment: unset\n  Profile: none",
+            None,
+        );
+        assert_eq!(
+            error_chain(&multi),
+            "no credentials. Attempted: Environment: unset Profile: none"
         );
     }
 }
