@@ -13,7 +13,7 @@ fn default_authority() -> String {
     "secret-sidecar".to_string()
 }
 fn default_timeout_ms() -> u64 {
-    2000
+    10000
 }
 fn default_resolve_path() -> String {
     "/v1/resolve".to_string()

@@ -45,7 +45,7 @@ fn compiles_a_full_config() {
     assert_eq!(sidecar.cluster, "secret_sidecar");
     assert_eq!(sidecar.authority, "secret-sidecar");
     assert_eq!(sidecar.path, "/v1/resolve");
-    assert_eq!(sidecar.timeout, Duration::from_millis(2000));
+    assert_eq!(sidecar.timeout, Duration::from_millis(10000));
     assert_eq!(sidecar.token.expose(), "t0ken");
     assert_eq!(config.refresh_interval, Duration::from_secs(30));
     assert_eq!(config.startup_wait, Duration::from_millis(5000));
