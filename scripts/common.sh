@@ -37,11 +37,13 @@ BG_PIDS=()
 BG_NAMES=()
 
 # bg_start NAME LOG CMD...: runs CMD in the background with its output in LOG; records its PID
-# (also in $RUN_DIR/NAME.pid).
+# (also in $RUN_DIR/NAME.pid). Needs setsid (util-linux).
 bg_start() {
     local name="$1" logfile="$2"; shift 2
     mkdir -p "$RUN_DIR"
-    "$@" >"$logfile" 2>&1 &
+    # In a session of its own, so that Ctrl-C reaches only the script, which then stops the
+    # processes in order (setsid execs in place here: the PID stays the one recorded).
+    setsid "$@" >"$logfile" 2>&1 </dev/null &
     BG_PIDS+=("$!")
     BG_NAMES+=("$name")
     echo "$!" >"$RUN_DIR/$name.pid"
