@@ -839,3 +839,23 @@ fn proxy_get_metric(mut c: C<'_>, id: i32, ptr: i32) -> Result<i32> {
     write_u64(&mut c, ptr, value)?;
     Ok(OK)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_maps_round_trip_in_the_proxy_wasm_encoding() {
+        let pairs: Headers = vec![
+            (":path".into(), "/a".into()),
+            ("x".into(), String::new()),
+            ("x".into(), "2".into()),
+        ];
+        let bytes = encode_pairs(&pairs);
+        assert_eq!(&bytes[..4], &3u32.to_le_bytes());
+        assert_eq!(&bytes[4..12], &[5, 0, 0, 0, 2, 0, 0, 0]);
+        assert_eq!(decode_pairs(&bytes).unwrap(), pairs);
+        assert_eq!(decode_pairs(&[]).unwrap(), Headers::new());
+        assert!(decode_pairs(&bytes[..bytes.len() - 3]).is_err());
+    }
+}

@@ -147,3 +147,47 @@ fn queue_id(index: usize) -> u32 {
 fn metric_id(index: usize) -> u32 {
     u32::try_from(index + 1).unwrap_or(u32::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_and_swap() {
+        let mut store = SharedStore::default();
+        assert_eq!(store.get(b"k"), None);
+        // A missing key takes any cas (Envoy does not check it).
+        assert_eq!(store.set(b"k", b"v1", 42), Status::Ok);
+        let (value, cas) = store.get(b"k").unwrap();
+        assert_eq!(value, b"v1");
+        assert_eq!(
+            store.set(b"k", b"v2", cas.wrapping_add(1)),
+            Status::CasMismatch
+        );
+        assert_eq!(store.set(b"k", b"v2", cas), Status::Ok);
+        let (value, cas2) = store.get(b"k").unwrap();
+        assert_eq!(value, b"v2");
+        assert_ne!(cas2, cas);
+        assert_eq!(store.set(b"k", b"v3", cas), Status::CasMismatch);
+        assert_eq!(store.set(b"k", b"v3", 0), Status::Ok);
+        assert_eq!(store.get(b"k").unwrap().0, b"v3");
+    }
+
+    #[test]
+    fn queues_notify_their_owner() {
+        let mut store = SharedStore::default();
+        assert_eq!(store.resolve_queue(b"vm", b"q"), None);
+        assert_eq!(store.enqueue(1, b"x"), Status::NotFound);
+        let id = store.register_queue(b"vm", b"q", 7, 1);
+        assert_eq!(store.register_queue(b"vm", b"q", 7, 1), id);
+        assert_eq!(store.resolve_queue(b"vm", b"q"), Some(id));
+        assert_eq!(store.dequeue(id), Err(Status::Empty));
+        assert_eq!(store.enqueue(id, b"a"), Status::Ok);
+        assert_eq!(store.enqueue(id, b"b"), Status::Ok);
+        assert!(store.take_notifications(8).is_empty());
+        assert_eq!(store.take_notifications(7), [(1, id), (1, id)]);
+        assert_eq!(store.dequeue(id), Ok(b"a".to_vec()));
+        assert_eq!(store.dequeue(id), Ok(b"b".to_vec()));
+        assert_eq!(store.dequeue(id + 1), Err(Status::NotFound));
+    }
+}
