@@ -75,13 +75,26 @@ fn config() -> Value {
     })
 }
 
+fn add_consumer(config: &mut Value, username: &str, credential: &str, key: &str) {
+    let consumer = json!({"username": username,
+        "credentials": [{"id": credential, "type": "key-auth", "key": key}]});
+    config["consumers"].as_array_mut().unwrap().push(consumer);
+}
+
 fn filter_host(config: &Value) -> Filter {
+    filter_host_with_env(config, &[])
+}
+
+/// With SECRET_SIDECAR_TOKEN and `env` in the VM's environment.
+fn filter_host_with_env(config: &Value, env: &[(&str, &str)]) -> Filter {
     let wasm = filter_wasm().unwrap();
+    let mut vm_env = vec![("SECRET_SIDECAR_TOKEN".to_owned(), TOKEN.to_owned())];
+    vm_env.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     Filter(
         Host::new(
             wasm,
             HostOptions {
-                env: vec![("SECRET_SIDECAR_TOKEN".into(), TOKEN.into())],
+                env: vm_env,
                 plugin_config: config.to_string().into_bytes(),
                 ..HostOptions::default()
             },
@@ -248,6 +261,21 @@ fn no_callout_and_no_wait_without_secret_references() {
     assert!(callouts_within(&mut host, Duration::from_secs(60)).is_empty());
 }
 
+#[test]
+fn vault_references_are_batched_too() {
+    let vault_ref = "$secret://vault/team-vault/kv/dave/api-key";
+    let mut config = config();
+    add_consumer(&mut config, "dave", "dave-key", vault_ref);
+    let mut host = started(&config);
+    let call = one_callout(&mut host, FIRST_FETCH);
+    let mut refs = refs_of(&call);
+    refs.sort();
+    assert_eq!(refs, [ALICE_REF, BOB_REF, vault_ref]);
+    answer(&mut host, &call, &[(vault_ref, "dave-vault-key")], &[]);
+    let s = get(&mut host, "/ip", &[("apikey", "dave-vault-key")]);
+    assert_authenticated(&host, s, "dave", "dave-key");
+}
+
 // ---- key-auth --------------------------------------------------------------------------------
 
 #[test]
@@ -363,6 +391,50 @@ fn route_without_plugins_passes_and_drops_client_consumer_headers() {
     host.set_property(&["xds", "route_name"], b"private");
     let s = get(&mut host, "/", &[]);
     assert_rejected(&host, s, MISSING);
+}
+
+#[test]
+fn env_references_are_read_from_the_vm_environment() {
+    let mut config = config();
+    add_consumer(&mut config, "erin", "erin-env", "$env://ERIN_KEY");
+    add_consumer(&mut config, "frank", "frank-env", "$env://TEAM_KEYS/frank");
+    let mut host = filter_host_with_env(
+        &config,
+        &[
+            ("ERIN_KEY", "erin-env-key"),
+            ("TEAM_KEYS", r#"{"frank": "frank-env-key"}"#),
+        ],
+    );
+    assert!(host.start().unwrap(), "config refused: {:?}", host.logs());
+    let call = one_callout(&mut host, FIRST_FETCH);
+    assert!(refs_of(&call).iter().all(|r| r.starts_with("$secret://")));
+    answer(&mut host, &call, VALUES, &[]);
+    let s = get(&mut host, "/ip", &[("apikey", "erin-env-key")]);
+    assert_authenticated(&host, s, "erin", "erin-env");
+    let s = get(&mut host, "/ip", &[("apikey", "frank-env-key")]);
+    assert_authenticated(&host, s, "frank", "frank-env");
+}
+
+#[test]
+fn stale_values_are_used() {
+    let mut host = started(&config());
+    let call = one_callout(&mut host, FIRST_FETCH);
+    let results: Vec<Value> = refs_of(&call)
+        .iter()
+        .map(|r| {
+            let value = if r == ALICE_REF {
+                "alice-stale"
+            } else {
+                "bob-stale"
+            };
+            json!({"ref": r, "value": value, "stale": true})
+        })
+        .collect();
+    let body = json!({ "results": results }).to_string();
+    host.respond(call.token, &[(":status", "200")], body.as_bytes())
+        .unwrap();
+    let s = get(&mut host, "/ip", &[("apikey", "alice-stale")]);
+    assert_authenticated(&host, s, "alice", "alice-key-auth");
 }
 
 // ---- startup gate ------------------------------------------------------------------------
@@ -553,6 +625,26 @@ fn bad_reference_is_refused_with_its_path() {
     let mut config = config();
     config["consumers"][0]["credentials"][0]["key"] = json!("$secret://awss/x/y/z");
     assert_refused(&config, &["consumers[0].credentials[0].key", "awss"]);
+}
+
+#[test]
+fn unset_environment_variable_disables_the_credential_and_is_logged() {
+    // Not a configuration error (the reference parses): like an unresolved `$secret://`.
+    let mut config = config();
+    config["consumers"][2]["credentials"][0]["key"] = json!("$env://NOT_SET_ANYWHERE");
+    let mut host = configured_host(&config);
+    let s = get(&mut host, "/ip", &[("apikey", "$env://NOT_SET_ANYWHERE")]);
+    assert_rejected(&host, s, INVALID);
+    let s = get(&mut host, "/ip", &[("apikey", "")]);
+    assert!(host.local_reply(s).is_some_and(|r| r.status == 401));
+    assert!(
+        host.logs()
+            .iter()
+            .any(|(_, line)| line.contains("consumers[2].credentials[0].key")
+                && line.contains("NOT_SET_ANYWHERE")),
+        "no log line names the credential and the variable: {:?}",
+        host.logs()
+    );
 }
 
 #[test]
