@@ -1,5 +1,5 @@
-//! The HTTP API (docs/DESIGN.md, section 2): bearer-token check, `GET /healthz`,
-//! `POST /v1/resolve`. Errors are mapped to the wire here and nowhere else.
+//! The HTTP API (docs/DESIGN.md, sections 2 and 4): bearer-token check, `GET /healthz`,
+//! `POST /v1/resolve`, `POST /v1/limit`. Errors are mapped to the wire here and nowhere else.
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use secret_ref::SecretValue;
 use serde::{Deserialize, Serialize};
 
+use crate::limit::{self, Counter, LimitError, Store};
 use crate::resolve::{Resolution, Resolver};
 
 /// Largest accepted request body.
@@ -21,7 +22,8 @@ pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// Most references accepted in one request.
 pub const MAX_REFS: usize = 100_000;
 
-/// What the handlers share: the expected token and the resolver (with its cache).
+/// What the handlers share: the expected token, the resolver (with its cache) and the Redis
+/// connections of `/v1/limit`.
 #[derive(Clone)]
 pub struct AppState {
     inner: Arc<Inner>,
@@ -30,12 +32,17 @@ pub struct AppState {
 struct Inner {
     token: SecretValue,
     resolver: Resolver,
+    store: Store,
 }
 
 impl AppState {
     pub fn new(token: SecretValue, resolver: Resolver) -> Self {
         AppState {
-            inner: Arc::new(Inner { token, resolver }),
+            inner: Arc::new(Inner {
+                token,
+                resolver,
+                store: Store::new(),
+            }),
         }
     }
 }
@@ -45,6 +52,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/resolve", post(resolve))
+        .route("/v1/limit", post(limit))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
@@ -127,21 +135,25 @@ fn invalid_body(why: &str) -> String {
     format!("invalid request body: {why}; expected {{\"refs\": [\"$secret://...\", ...]}}")
 }
 
+/// The answer for a body that could not be read.
+fn body_error(rejection: BytesRejection) -> Response {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        request_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {} MiB", MAX_BODY_BYTES >> 20),
+        )
+    } else {
+        request_error(
+            rejection.status(),
+            format!("cannot read request body: {}", rejection.body_text()),
+        )
+    }
+}
+
 async fn resolve(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match body {
         Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return request_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body larger than {} MiB", MAX_BODY_BYTES >> 20),
-            )
-        }
-        Err(rejection) => {
-            return request_error(
-                rejection.status(),
-                format!("cannot read request body: {}", rejection.body_text()),
-            )
-        }
+        Err(rejection) => return body_error(rejection),
     };
     // serde would also take a JSON array for a struct; the API is an object.
     if body.trim_ascii_start().first().is_some_and(|b| *b != b'{') {
@@ -183,6 +195,64 @@ async fn resolve(State(state): State<AppState>, body: Result<Bytes, BytesRejecti
         })
         .collect();
     Json(ResolveResponse { results }).into_response()
+}
+
+#[derive(Serialize)]
+struct LimitResponse {
+    results: Vec<WireCounter>,
+}
+
+#[derive(Serialize)]
+struct WireCounter {
+    remaining: i64,
+    reset_s: i64,
+}
+
+#[derive(Serialize)]
+struct LimitFailure {
+    error: LimitFailureDetail,
+}
+
+#[derive(Serialize)]
+struct LimitFailureDetail {
+    code: &'static str,
+    message: String,
+}
+
+async fn limit(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => return body_error(rejection),
+    };
+    let request = match limit::parse(&body) {
+        Ok(r) => r,
+        Err(e) => return request_error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match limit::run(&state.inner.store, &state.inner.resolver, &request).await {
+        Ok(counters) => Json(LimitResponse {
+            results: counters
+                .into_iter()
+                .map(|Counter { remaining, reset_s }| WireCounter { remaining, reset_s })
+                .collect(),
+        })
+        .into_response(),
+        Err(e) => limit_failure(&e),
+    }
+}
+
+/// `502 {"error": {"code", "message"}}`, logged once (the message never holds a credential).
+fn limit_failure(e: &LimitError) -> Response {
+    tracing::warn!(code = e.code(), error = %e, "limit request failed");
+    (
+        StatusCode::BAD_GATEWAY,
+        Json(LimitFailure {
+            error: LimitFailureDetail {
+                code: e.code(),
+                message: e.to_string(),
+            },
+        }),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -392,5 +462,87 @@ mod tests {
             send(app(), get_resolve).await.0,
             StatusCode::METHOD_NOT_ALLOWED
         );
+    }
+
+    fn post_limit(body: impl Into<Body>) -> Request {
+        axum::http::Request::builder()
+            .method("POST")
+            .uri("/v1/limit")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, bearer())
+            .body(body.into())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn limit_needs_the_token() {
+        let body = r#"{"backend":{"policy":"redis","host":"127.0.0.1"},"ops":[]}"#;
+        let mut req = post_limit(body);
+        req.headers_mut().remove(header::AUTHORIZATION);
+        assert_eq!(send(app(), req).await.0, StatusCode::UNAUTHORIZED);
+        let mut req = post_limit(body);
+        req.headers_mut()
+            .insert(header::AUTHORIZATION, "Bearer nope".parse().unwrap());
+        let (status, body) = send(app(), req).await;
+        assert_eq!((status, body.len()), (StatusCode::FORBIDDEN, 0));
+    }
+
+    #[tokio::test]
+    async fn limit_refuses_malformed_requests_with_400() {
+        let cases = [
+            ("[]", "invalid request body: not a JSON object"),
+            (
+                r#"{"backend":{"policy":"redis","host":"127.0.0.1"},"ops":[]}"#,
+                "ops: must not be empty",
+            ),
+            (
+                r#"{"backend":{"policy":"redis","host":"127.0.0.1"},"ops":[{"key":"k","limit":0,"window_s":1}]}"#,
+                "ops[0].limit: must be at least 1, got 0",
+            ),
+        ];
+        for (body, want) in cases {
+            let (status, v) = send_json(app(), post_limit(body)).await;
+            assert_eq!(
+                (status, v),
+                (StatusCode::BAD_REQUEST, json!({"error": want}))
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn limit_failures_are_502_with_a_code() {
+        // a password reference that does not resolve: no Redis is contacted
+        let body = json!({
+            "backend": {"policy": "redis", "host": "127.0.0.1", "port": 1,
+                        "password": "$secret://aws/my-secrets-manager/redis-credentials/password"},
+            "ops": [{"key": "k", "limit": 3, "window_s": 60}]});
+        let (status, v) = send_json(app(), post_limit(body.to_string())).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            v,
+            json!({"error": {"code": "secret_unresolved",
+                             "message": "backend.password: reference \"$secret://aws/my-secrets-manager/redis-credentials/password\" did not resolve: secret_not_found: secret \"redis-credentials\" not found in provider \"my-secrets-manager\""}})
+        );
+
+        // nothing listens on the port: unavailable, the plain password nowhere in the answer
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let body = json!({
+            "backend": {"policy": "redis", "host": "127.0.0.1", "port": port,
+                        "password": "hunter2-plain", "timeout_ms": 500},
+            "ops": [{"key": "k", "limit": 3, "window_s": 60}]});
+        let (status, raw) = send(app(), post_limit(body.to_string())).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        let v: Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(v["error"]["code"], "redis_unavailable", "{v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("redis 127.0.0.1:{port} db 0 unavailable: ")),
+            "{message}"
+        );
+        assert!(!String::from_utf8_lossy(&raw).contains("hunter2"));
     }
 }

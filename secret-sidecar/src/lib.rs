@@ -7,6 +7,7 @@ pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod limit;
 pub mod providers;
 pub mod resolve;
 

@@ -227,6 +227,12 @@ impl Resolver {
         results
     }
 
+    /// Resolves one reference through the cache, without the batch log line (for the
+    /// credentials of `/v1/limit`, looked up on every request).
+    pub async fn resolve(&self, reference: &str) -> Resolution {
+        self.resolve_one(&Batch::default(), reference).await
+    }
+
     /// Identical references in one batch are resolved once.
     async fn resolve_in_batch(&self, batch: &Batch, text: &str) -> Resolution {
         batch
