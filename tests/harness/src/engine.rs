@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use anyhow::{anyhow, Context as _, Result};
-use wasmtime::{Cache, CacheConfig, Config, Engine, InstancePre, Linker, Module};
+use wasmtime::{Cache, CacheConfig, Config, Engine, InstancePre, Linker, Module, OptLevel};
 
 use crate::imports;
 use crate::state::VmState;
@@ -25,6 +25,9 @@ fn engine() -> Result<&'static Engine> {
     ENGINE
         .get_or_init(|| {
             let mut config = Config::new();
+            // Tests run the module briefly: compile fast rather than produce fast code
+            // (this crate's cranelift is usually built without optimisation).
+            config.cranelift_opt_level(OptLevel::None);
             let mut cache = CacheConfig::new();
             cache.with_directory(crate::target_dir().join("wasmtime-cache"));
             // A cache that cannot start only costs compile time.

@@ -5,7 +5,7 @@
 //!   `proxy_set_effective_context`: continue if it has `x-a`, else a 401 local reply.
 //! * callout response: logs `:status` and the body; on a failure logs whether the response
 //!   header map was absent (as Envoy has it).
-//! * request headers: `x-trap` traps; `x-grpc` calls an import the host does not define;
+//! * request headers: `x-trap` writes `boom` to stderr and traps; `x-grpc` calls an import the host does not define;
 //!   `x-pause` pauses; no `x-a` -> 403 `denied` with `x-r: 1`; otherwise `x-b` := `x-a`,
 //!   add `x-c: added`, remove `x-d`, copy property `xds.route_name` to `x-route`, and store
 //!   `x-shared` into shared data `key`.
@@ -36,6 +36,7 @@ const MODULE: &str = r#"
   (import "env" "proxy_get_property" (func $get_property (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_set_shared_data" (func $set_shared (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_get_current_time_nanoseconds" (func $now (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_grpc_call" (func $grpc_call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
 
   (memory (export "memory") 2)
@@ -69,6 +70,7 @@ const MODULE: &str = r#"
   (data (i32.const 420) "http_call failed")
   (data (i32.const 440) "call failed: no map")
   (data (i32.const 480) "x-grpc")
+  (data (i32.const 500) "boom")
 
   (func (export "proxy_abi_version_0_2_1"))
   (func (export "_initialize"))
@@ -145,7 +147,13 @@ const MODULE: &str = r#"
       (then (drop (call $log (i32.const 2) (i32.load (i32.const 1024)) (i32.load (i32.const 1028)))))))
 
   (func (export "proxy_on_request_headers") (param $ctx i32) (param $n i32) (param $eos i32) (result i32)
-    (if (call $has (i32.const 112) (i32.const 6)) (then unreachable))
+    (if (call $has (i32.const 112) (i32.const 6))
+      (then
+        ;; Like a Rust panic: a message on stderr (WASI fd_write), then a trap.
+        (i32.store (i32.const 1100) (i32.const 500))
+        (i32.store (i32.const 1104) (i32.const 4))
+        (drop (call $fd_write (i32.const 2) (i32.const 1100) (i32.const 1) (i32.const 1108)))
+        unreachable))
     (if (call $has (i32.const 480) (i32.const 6))
       (then (drop (call $grpc_call (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
                                    (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
