@@ -6,7 +6,9 @@
 # Results: a table on stdout and in bench/results/latest.md. Logs: .run/bench/.
 #
 # Knobs (environment): BENCH_DURATION (s, default 10), BENCH_CONNECTIONS (default 16),
-# BENCH_CONSUMERS (default 10000), BENCH_SCENARIOS (default "baseline native-1 wasm-1 native-N wasm-N").
+# BENCH_CONSUMERS (default 10000), BENCH_SCENARIOS (default "baseline native-1 wasm-1 native-N wasm-N"),
+# BENCH_READY_SECONDS (how long Envoy may take to accept the key, default 180),
+# BENCH_SKIP_BUILD=1 (use the .wasm and sidecar already built).
 set -euo pipefail
 source "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
@@ -15,10 +17,15 @@ DURATION="${BENCH_DURATION:-10}"
 CONNECTIONS="${BENCH_CONNECTIONS:-16}"
 CONSUMERS="${BENCH_CONSUMERS:-10000}"
 SCENARIOS="${BENCH_SCENARIOS:-baseline native-1 wasm-1 native-N wasm-N}"
-READY_SECONDS=180   # resolving N references the first time may take a while
+READY_SECONDS="${BENCH_READY_SECONDS:-180}"   # resolving N references the first time may take a while
 
 "$ROOT/scripts/deps.sh"
-"$ROOT/scripts/build.sh"
+if [ -n "${BENCH_SKIP_BUILD:-}" ]; then
+    [ -f "$WASM" ] && [ -x "$SIDECAR_BIN" ] || die "BENCH_SKIP_BUILD is set but $WASM or $SIDECAR_BIN is missing"
+    log "BENCH_SKIP_BUILD: using the existing $WASM and $SIDECAR_BIN"
+else
+    "$ROOT/scripts/build.sh"
+fi
 
 OUT="$RUN_DIR/bench"
 rm -rf "$OUT"
