@@ -246,6 +246,8 @@ fn first_tick_makes_one_batched_resolve_callout() {
     let mut refs = refs_of(&call);
     refs.sort();
     assert_eq!(refs, [ALICE_REF, BOB_REF]);
+    // While it is in flight (2 s timeout), no second one.
+    assert!(callouts_within(&mut host, Duration::from_millis(1900)).is_empty());
 }
 
 #[test]
