@@ -1,25 +1,31 @@
 //! key-auth: the key index (digest -> credential, then a constant-time compare) and the check.
 
-use super::{Decision, Hide, Reject, RequestView};
+use super::{Allow, Decision, Hide, Reject, RequestView};
 use crate::config::KeyAuthOptions;
 use secret_ref::SecretValue;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
-pub const MISSING: Reject = Reject {
-    status: 401,
-    body: "{\"message\":\"Missing API key in request\"}\n",
-    www_authenticate: "apikey realm=\"key\"",
-    detail: "key_auth_missing",
-};
+const REALM: &str = "apikey realm=\"key\"";
 
-pub const INVALID: Reject = Reject {
-    status: 401,
-    body: "{\"message\":\"Invalid API key in request\"}\n",
-    www_authenticate: "apikey realm=\"key\"",
-    detail: "key_auth_invalid",
-};
+pub fn missing() -> Reject {
+    Reject::message(
+        401,
+        "Missing API key in request",
+        Some(REALM),
+        "key_auth_missing",
+    )
+}
+
+pub fn invalid() -> Reject {
+    Reject::message(
+        401,
+        "Invalid API key in request",
+        Some(REALM),
+        "key_auth_invalid",
+    )
+}
 
 /// SHA-256 of a key. Keys are looked up by digest, so the map's hashing and probing reveal
 /// nothing about stored keys; the final comparison is constant time.
@@ -117,11 +123,11 @@ pub fn check(opts: &KeyAuthOptions, index: &KeyIndex, req: &mut dyn RequestView)
             .and_then(|p| super::query::find_arg(&p, &opts.query))
         {
             Some(k) => (k, true),
-            None => return Decision::Reject(MISSING),
+            None => return Decision::Reject(missing()),
         },
     };
     let Some(credential) = index.lookup(&key) else {
-        return Decision::Reject(INVALID);
+        return Decision::Reject(invalid());
     };
     let hide = match (opts.hide_credentials, from_query) {
         (false, _) => None,
@@ -130,7 +136,12 @@ pub fn check(opts: &KeyAuthOptions, index: &KeyIndex, req: &mut dyn RequestView)
             .header(":path")
             .map(|p| Hide::Path(super::query::remove_arg(&p, &opts.query))),
     };
-    Decision::Allow { credential, hide }
+    Decision::Allow(Allow {
+        credential: Some(credential),
+        consumer: None,
+        hide,
+        body_check: None,
+    })
 }
 
 #[cfg(test)]
@@ -155,6 +166,7 @@ mod tests {
             header: "apikey".into(),
             query: "apikey".into(),
             hide_credentials: hide,
+            anonymous: None,
         }
     }
 
@@ -177,8 +189,16 @@ mod tests {
     #[test]
     fn decisions() {
         let idx = index();
-        let allow = |credential, hide| Decision::Allow { credential, hide };
-        let rows: Vec<(Vec<(&str, &str)>, bool, Decision)> = vec![
+        let allow = |credential, hide| {
+            Decision::Allow(Allow {
+                credential: Some(credential),
+                consumer: None,
+                hide,
+                body_check: None,
+            })
+        };
+        type Row<'a> = (Vec<(&'a str, &'a str)>, bool, Decision);
+        let rows: Vec<Row> = vec![
             (
                 vec![(":path", "/ip"), ("apikey", "alice-key")],
                 false,
@@ -194,23 +214,23 @@ mod tests {
             (
                 vec![(":path", "/ip?apikey=bob-key"), ("apikey", "nope")],
                 false,
-                Decision::Reject(INVALID),
+                Decision::Reject(invalid()),
             ),
-            (vec![(":path", "/ip")], false, Decision::Reject(MISSING)),
+            (vec![(":path", "/ip")], false, Decision::Reject(missing())),
             (
                 vec![(":path", "/ip?other=1")],
                 false,
-                Decision::Reject(MISSING),
+                Decision::Reject(missing()),
             ),
             (
                 vec![(":path", "/ip"), ("apikey", "")],
                 false,
-                Decision::Reject(INVALID),
+                Decision::Reject(invalid()),
             ),
             (
                 vec![(":path", "/ip"), ("apikey", "wrong")],
                 false,
-                Decision::Reject(INVALID),
+                Decision::Reject(invalid()),
             ),
             (
                 vec![(":path", "/ip"), ("apikey", "alice-key")],
@@ -245,13 +265,13 @@ mod tests {
     #[test]
     fn rejects_are_apisix_compatible() {
         assert_eq!(
-            MISSING.body,
+            missing().body,
             "{\"message\":\"Missing API key in request\"}\n"
         );
         assert_eq!(
-            INVALID.body,
+            invalid().body,
             "{\"message\":\"Invalid API key in request\"}\n"
         );
-        assert_eq!(MISSING.www_authenticate, "apikey realm=\"key\"");
+        assert_eq!(missing().www_authenticate, Some("apikey realm=\"key\""));
     }
 }

@@ -32,6 +32,10 @@ pub enum ConfigErrorKind {
     DuplicateCredentialId(String),
     /// Two credentials of one type share a plain value.
     DuplicateKey { other: String },
+    /// Two credentials of one type share a name that must be unique (username, key, key_id).
+    DuplicateName { other: String },
+    /// `anonymous_consumer` names no consumer.
+    UnknownConsumer(String),
     /// `$secret://` references are used but there is no `sidecar` section.
     SidecarRequired,
     /// Not a valid lowercase HTTP header name.
@@ -75,6 +79,8 @@ impl fmt::Display for ConfigErrorKind {
             DuplicateUsername(u) => write!(f, "duplicate consumer username \"{u}\""),
             DuplicateCredentialId(i) => write!(f, "duplicate credential id \"{i}\""),
             DuplicateKey { other } => write!(f, "same key as credential \"{other}\""),
+            DuplicateName { other } => write!(f, "already used by credential \"{other}\""),
+            UnknownConsumer(n) => write!(f, "no consumer has username \"{n}\""),
             SidecarRequired => write!(
                 f,
                 "$secret:// references are used, so a \"sidecar\" section is required"

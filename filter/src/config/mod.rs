@@ -5,7 +5,9 @@ pub mod raw;
 
 pub use error::{ConfigError, ConfigErrorKind};
 
-use raw::{RawConfig, RawConsumer, RawCredential, RawKeyAuth, RawPluginSet};
+use crate::auth::hmac::HmacAlgorithm;
+use crate::auth::jwt::{JwtAlgorithm, VerifyKey};
+use raw::{RawConfig, RawConsumer, RawCredential, RawPluginSet};
 use secret_ref::{extract_key, Reference, SecretRef, SecretValue};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -55,19 +57,54 @@ pub struct Credential {
 
 #[derive(Debug)]
 pub enum CredentialKind {
-    KeyAuth { key: Source },
+    KeyAuth {
+        key: Source,
+    },
+    BasicAuth {
+        username: String,
+        password: Source,
+    },
+    JwtAuth {
+        key: String,
+        algorithm: JwtAlgorithm,
+        /// The HMAC secret (HS*) or the PEM public key (others).
+        material: Source,
+        base64_secret: bool,
+        grace_period_s: u64,
+    },
+    HmacAuth {
+        key_id: String,
+        secret_key: Source,
+    },
 }
 
 impl CredentialKind {
+    /// The sensitive field (the one that may be a reference).
+    pub fn secret(&self) -> &Source {
+        match self {
+            CredentialKind::KeyAuth { key } => key,
+            CredentialKind::BasicAuth { password, .. } => password,
+            CredentialKind::JwtAuth { material, .. } => material,
+            CredentialKind::HmacAuth { secret_key, .. } => secret_key,
+        }
+    }
+
     /// The `$secret://` references this credential's fields use.
     pub fn ref_ids(&self) -> impl Iterator<Item = RefId> + '_ {
-        let fields: [&Source; 1] = match self {
-            CredentialKind::KeyAuth { key } => [key],
-        };
-        fields.into_iter().filter_map(|s| match s {
+        match self.secret() {
             Source::Ref(id) => Some(*id),
             _ => None,
-        })
+        }
+        .into_iter()
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            CredentialKind::KeyAuth { .. } => "key-auth",
+            CredentialKind::BasicAuth { .. } => "basic-auth",
+            CredentialKind::JwtAuth { .. } => "jwt-auth",
+            CredentialKind::HmacAuth { .. } => "hmac-auth",
+        }
     }
 }
 
@@ -86,11 +123,32 @@ pub enum Source {
 #[derive(Debug, Default, Clone)]
 pub struct PluginSet {
     pub key_auth: Option<KeyAuthOptions>,
+    pub basic_auth: Option<BasicAuthOptions>,
+    pub jwt_auth: Option<JwtAuthOptions>,
+    pub hmac_auth: Option<HmacAuthOptions>,
 }
 
 impl PluginSet {
+    /// How many auth plugins the route enables.
+    pub fn auth_count(&self) -> usize {
+        usize::from(self.key_auth.is_some())
+            + usize::from(self.basic_auth.is_some())
+            + usize::from(self.jwt_auth.is_some())
+            + usize::from(self.hmac_auth.is_some())
+    }
+
     pub fn has_auth(&self) -> bool {
-        self.key_auth.is_some()
+        self.auth_count() > 0
+    }
+
+    /// Whether a failed authentication falls back to an anonymous consumer (the first configured).
+    pub fn anonymous(&self) -> Option<usize> {
+        self.key_auth
+            .as_ref()
+            .and_then(|o| o.anonymous)
+            .or(self.basic_auth.as_ref().and_then(|o| o.anonymous))
+            .or(self.jwt_auth.as_ref().and_then(|o| o.anonymous))
+            .or(self.hmac_auth.as_ref().and_then(|o| o.anonymous))
     }
 }
 
@@ -100,6 +158,39 @@ pub struct KeyAuthOptions {
     pub header: String,
     pub query: String,
     pub hide_credentials: bool,
+    /// Consumer index used when authentication fails.
+    pub anonymous: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BasicAuthOptions {
+    pub hide_credentials: bool,
+    pub anonymous: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtAuthOptions {
+    /// Lowercase header name.
+    pub header: String,
+    pub query: String,
+    pub cookie: String,
+    pub hide_credentials: bool,
+    pub key_claim_name: String,
+    pub verify_exp: bool,
+    pub verify_nbf: bool,
+    pub anonymous: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HmacAuthOptions {
+    pub allowed_algorithms: Vec<HmacAlgorithm>,
+    pub clock_skew_s: u64,
+    /// Lowercase header names that must be among the signed ones.
+    pub signed_headers: Vec<String>,
+    pub validate_request_body: bool,
+    pub max_req_body_size: usize,
+    pub hide_credentials: bool,
+    pub anonymous: Option<usize>,
 }
 
 /// A configuration that compiled, with warnings worth a log line (disabled credentials).
@@ -202,10 +293,10 @@ impl Compiler<'_> {
             None => None,
             Some(s) => Some(self.sidecar(s)?),
         };
-        let default_plugins = plugin_set("plugins", raw.plugins)?;
+        let default_plugins = plugin_set("plugins", raw.plugins, &usernames)?;
         let mut routes = HashMap::with_capacity(raw.routes.len());
         for (name, set) in raw.routes {
-            let compiled = plugin_set(&format!("routes.{name}"), set)?;
+            let compiled = plugin_set(&format!("routes.{name}"), set, &usernames)?;
             routes.insert(name, compiled);
         }
         Ok(Compiled {
@@ -229,23 +320,97 @@ impl Compiler<'_> {
         path: String,
         raw: RawCredential,
     ) -> Result<Credential, ConfigError> {
-        match raw {
-            RawCredential::KeyAuth { id, key } => {
-                if id.is_empty() {
-                    return Err(ConfigError::new(
-                        format!("{path}.id"),
-                        ConfigErrorKind::Empty,
-                    ));
-                }
-                let key = self.sensitive(&format!("{path}.key"), &key)?;
-                Ok(Credential {
-                    consumer,
-                    id,
-                    path,
-                    kind: CredentialKind::KeyAuth { key },
-                })
-            }
+        let id = match &raw {
+            RawCredential::KeyAuth { id, .. }
+            | RawCredential::BasicAuth { id, .. }
+            | RawCredential::JwtAuth { id, .. }
+            | RawCredential::HmacAuth { id, .. } => id.clone(),
+        };
+        if id.is_empty() {
+            return Err(ConfigError::new(
+                format!("{path}.id"),
+                ConfigErrorKind::Empty,
+            ));
         }
+        let non_empty = |field: &str, value: String| {
+            if value.is_empty() {
+                Err(ConfigError::new(
+                    format!("{path}.{field}"),
+                    ConfigErrorKind::Empty,
+                ))
+            } else {
+                Ok(value)
+            }
+        };
+        let kind = match raw {
+            RawCredential::KeyAuth { key, .. } => CredentialKind::KeyAuth {
+                key: self.sensitive(&format!("{path}.key"), &key)?,
+            },
+            RawCredential::BasicAuth {
+                username, password, ..
+            } => CredentialKind::BasicAuth {
+                username: non_empty("username", username)?,
+                password: self.sensitive(&format!("{path}.password"), &password)?,
+            },
+            RawCredential::HmacAuth {
+                key_id, secret_key, ..
+            } => CredentialKind::HmacAuth {
+                key_id: non_empty("key_id", key_id)?,
+                secret_key: self.sensitive(&format!("{path}.secret_key"), &secret_key)?,
+            },
+            RawCredential::JwtAuth {
+                key,
+                secret,
+                public_key,
+                algorithm,
+                base64_secret,
+                exp: _,
+                lifetime_grace_period,
+                ..
+            } => {
+                let key = non_empty("key", key)?;
+                let algorithm: JwtAlgorithm = algorithm.parse().map_err(|e: String| {
+                    ConfigError::new(format!("{path}.algorithm"), ConfigErrorKind::Syntax(e))
+                })?;
+                let (field, value) = match (algorithm.is_hmac(), secret, public_key) {
+                    (true, Some(s), _) => ("secret", s),
+                    (false, _, Some(k)) => ("public_key", k),
+                    (true, None, _) => {
+                        return Err(ConfigError::new(
+                            format!("{path}.secret"),
+                            ConfigErrorKind::Syntax(format!("required for {algorithm}")),
+                        ))
+                    }
+                    (false, _, None) => {
+                        return Err(ConfigError::new(
+                            format!("{path}.public_key"),
+                            ConfigErrorKind::Syntax(format!("required for {algorithm}")),
+                        ))
+                    }
+                };
+                let field_path = format!("{path}.{field}");
+                let material = self.sensitive(&field_path, &value)?;
+                // A literal key is checked now; a referenced one when it resolves.
+                if let Source::Value(v) = &material {
+                    VerifyKey::new(algorithm, v.expose(), base64_secret).map_err(|e| {
+                        ConfigError::new(field_path, ConfigErrorKind::Syntax(e.to_string()))
+                    })?;
+                }
+                CredentialKind::JwtAuth {
+                    key,
+                    algorithm,
+                    material,
+                    base64_secret,
+                    grace_period_s: lifetime_grace_period,
+                }
+            }
+        };
+        Ok(Credential {
+            consumer,
+            id,
+            path,
+            kind,
+        })
     }
 
     /// A field that may hold a reference.
@@ -344,34 +509,158 @@ impl Compiler<'_> {
     }
 }
 
-fn plugin_set(path: &str, raw: RawPluginSet) -> Result<PluginSet, ConfigError> {
+fn plugin_set(
+    path: &str,
+    raw: RawPluginSet,
+    usernames: &HashMap<String, usize>,
+) -> Result<PluginSet, ConfigError> {
+    let anonymous = |plugin: &str, name: Option<String>| -> Result<Option<usize>, ConfigError> {
+        name.map(|n| {
+            usernames.get(&n).copied().ok_or_else(|| {
+                ConfigError::new(
+                    format!("{path}.{plugin}.anonymous_consumer"),
+                    ConfigErrorKind::UnknownConsumer(n),
+                )
+            })
+        })
+        .transpose()
+    };
+    let key_auth = match raw.key_auth {
+        None => None,
+        Some(k) => {
+            let p = format!("{path}.key-auth");
+            Some(KeyAuthOptions {
+                header: header_name(&format!("{p}.header"), &k.header)?,
+                query: non_empty_field(&format!("{p}.query"), k.query)?,
+                hide_credentials: k.hide_credentials,
+                anonymous: anonymous("key-auth", k.anonymous_consumer)?,
+            })
+        }
+    };
+    let basic_auth = match raw.basic_auth {
+        None => None,
+        Some(b) => Some(BasicAuthOptions {
+            hide_credentials: b.hide_credentials,
+            anonymous: anonymous("basic-auth", b.anonymous_consumer)?,
+        }),
+    };
+    let jwt_auth = match raw.jwt_auth {
+        None => None,
+        Some(j) => {
+            let p = format!("{path}.jwt-auth");
+            let (mut verify_exp, mut verify_nbf) = (true, true);
+            if let Some(claims) = j.claims_to_verify {
+                (verify_exp, verify_nbf) = (false, false);
+                for (i, c) in claims.iter().enumerate() {
+                    match c.as_str() {
+                        "exp" => verify_exp = true,
+                        "nbf" => verify_nbf = true,
+                        other => {
+                            return Err(ConfigError::new(
+                                format!("{p}.claims_to_verify[{i}]"),
+                                ConfigErrorKind::Syntax(format!(
+                                    "unknown claim \"{other}\" (expected \"exp\" or \"nbf\")"
+                                )),
+                            ))
+                        }
+                    }
+                }
+            }
+            Some(JwtAuthOptions {
+                header: header_name(&format!("{p}.header"), &j.header)?,
+                query: non_empty_field(&format!("{p}.query"), j.query)?,
+                cookie: non_empty_field(&format!("{p}.cookie"), j.cookie)?,
+                hide_credentials: j.hide_credentials,
+                key_claim_name: non_empty_field(&format!("{p}.key_claim_name"), j.key_claim_name)?,
+                verify_exp,
+                verify_nbf,
+                anonymous: anonymous("jwt-auth", j.anonymous_consumer)?,
+            })
+        }
+    };
+    let hmac_auth = match raw.hmac_auth {
+        None => None,
+        Some(h) => {
+            let p = format!("{path}.hmac-auth");
+            let allowed_algorithms = match h.allowed_algorithms {
+                None => HmacAlgorithm::ALL.to_vec(),
+                Some(list) if list.is_empty() => {
+                    return Err(ConfigError::new(
+                        format!("{p}.allowed_algorithms"),
+                        ConfigErrorKind::Empty,
+                    ))
+                }
+                Some(list) => list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| {
+                        a.parse().map_err(|e: String| {
+                            ConfigError::new(
+                                format!("{p}.allowed_algorithms[{i}]"),
+                                ConfigErrorKind::Syntax(e),
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            };
+            if h.clock_skew < 1 {
+                return Err(ConfigError::new(
+                    format!("{p}.clock_skew"),
+                    ConfigErrorKind::TooSmall { min: 1 },
+                ));
+            }
+            let signed_headers = h
+                .signed_headers
+                .unwrap_or_else(|| vec!["date".to_string()])
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let lower = name.to_ascii_lowercase();
+                    if lower == "@request-target" {
+                        Ok(lower)
+                    } else {
+                        header_name(&format!("{p}.signed_headers[{i}]"), name)
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+            Some(HmacAuthOptions {
+                allowed_algorithms,
+                clock_skew_s: h.clock_skew,
+                signed_headers,
+                validate_request_body: h.validate_request_body,
+                max_req_body_size: h.max_req_body_size,
+                hide_credentials: h.hide_credentials,
+                anonymous: anonymous("hmac-auth", h.anonymous_consumer)?,
+            })
+        }
+    };
     Ok(PluginSet {
-        key_auth: raw
-            .key_auth
-            .map(|k| key_auth_options(&format!("{path}.key-auth"), k))
-            .transpose()?,
+        key_auth,
+        basic_auth,
+        jwt_auth,
+        hmac_auth,
     })
 }
 
-fn key_auth_options(path: &str, raw: RawKeyAuth) -> Result<KeyAuthOptions, ConfigError> {
-    let header = raw.header.to_ascii_lowercase();
-    if !is_header_name(&header) {
-        return Err(ConfigError::new(
-            format!("{path}.header"),
-            ConfigErrorKind::InvalidHeaderName(raw.header),
-        ));
+fn non_empty_field(path: &str, value: String) -> Result<String, ConfigError> {
+    if value.is_empty() {
+        Err(ConfigError::new(path, ConfigErrorKind::Empty))
+    } else {
+        Ok(value)
     }
-    if raw.query.is_empty() {
-        return Err(ConfigError::new(
-            format!("{path}.query"),
-            ConfigErrorKind::Empty,
-        ));
+}
+
+/// A valid header name, lowercased.
+fn header_name(path: &str, name: &str) -> Result<String, ConfigError> {
+    let lower = name.to_ascii_lowercase();
+    if is_header_name(&lower) {
+        Ok(lower)
+    } else {
+        Err(ConfigError::new(
+            path,
+            ConfigErrorKind::InvalidHeaderName(name.to_string()),
+        ))
     }
-    Ok(KeyAuthOptions {
-        header,
-        query: raw.query,
-        hide_credentials: raw.hide_credentials,
-    })
 }
 
 /// RFC 9110 token characters, not starting with ':' (pseudo-headers are not credentials).
@@ -382,23 +671,31 @@ fn is_header_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// Two credentials of one type with the same plain value would make the lookup ambiguous.
+/// Two credentials of one type with the same plain key, username, JWT key or HMAC key id would
+/// make the lookup ambiguous.
 fn check_plain_duplicates(credentials: &[Credential]) -> Result<(), ConfigError> {
-    let mut seen: HashMap<&str, &str> = HashMap::new();
+    let mut seen: HashMap<(&str, &str), &str> = HashMap::new();
     for c in credentials {
-        let CredentialKind::KeyAuth {
-            key: Source::Value(v),
-        } = &c.kind
-        else {
-            continue;
+        let (field, name) = match &c.kind {
+            CredentialKind::KeyAuth {
+                key: Source::Value(v),
+            } => ("key", v.expose()),
+            CredentialKind::KeyAuth { .. } => continue,
+            CredentialKind::BasicAuth { username, .. } => ("username", username.as_str()),
+            CredentialKind::JwtAuth { key, .. } => ("key", key.as_str()),
+            CredentialKind::HmacAuth { key_id, .. } => ("key_id", key_id.as_str()),
         };
-        if let Some(other) = seen.insert(v.expose(), &c.id) {
-            return Err(ConfigError::new(
-                format!("{}.key", c.path),
+        if let Some(other) = seen.insert((c.kind.type_name(), name), &c.id) {
+            let kind = if field == "key" && matches!(c.kind, CredentialKind::KeyAuth { .. }) {
                 ConfigErrorKind::DuplicateKey {
                     other: other.to_string(),
-                },
-            ));
+                }
+            } else {
+                ConfigErrorKind::DuplicateName {
+                    other: other.to_string(),
+                }
+            };
+            return Err(ConfigError::new(format!("{}.{field}", c.path), kind));
         }
     }
     Ok(())

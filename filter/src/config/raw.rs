@@ -64,7 +64,38 @@ pub struct RawConsumer {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum RawCredential {
-    KeyAuth { id: String, key: String },
+    KeyAuth {
+        id: String,
+        key: String,
+    },
+    BasicAuth {
+        id: String,
+        username: String,
+        password: String,
+    },
+    JwtAuth {
+        id: String,
+        key: String,
+        secret: Option<String>,
+        public_key: Option<String>,
+        #[serde(default = "default_jwt_algorithm")]
+        algorithm: String,
+        #[serde(default)]
+        base64_secret: bool,
+        /// Accepted for APISIX compatibility (it sets the lifetime of tokens APISIX signs); unused.
+        exp: Option<u64>,
+        #[serde(default)]
+        lifetime_grace_period: u64,
+    },
+    HmacAuth {
+        id: String,
+        key_id: String,
+        secret_key: String,
+    },
+}
+
+fn default_jwt_algorithm() -> String {
+    "HS256".to_string()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +103,12 @@ pub enum RawCredential {
 pub struct RawPluginSet {
     #[serde(rename = "key-auth")]
     pub key_auth: Option<RawKeyAuth>,
+    #[serde(rename = "basic-auth")]
+    pub basic_auth: Option<RawBasicAuth>,
+    #[serde(rename = "jwt-auth")]
+    pub jwt_auth: Option<RawJwtAuth>,
+    #[serde(rename = "hmac-auth")]
+    pub hmac_auth: Option<RawHmacAuth>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,4 +120,63 @@ pub struct RawKeyAuth {
     pub query: String,
     #[serde(default)]
     pub hide_credentials: bool,
+    pub anonymous_consumer: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasicAuth {
+    #[serde(default)]
+    pub hide_credentials: bool,
+    pub anonymous_consumer: Option<String>,
+}
+
+fn default_jwt_header() -> String {
+    "authorization".to_string()
+}
+fn default_jwt() -> String {
+    "jwt".to_string()
+}
+fn default_key_claim_name() -> String {
+    "key".to_string()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwtAuth {
+    #[serde(default = "default_jwt_header")]
+    pub header: String,
+    #[serde(default = "default_jwt")]
+    pub query: String,
+    #[serde(default = "default_jwt")]
+    pub cookie: String,
+    #[serde(default)]
+    pub hide_credentials: bool,
+    #[serde(default = "default_key_claim_name")]
+    pub key_claim_name: String,
+    pub claims_to_verify: Option<Vec<String>>,
+    pub anonymous_consumer: Option<String>,
+}
+
+fn default_clock_skew() -> u64 {
+    300
+}
+fn default_max_req_body_size() -> usize {
+    1024 * 1024
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHmacAuth {
+    pub allowed_algorithms: Option<Vec<String>>,
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew: u64,
+    pub signed_headers: Option<Vec<String>>,
+    #[serde(default)]
+    pub validate_request_body: bool,
+    #[serde(default = "default_max_req_body_size")]
+    pub max_req_body_size: usize,
+    #[serde(default)]
+    pub hide_credentials: bool,
+    pub anonymous_consumer: Option<String>,
 }

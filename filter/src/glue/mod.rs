@@ -2,7 +2,10 @@
 //! the HTTP context (per-request decision), and the host calls behind [`runtime::Host`].
 //! Host calls are made through `hostcalls`, whose errors are handled, never unwrapped.
 
-use crate::auth::{self, Decision, RequestView, CONSUMER_USERNAME, CREDENTIAL_IDENTIFIER};
+use crate::auth::{
+    self, BodyCheck, Decision, Hide, RequestView, CONSUMER_CUSTOM_ID, CONSUMER_USERNAME,
+    CREDENTIAL_IDENTIFIER,
+};
 use crate::config::{self, Sidecar};
 use crate::runtime::{Host, Level, Runtime};
 use proxy_wasm::hostcalls;
@@ -24,7 +27,24 @@ proxy_wasm::main! {{
 struct Shared {
     runtime: Option<Runtime>,
     /// HTTP contexts paused until the first answer from the sidecar.
-    waiting: Vec<u32>,
+    waiting: Vec<(u32, Rc<RefCell<ReqState>>)>,
+}
+
+/// Where one request stands; shared with the root while it waits for secrets.
+#[derive(Default)]
+struct ReqState {
+    phase: Phase,
+    body_size: usize,
+    body_complete: bool,
+}
+
+#[derive(Default)]
+enum Phase {
+    #[default]
+    Headers,
+    WaitingSecrets,
+    WaitingBody(BodyCheck),
+    Done,
 }
 
 #[derive(Default)]
@@ -98,12 +118,24 @@ impl Root {
         let Some(rt) = shared.runtime.as_ref() else {
             return;
         };
-        for id in ids {
+        for (id, state) in ids {
             // The stream may be gone (client went away): then there is nothing to do.
             if hostcalls::set_effective_context(id).is_err() {
                 continue;
             }
-            if let Verdict::Continue = process(rt) {
+            let mut state = state.borrow_mut();
+            let verdict = match process(rt) {
+                Verdict::NeedBody(check) if state.body_complete => {
+                    finish_body(&check, state.body_size)
+                }
+                Verdict::NeedBody(check) => {
+                    state.phase = Phase::WaitingBody(check);
+                    continue;
+                }
+                other => other,
+            };
+            state.phase = Phase::Done;
+            if let Verdict::Continue = verdict {
                 let _ = hostcalls::resume_http_request();
             }
         }
@@ -194,6 +226,7 @@ impl RootContext for Root {
         Some(Box::new(Request {
             id: context_id,
             shared: Rc::clone(&self.shared),
+            state: Rc::default(),
         }))
     }
 
@@ -205,25 +238,65 @@ impl RootContext for Root {
 struct Request {
     id: u32,
     shared: Rc<RefCell<Shared>>,
+    state: Rc<RefCell<ReqState>>,
 }
 
 impl Context for Request {}
 
 impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         let mut shared = self.shared.borrow_mut();
+        let mut state = self.state.borrow_mut();
+        state.body_complete = end_of_stream;
         let Some(rt) = shared.runtime.as_ref() else {
             // Not configured: Envoy would not run us; refuse rather than let anyone through.
-            reply(&auth::key::INVALID);
+            reply(&auth::key::invalid());
             return Action::Pause;
         };
         if !rt.gate_open() {
-            shared.waiting.push(self.id);
+            state.phase = Phase::WaitingSecrets;
+            shared.waiting.push((self.id, Rc::clone(&self.state)));
             return Action::Pause;
         }
-        match process(rt) {
+        let verdict = match process(rt) {
+            Verdict::NeedBody(check) if end_of_stream => finish_body(&check, 0),
+            Verdict::NeedBody(check) => {
+                state.phase = Phase::WaitingBody(check);
+                return Action::Pause;
+            }
+            other => other,
+        };
+        state.phase = Phase::Done;
+        match verdict {
             Verdict::Continue => Action::Continue,
-            Verdict::Replied => Action::Pause,
+            _ => Action::Pause,
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let mut state = self.state.borrow_mut();
+        state.body_size = body_size;
+        state.body_complete = end_of_stream;
+        let Phase::WaitingBody(check) = &state.phase else {
+            return match state.phase {
+                // Keep the body until the secrets are known and the request is judged.
+                Phase::WaitingSecrets => Action::Pause,
+                _ => Action::Continue,
+            };
+        };
+        if body_size > check.max_size {
+            reply(&too_large());
+            state.phase = Phase::Done;
+            return Action::Pause;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let verdict = finish_body(check, body_size);
+        state.phase = Phase::Done;
+        match verdict {
+            Verdict::Continue => Action::Continue,
+            _ => Action::Pause,
         }
     }
 }
@@ -231,7 +304,7 @@ impl HttpContext for Request {
 impl Drop for Request {
     fn drop(&mut self) {
         if let Ok(mut shared) = self.shared.try_borrow_mut() {
-            shared.waiting.retain(|id| *id != self.id);
+            shared.waiting.retain(|(id, _)| *id != self.id);
         }
     }
 }
@@ -245,11 +318,48 @@ impl RequestView for Headers {
             .ok()
             .flatten()
     }
+
+    fn now_s(&mut self) -> u64 {
+        ProxyHost.now_ms() / 1000
+    }
 }
 
 enum Verdict {
     Continue,
     Replied,
+    /// Allowed once the body matches (headers already set).
+    NeedBody(BodyCheck),
+}
+
+fn too_large() -> auth::Reject {
+    auth::Reject::message(413, "Request Entity Too Large", None, "body_too_large")
+}
+
+/// Checks the buffered body of the current request against the signed digest.
+fn finish_body(check: &BodyCheck, body_size: usize) -> Verdict {
+    if body_size > check.max_size {
+        reply(&too_large());
+        return Verdict::Replied;
+    }
+    let body = if body_size == 0 {
+        Vec::new()
+    } else {
+        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    };
+    if auth::hmac::body_matches(&check.digest, &body) {
+        Verdict::Continue
+    } else {
+        let reject = auth::hmac::digest_mismatch();
+        log(
+            Level::Warn,
+            &format!("{}: {}", reject.body.trim_end(), reject.detail),
+        );
+        reply(&reject);
+        Verdict::Replied
+    }
 }
 
 fn set_header(name: &str, value: Option<&str>) {
@@ -258,12 +368,13 @@ fn set_header(name: &str, value: Option<&str>) {
 }
 
 fn reply(reject: &auth::Reject) {
+    let mut headers = vec![("content-type", "text/plain; charset=utf-8")];
+    if let Some(w) = reject.www_authenticate {
+        headers.push(("www-authenticate", w));
+    }
     let _ = hostcalls::send_http_response(
         u32::from(reject.status),
-        vec![
-            ("www-authenticate", reject.www_authenticate),
-            ("content-type", "text/plain; charset=utf-8"),
-        ],
+        headers,
         Some(reject.body.as_bytes()),
     );
 }
@@ -279,27 +390,40 @@ fn process(rt: &Runtime) -> Verdict {
         None
     };
     let plugins = rt.plugins_for(route.as_deref());
-    match auth::authenticate(plugins, &rt.credentials(), &mut Headers) {
+    match auth::authenticate(plugins, rt.credentials(), &mut Headers) {
         None => {
             set_header(CONSUMER_USERNAME, None);
             set_header(CREDENTIAL_IDENTIFIER, None);
+            set_header(CONSUMER_CUSTOM_ID, None);
             Verdict::Continue
         }
-        Some(Decision::Allow { credential, hide }) => {
-            let Some((username, credential_id)) = rt.identity(credential) else {
-                reply(&auth::key::INVALID);
+        Some(Decision::Allow(allow)) => {
+            let Some((username, credential_id, custom_id)) =
+                rt.who(allow.credential, allow.consumer)
+            else {
+                reply(&auth::key::invalid());
                 return Verdict::Replied;
             };
             set_header(CONSUMER_USERNAME, Some(username));
-            set_header(CREDENTIAL_IDENTIFIER, Some(credential_id));
-            match hide {
+            set_header(CREDENTIAL_IDENTIFIER, credential_id);
+            set_header(CONSUMER_CUSTOM_ID, custom_id);
+            match allow.hide {
                 None => {}
-                Some(auth::Hide::Header(h)) => set_header(&h, None),
-                Some(auth::Hide::Path(p)) => set_header(":path", Some(&p)),
+                Some(Hide::Header(h)) => set_header(&h, None),
+                Some(Hide::Path(p)) => set_header(":path", Some(&p)),
+                Some(Hide::SetHeader(h, v)) => {
+                    set_header(&h, (!v.is_empty()).then_some(v.as_str()))
+                }
             }
-            Verdict::Continue
+            match allow.body_check {
+                Some(check) => Verdict::NeedBody(check),
+                None => Verdict::Continue,
+            }
         }
         Some(Decision::Reject(r)) => {
+            if r.log_detail {
+                log(Level::Warn, &format!("{}: {}", r.body.trim_end(), r.detail));
+            }
             reply(&r);
             Verdict::Replied
         }

@@ -2,10 +2,14 @@
 //! built from them, and the refresh schedule. Driven by the glue through a small [`Host`] trait,
 //! so all of it is tested on the host with a fake.
 
+use crate::auth::basic::BasicIndex;
+use crate::auth::hmac::HmacIndex;
+use crate::auth::jwt::{JwtCredential, JwtIndex, VerifyKey};
 use crate::auth::key::KeyIndex;
 use crate::auth::Credentials;
 use crate::config::{Compiled, Config, CredentialKind, PluginSet, Sidecar, Source};
 use crate::secrets::{parse_answer, request_body, BatchError, Note, Refresh, SecretTable};
+use secret_ref::SecretValue;
 use std::time::Duration;
 
 /// Tick period while requests may be waiting for the first answer.
@@ -31,7 +35,7 @@ pub trait Host {
 pub struct Runtime {
     config: Config,
     table: SecretTable,
-    keys: KeyIndex,
+    credentials: Credentials,
     refresh: Option<Refresh>,
     startup_deadline_ms: u64,
     gate_open: bool,
@@ -52,7 +56,7 @@ impl Runtime {
         let mut rt = Runtime {
             table: SecretTable::new(&config),
             config,
-            keys: KeyIndex::default(),
+            credentials: Credentials::default(),
             gate_open: refresh.is_none(),
             refresh,
             startup_deadline_ms,
@@ -89,8 +93,8 @@ impl Runtime {
         }
     }
 
-    pub fn credentials(&self) -> Credentials<'_> {
-        Credentials { keys: &self.keys }
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
     }
 
     /// Whether the plugin set depends on the route name (so the glue must read it).
@@ -109,6 +113,24 @@ impl Runtime {
         let c = self.config.credentials.get(index)?;
         let consumer = self.config.consumers.get(c.consumer)?;
         Some((consumer.username.as_str(), c.id.as_str()))
+    }
+
+    /// The consumer of an accepted request: `(username, credential id, custom_id label)`.
+    pub fn who(
+        &self,
+        credential: Option<usize>,
+        consumer: Option<usize>,
+    ) -> Option<(&str, Option<&str>, Option<&str>)> {
+        let cred = credential.and_then(|i| self.config.credentials.get(i));
+        let consumer = self
+            .config
+            .consumers
+            .get(cred.map(|c| c.consumer).or(consumer)?)?;
+        Some((
+            consumer.username.as_str(),
+            cred.map(|c| c.id.as_str()),
+            consumer.labels.get("custom_id").map(String::as_str),
+        ))
     }
 
     pub fn on_tick(&mut self, host: &mut dyn Host) {
@@ -195,19 +217,50 @@ impl Runtime {
     /// Rebuilds the credential indexes from plain values and the last good secret values.
     fn rebuild(&mut self, host: &mut dyn Host) {
         let table = &self.table;
-        let keys = self
-            .config
-            .credentials
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| {
-                let CredentialKind::KeyAuth { key } = &c.kind;
-                match key {
-                    Source::Value(v) => Some((i, v.clone())),
-                    Source::Ref(id) => table.value(*id).map(|v| (i, v.clone())),
-                    Source::Unavailable(_) => None,
+        let value = |source: &Source| -> Option<SecretValue> {
+            match source {
+                Source::Value(v) => Some(v.clone()),
+                Source::Ref(id) => table.value(*id).cloned(),
+                Source::Unavailable(_) => None,
+            }
+        };
+        let mut keys = Vec::new();
+        let mut basic = Vec::new();
+        let mut jwt = Vec::new();
+        let mut hmac = Vec::new();
+        for (i, c) in self.config.credentials.iter().enumerate() {
+            let Some(secret) = value(c.kind.secret()) else {
+                continue;
+            };
+            match &c.kind {
+                CredentialKind::KeyAuth { .. } => keys.push((i, secret)),
+                CredentialKind::BasicAuth { username, .. } => {
+                    basic.push((i, username.clone(), secret))
                 }
-            });
+                CredentialKind::HmacAuth { key_id, .. } => hmac.push((i, key_id.clone(), secret)),
+                CredentialKind::JwtAuth {
+                    key,
+                    algorithm,
+                    base64_secret,
+                    grace_period_s,
+                    ..
+                } => match VerifyKey::new(*algorithm, secret.expose(), *base64_secret) {
+                    Ok(verify) => jwt.push((
+                        key.clone(),
+                        JwtCredential {
+                            credential: i,
+                            algorithm: *algorithm,
+                            key: verify,
+                            grace_period_s: *grace_period_s,
+                        },
+                    )),
+                    Err(e) => host.log(
+                        Level::Error,
+                        &format!("{}: {e}; credential \"{}\" disabled", c.path, c.id),
+                    ),
+                },
+            }
+        }
         let (keys, duplicates) = KeyIndex::build(keys);
         for group in duplicates {
             let ids: Vec<String> = group
@@ -223,7 +276,12 @@ impl Runtime {
                 ),
             );
         }
-        self.keys = keys;
+        self.credentials = Credentials {
+            keys,
+            basic: BasicIndex::build(basic),
+            jwt: JwtIndex::build(jwt),
+            hmac: HmacIndex::build(hmac),
+        };
     }
 }
 

@@ -60,10 +60,11 @@ fn runtime(host: &mut FakeHost) -> Runtime {
 
 fn who(rt: &Runtime, key: &str) -> Option<String> {
     let mut req = FakeRequest::new(&[(":path", "/ip"), ("apikey", key)]);
-    match authenticate(rt.plugins_for(None), &rt.credentials(), &mut req) {
-        Some(Decision::Allow { credential, .. }) => {
-            rt.identity(credential).map(|(u, _)| u.to_string())
-        }
+    match authenticate(rt.plugins_for(None), rt.credentials(), &mut req) {
+        Some(Decision::Allow(a)) => a
+            .credential
+            .and_then(|c| rt.identity(c))
+            .map(|(u, _)| u.to_string()),
         _ => None,
     }
 }

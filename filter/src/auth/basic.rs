@@ -1,0 +1,165 @@
+//! basic-auth: `Authorization: Basic base64(user:password)`, APISIX-compatible answers.
+
+use super::{b64, Allow, Decision, Hide, Reject, RequestView};
+use crate::config::BasicAuthOptions;
+use secret_ref::SecretValue;
+use std::collections::HashMap;
+
+const REALM: &str = "Basic realm=\"basic\"";
+
+fn reject(message: &'static str, detail: &'static str) -> Reject {
+    Reject::message(401, message, Some(REALM), detail)
+}
+
+/// Enabled basic-auth credentials by username.
+#[derive(Default)]
+pub struct BasicIndex {
+    map: HashMap<String, (usize, SecretValue)>,
+}
+
+impl BasicIndex {
+    pub fn build(entries: impl IntoIterator<Item = (usize, String, SecretValue)>) -> Self {
+        BasicIndex {
+            map: entries
+                .into_iter()
+                .map(|(credential, user, password)| (user, (credential, password)))
+                .collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// Splits `Basic <base64(user:password)>` (scheme case-insensitive) into user and password.
+fn parse(header: &str) -> Option<(String, String)> {
+    let (scheme, rest) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = b64::standard(rest.trim())?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+pub fn check(opts: &BasicAuthOptions, index: &BasicIndex, req: &mut dyn RequestView) -> Decision {
+    let Some(header) = req.header("authorization") else {
+        return Decision::Reject(reject(
+            "Missing authorization in request",
+            "basic_auth_missing",
+        ));
+    };
+    let Some((user, password)) = parse(&header) else {
+        return Decision::Reject(reject(
+            "Invalid authorization in request",
+            "basic_auth_malformed",
+        ));
+    };
+    match index.map.get(&user) {
+        Some((credential, expected)) if expected.ct_eq_bytes(password.as_bytes()) => {
+            Decision::Allow(Allow {
+                credential: Some(*credential),
+                consumer: None,
+                hide: opts
+                    .hide_credentials
+                    .then(|| Hide::Header("authorization".into())),
+                body_check: None,
+            })
+        }
+        _ => Decision::Reject(reject("Invalid user authorization", "basic_auth_invalid")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::tests::FakeRequest;
+
+    fn index() -> BasicIndex {
+        BasicIndex::build([
+            (0, "alice".to_string(), SecretValue::new("alice-password")),
+            (1, "bob".to_string(), SecretValue::new("pa:ss")),
+        ])
+    }
+
+    fn run(auth: Option<&str>, hide: bool) -> Decision {
+        let opts = BasicAuthOptions {
+            hide_credentials: hide,
+            anonymous: None,
+        };
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+        check(&opts, &index(), &mut FakeRequest::new(&headers))
+    }
+
+    fn message(d: &Decision) -> String {
+        match d {
+            Decision::Reject(r) => r.body.to_string(),
+            Decision::Allow(_) => "allow".into(),
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        // base64("alice:alice-password") = YWxpY2U6YWxpY2UtcGFzc3dvcmQ=
+        let rows: &[(Option<&str>, &str)] = &[
+            (Some("Basic YWxpY2U6YWxpY2UtcGFzc3dvcmQ="), "allow"),
+            (Some("basic YWxpY2U6YWxpY2UtcGFzc3dvcmQ="), "allow"),
+            (Some("BASIC  YWxpY2U6YWxpY2UtcGFzc3dvcmQ="), "allow"),
+            (Some("Basic Ym9iOnBhOnNz"), "allow"), // bob:pa:ss, password with a colon
+            (None, "{\"message\":\"Missing authorization in request\"}\n"),
+            (
+                Some("Bearer abc"),
+                "{\"message\":\"Invalid authorization in request\"}\n",
+            ),
+            (
+                Some("Basic"),
+                "{\"message\":\"Invalid authorization in request\"}\n",
+            ),
+            (
+                Some("Basic !!!notbase64"),
+                "{\"message\":\"Invalid authorization in request\"}\n",
+            ),
+            (
+                Some("Basic YWxpY2U="),
+                "{\"message\":\"Invalid authorization in request\"}\n",
+            ), // "alice", no colon
+            (
+                Some("Basic YWxpY2U6d3Jvbmc="),
+                "{\"message\":\"Invalid user authorization\"}\n",
+            ), // alice:wrong
+            (
+                Some("Basic ZXZlOng="),
+                "{\"message\":\"Invalid user authorization\"}\n",
+            ), // eve:x
+            (
+                Some("Basic /w=="),
+                "{\"message\":\"Invalid authorization in request\"}\n",
+            ), // not UTF-8
+        ];
+        for (auth, want) in rows {
+            let d = run(*auth, false);
+            assert_eq!(message(&d), *want, "{auth:?}");
+            if let Decision::Reject(r) = d {
+                assert_eq!(r.status, 401);
+                assert_eq!(r.www_authenticate, Some("Basic realm=\"basic\""));
+            }
+        }
+    }
+
+    #[test]
+    fn identifies_the_credential_and_hides_it_on_request() {
+        match run(Some("Basic Ym9iOnBhOnNz"), true) {
+            Decision::Allow(a) => {
+                assert_eq!(a.credential, Some(1));
+                assert_eq!(a.hide, Some(Hide::Header("authorization".into())));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! hmac-auth, the APISIX 3.11+ scheme:
+//! `Authorization: Signature keyId="...",algorithm="hmac-sha256",headers="@request-target date",signature="..."`.
+//! The signing string is the keyId, then one `name: value` line per listed header present in the
+//! request (`@request-target` is `METHOD /path?query`), each line ending in `\n`.
+
+use super::{b64, http_date, Allow, BodyCheck, Decision, Hide, Reject, RequestView};
+use crate::config::HmacAuthOptions;
+use hmac::{Hmac, Mac};
+use secret_ref::SecretValue;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+pub const REALM: &str = "hmac realm=\"hmac\"";
+const PREFIX: &str = "client request can't be validated";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HmacAlgorithm {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+impl HmacAlgorithm {
+    pub const ALL: [HmacAlgorithm; 3] = [Self::Sha1, Self::Sha256, Self::Sha512];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sha1 => "hmac-sha1",
+            Self::Sha256 => "hmac-sha256",
+            Self::Sha512 => "hmac-sha512",
+        }
+    }
+
+    /// Constant-time check of `signature` over `input`.
+    pub fn verify(self, key: &[u8], input: &[u8], signature: &[u8]) -> bool {
+        fn ok<M: Mac + hmac::digest::KeyInit>(key: &[u8], input: &[u8], sig: &[u8]) -> bool {
+            match <M as Mac>::new_from_slice(key) {
+                Ok(mut mac) => {
+                    mac.update(input);
+                    mac.verify_slice(sig).is_ok()
+                }
+                Err(_) => false,
+            }
+        }
+        match self {
+            Self::Sha1 => ok::<Hmac<sha1::Sha1>>(key, input, signature),
+            Self::Sha256 => ok::<Hmac<sha2::Sha256>>(key, input, signature),
+            Self::Sha512 => ok::<Hmac<sha2::Sha512>>(key, input, signature),
+        }
+    }
+}
+
+impl FromStr for HmacAlgorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown algorithm \"{s}\" (expected hmac-sha1, hmac-sha256 or hmac-sha512)"
+                )
+            })
+    }
+}
+
+impl fmt::Display for HmacAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Enabled hmac-auth credentials by key id.
+#[derive(Default)]
+pub struct HmacIndex {
+    map: HashMap<String, (usize, SecretValue)>,
+}
+
+impl HmacIndex {
+    pub fn build(entries: impl IntoIterator<Item = (usize, String, SecretValue)>) -> Self {
+        HmacIndex {
+            map: entries
+                .into_iter()
+                .map(|(credential, key_id, secret)| (key_id, (credential, secret)))
+                .collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// The fields of the `Signature` Authorization header.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Params {
+    key_id: Option<String>,
+    algorithm: Option<String>,
+    signature: Option<String>,
+    headers: Option<Vec<String>>,
+}
+
+fn parse(auth: &str) -> Result<Params, &'static str> {
+    let Some(rest) = auth.strip_prefix("Signature") else {
+        return Err("Authorization header does not start with 'Signature'");
+    };
+    let mut p = Params::default();
+    for field in rest.split(',') {
+        let Some((key, value)) = field.trim().split_once('=') else {
+            continue;
+        };
+        let Some(value) = value.strip_prefix('"').and_then(|v| v.split('"').next()) else {
+            continue;
+        };
+        if !key.chars().all(|c| c.is_ascii_alphanumeric()) {
+            continue;
+        }
+        match key {
+            "keyId" => p.key_id = Some(value.to_string()),
+            "algorithm" => p.algorithm = Some(value.to_string()),
+            "signature" => p.signature = Some(value.to_string()),
+            "headers" => p.headers = Some(value.split(' ').map(str::to_string).collect()),
+            _ => {}
+        }
+    }
+    Ok(p)
+}
+
+/// Failures after parsing: the client sees only the generic message; the reason goes to the log.
+fn invalid(reason: impl Into<Cow<'static, str>>) -> Decision {
+    Decision::Reject(Reject::generic(401, PREFIX, Some(REALM), reason.into()))
+}
+
+pub fn check(opts: &HmacAuthOptions, index: &HmacIndex, req: &mut dyn RequestView) -> Decision {
+    let Some(auth) = req.header("authorization") else {
+        return exposed("missing Authorization header");
+    };
+    let params = match parse(&auth) {
+        Ok(p) => p,
+        Err(reason) => return exposed(reason),
+    };
+    let (Some(key_id), Some(signature)) = (params.key_id.as_deref(), params.signature.as_deref())
+    else {
+        return invalid("keyId or signature missing");
+    };
+    let Some(algorithm) = params.algorithm.as_deref() else {
+        return invalid("algorithm missing");
+    };
+    let Some((credential, secret)) = index.map.get(key_id) else {
+        return invalid("Invalid key_id");
+    };
+    let Some(algorithm) = opts
+        .allowed_algorithms
+        .iter()
+        .copied()
+        .find(|a| a.name() == algorithm)
+    else {
+        return invalid("Invalid algorithm");
+    };
+    let Some(date) = req.header("date").or_else(|| req.header("x-date")) else {
+        return invalid("Date header missing. failed to validate clock skew");
+    };
+    let Some(time) = http_date::parse(&date) else {
+        return invalid("Invalid GMT format time");
+    };
+    if req.now_s().abs_diff(time) > opts.clock_skew_s {
+        return invalid("Clock skew exceeded");
+    }
+    let signed = params.headers.unwrap_or_default();
+    if !opts.signed_headers.is_empty() && signed.is_empty() {
+        return invalid("headers missing");
+    }
+    for required in &opts.signed_headers {
+        if !signed.iter().any(|h| h.eq_ignore_ascii_case(required)) {
+            return invalid(format!("expected header \"{required}\" missing in signing"));
+        }
+    }
+    let mut signing = String::with_capacity(128);
+    signing.push_str(key_id);
+    signing.push('\n');
+    for h in &signed {
+        let lower = h.to_ascii_lowercase();
+        if let Some(value) = req.header(&lower) {
+            signing.push_str(h);
+            signing.push_str(": ");
+            signing.push_str(&value);
+            signing.push('\n');
+        } else if lower == "@request-target" {
+            let method = req.header(":method").unwrap_or_default();
+            let path = req.header(":path").unwrap_or_else(|| "/".into());
+            signing.push_str(&method);
+            signing.push(' ');
+            signing.push_str(&path);
+            signing.push('\n');
+        }
+    }
+    let valid = b64::standard(signature)
+        .is_some_and(|sig| algorithm.verify(secret.expose().as_bytes(), signing.as_bytes(), &sig));
+    if !valid {
+        return invalid("Invalid signature");
+    }
+    let body_check = if opts.validate_request_body {
+        let Some(digest) = req.header("digest") else {
+            return invalid("Invalid digest");
+        };
+        Some(BodyCheck {
+            digest,
+            max_size: opts.max_req_body_size,
+        })
+    } else {
+        None
+    };
+    Decision::Allow(Allow {
+        credential: Some(*credential),
+        consumer: None,
+        hide: opts
+            .hide_credentials
+            .then(|| Hide::Header("authorization".into())),
+        body_check,
+    })
+}
+
+/// Missing or unparseable Authorization: the reason is part of the answer.
+fn exposed(reason: &'static str) -> Decision {
+    Decision::Reject(Reject::message_with_detail(
+        401,
+        format!("{PREFIX}: {reason}").into(),
+        Some(REALM),
+        reason.into(),
+    ))
+}
+
+/// The answer when the body does not match the signed `Digest` header.
+pub fn digest_mismatch() -> Reject {
+    Reject::generic(401, PREFIX, Some(REALM), "Invalid digest".into())
+}
+
+/// `SHA-256=<base64(sha256(body))>`, compared with the `Digest` header.
+pub fn body_matches(digest_header: &str, body: &[u8]) -> bool {
+    use sha2::Digest;
+    let expected = format!(
+        "SHA-256={}",
+        b64::encode_standard(&sha2::Sha256::digest(body))
+    );
+    subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), digest_header.trim().as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests;

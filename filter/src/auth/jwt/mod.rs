@@ -1,0 +1,232 @@
+//! jwt-auth: token extraction (header, query, cookie), claim checks, signature verification with a
+//! bounded cache for the expensive algorithms. Messages match APISIX's jwt-auth.
+
+mod verify;
+
+pub use verify::{JwtAlgorithm, KeyError, VerifyKey};
+
+use super::{b64, query, Allow, Decision, Hide, Reject, RequestView};
+use crate::config::JwtAuthOptions;
+use sha2::{Digest, Sha256};
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+
+const REALM: &str = "Bearer realm=\"jwt\"";
+/// Verified asymmetric tokens remembered per worker.
+pub const CACHE_CAPACITY: usize = 4096;
+
+fn reject(message: &'static str, detail: &'static str) -> Reject {
+    Reject::message(401, message, Some(REALM), detail)
+}
+
+pub const MISSING: &str = "Missing JWT token in request";
+pub const INVALID: &str = "JWT token invalid";
+pub const MISSING_KEY: &str = "missing user key in JWT token";
+pub const UNKNOWN_KEY: &str = "Invalid user key in JWT token";
+pub const FAILED: &str = "failed to verify jwt";
+
+/// A jwt-auth credential ready to verify.
+#[derive(Debug)]
+pub struct JwtCredential {
+    pub credential: usize,
+    pub algorithm: JwtAlgorithm,
+    pub key: VerifyKey,
+    pub grace_period_s: u64,
+}
+
+/// Enabled jwt-auth credentials by their `key` claim, and the verification cache.
+#[derive(Default)]
+pub struct JwtIndex {
+    map: HashMap<String, JwtCredential>,
+    cache: RefCell<VerifiedCache>,
+}
+
+impl JwtIndex {
+    pub fn build(entries: impl IntoIterator<Item = (String, JwtCredential)>) -> Self {
+        JwtIndex {
+            map: entries.into_iter().collect(),
+            cache: RefCell::new(VerifiedCache::default()),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// Tokens whose signature verified, by SHA-256 of the token: bounded, oldest evicted first.
+#[derive(Default)]
+struct VerifiedCache {
+    entries: HashMap<[u8; 32], usize>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl VerifiedCache {
+    fn contains(&self, token: &[u8; 32], credential: usize) -> bool {
+        self.entries.get(token) == Some(&credential)
+    }
+
+    fn insert(&mut self, token: [u8; 32], credential: usize) {
+        if self.entries.insert(token, credential).is_none() {
+            self.order.push_back(token);
+        }
+        while self.order.len() > CACHE_CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.entries.remove(&old);
+            }
+        }
+    }
+
+    fn remove(&mut self, token: &[u8; 32]) {
+        self.entries.remove(token);
+    }
+}
+
+/// Where the token came from, to hide it.
+enum Origin {
+    Header,
+    Query,
+    Cookie,
+}
+
+fn find_token(opts: &JwtAuthOptions, req: &mut dyn RequestView) -> Option<(String, Origin)> {
+    if let Some(h) = req.header(&opts.header) {
+        let token = h
+            .strip_prefix("Bearer ")
+            .or_else(|| h.strip_prefix("bearer "))
+            .unwrap_or(&h)
+            .trim()
+            .to_string();
+        return Some((token, Origin::Header));
+    }
+    if let Some(t) = req
+        .header(":path")
+        .and_then(|p| query::find_arg(&p, &opts.query))
+    {
+        return Some((t, Origin::Query));
+    }
+    let cookies = req.header("cookie")?;
+    cookies
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == opts.cookie)
+        .map(|(_, v)| (v.to_string(), Origin::Cookie))
+}
+
+/// A token split and decoded; the signature is checked separately.
+struct Parsed {
+    alg: String,
+    payload: serde_json::Map<String, serde_json::Value>,
+    signing_input_len: usize,
+    signature: Vec<u8>,
+}
+
+fn parse(token: &str) -> Option<Parsed> {
+    let mut parts = token.split('.');
+    let (h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let header: serde_json::Value = serde_json::from_slice(&b64::url_safe(h)?).ok()?;
+    let alg = header.as_object()?.get("alg")?.as_str()?.to_string();
+    let payload = match serde_json::from_slice(&b64::url_safe(p)?).ok()? {
+        serde_json::Value::Object(m) => m,
+        _ => return None,
+    };
+    Some(Parsed {
+        alg,
+        payload,
+        signing_input_len: h.len() + 1 + p.len(),
+        signature: b64::url_safe(s)?,
+    })
+}
+
+/// `exp` / `nbf` when present: numbers (integer or not), with `grace` seconds of leeway.
+fn claims_ok(
+    opts: &JwtAuthOptions,
+    payload: &serde_json::Map<String, serde_json::Value>,
+    now: u64,
+    grace: u64,
+) -> bool {
+    let now = now as f64;
+    let grace = grace as f64;
+    let check = |name: &str, ok: &dyn Fn(f64) -> bool| match payload.get(name) {
+        None => true,
+        Some(v) => v.as_f64().is_some_and(ok),
+    };
+    (!opts.verify_exp || check("exp", &|exp| now - grace < exp))
+        && (!opts.verify_nbf || check("nbf", &|nbf| nbf <= now + grace))
+}
+
+pub fn check(opts: &JwtAuthOptions, index: &JwtIndex, req: &mut dyn RequestView) -> Decision {
+    let Some((token, origin)) = find_token(opts, req) else {
+        return Decision::Reject(reject(MISSING, "jwt_missing"));
+    };
+    let Some(parsed) = parse(&token) else {
+        return Decision::Reject(reject(INVALID, "jwt_malformed"));
+    };
+    let user_key = match parsed.payload.get(&opts.key_claim_name) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        _ => return Decision::Reject(reject(MISSING_KEY, "jwt_missing_key")),
+    };
+    let Some(cred) = index.map.get(&user_key) else {
+        return Decision::Reject(reject(UNKNOWN_KEY, "jwt_unknown_key"));
+    };
+    // alg "none" or any other algorithm than the credential's never passes.
+    if parsed.alg != cred.algorithm.name() {
+        return Decision::Reject(reject(FAILED, "jwt_algorithm"));
+    }
+    if !claims_ok(opts, &parsed.payload, req.now_s(), cred.grace_period_s) {
+        return Decision::Reject(reject(FAILED, "jwt_claims"));
+    }
+    let input = token
+        .as_bytes()
+        .get(..parsed.signing_input_len)
+        .unwrap_or_default();
+    let verified = if cred.algorithm.is_hmac() {
+        cred.key.verify(cred.algorithm, input, &parsed.signature)
+    } else {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut cache = index.cache.borrow_mut();
+        if cache.contains(&digest, cred.credential) {
+            true
+        } else if cred.key.verify(cred.algorithm, input, &parsed.signature) {
+            cache.insert(digest, cred.credential);
+            true
+        } else {
+            cache.remove(&digest);
+            false
+        }
+    };
+    if !verified {
+        return Decision::Reject(reject(FAILED, "jwt_signature"));
+    }
+    let hide = opts.hide_credentials.then(|| match origin {
+        Origin::Header => Some(Hide::Header(opts.header.clone())),
+        Origin::Query => req
+            .header(":path")
+            .map(|p| Hide::Path(query::remove_arg(&p, &opts.query))),
+        Origin::Cookie => req.header("cookie").map(|c| {
+            let kept: Vec<&str> = c
+                .split(';')
+                .map(str::trim)
+                .filter(|kv| kv.split('=').next() != Some(opts.cookie.as_str()))
+                .collect();
+            Hide::SetHeader("cookie".into(), kept.join("; "))
+        }),
+    });
+    Decision::Allow(Allow {
+        credential: Some(cred.credential),
+        consumer: None,
+        hide: hide.flatten(),
+        body_check: None,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,207 @@
+//! JWS signature verification for the algorithms jwt-auth supports.
+
+use hmac::{Hmac, Mac};
+use rsa::pkcs1::DecodeRsaPublicKey;
+use rsa::pkcs8::DecodePublicKey;
+use rsa::signature::Verifier;
+use rsa::RsaPublicKey;
+use sha2::{Sha256, Sha384, Sha512};
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    HS256,
+    HS384,
+    HS512,
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+const NAMES: &[(&str, JwtAlgorithm)] = &[
+    ("HS256", JwtAlgorithm::HS256),
+    ("HS384", JwtAlgorithm::HS384),
+    ("HS512", JwtAlgorithm::HS512),
+    ("RS256", JwtAlgorithm::RS256),
+    ("RS384", JwtAlgorithm::RS384),
+    ("RS512", JwtAlgorithm::RS512),
+    ("PS256", JwtAlgorithm::PS256),
+    ("PS384", JwtAlgorithm::PS384),
+    ("PS512", JwtAlgorithm::PS512),
+    ("ES256", JwtAlgorithm::ES256),
+    ("ES384", JwtAlgorithm::ES384),
+    ("EdDSA", JwtAlgorithm::EdDSA),
+];
+
+impl JwtAlgorithm {
+    pub fn is_hmac(self) -> bool {
+        matches!(self, Self::HS256 | Self::HS384 | Self::HS512)
+    }
+
+    pub fn name(self) -> &'static str {
+        NAMES
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map_or("?", |(n, _)| n)
+    }
+}
+
+impl FromStr for JwtAlgorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        NAMES
+            .iter()
+            .find(|(n, _)| *n == s)
+            .map(|(_, a)| *a)
+            .ok_or_else(|| {
+                let names: Vec<&str> = NAMES.iter().map(|(n, _)| *n).collect();
+                format!(
+                    "unknown algorithm \"{s}\" (expected one of {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+impl fmt::Display for JwtAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a configured key cannot be used. Never includes key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyError {
+    Base64Secret,
+    Pem { algorithm: JwtAlgorithm },
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::Base64Secret => write!(f, "base64_secret is set but the secret is not base64"),
+            KeyError::Pem { algorithm } => write!(
+                f,
+                "not a PEM public key usable with {algorithm} (expected \"-----BEGIN PUBLIC KEY-----\")"
+            ),
+        }
+    }
+}
+
+/// A credential's verification key, parsed once when its value is known.
+pub enum VerifyKey {
+    Hmac(Vec<u8>),
+    Rsa(RsaPublicKey),
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
+impl fmt::Debug for VerifyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self {
+            VerifyKey::Hmac(_) => "Hmac([redacted])",
+            VerifyKey::Rsa(_) => "Rsa",
+            VerifyKey::P256(_) => "P256",
+            VerifyKey::P384(_) => "P384",
+            VerifyKey::Ed25519(_) => "Ed25519",
+        };
+        f.write_str(kind)
+    }
+}
+
+impl VerifyKey {
+    pub fn new(
+        algorithm: JwtAlgorithm,
+        material: &str,
+        base64_secret: bool,
+    ) -> Result<Self, KeyError> {
+        use JwtAlgorithm::*;
+        let pem_err = KeyError::Pem { algorithm };
+        let pem = material.trim();
+        match algorithm {
+            HS256 | HS384 | HS512 if base64_secret => super::super::b64::standard(material)
+                .map(VerifyKey::Hmac)
+                .ok_or(KeyError::Base64Secret),
+            HS256 | HS384 | HS512 => Ok(VerifyKey::Hmac(material.as_bytes().to_vec())),
+            RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => RsaPublicKey::from_public_key_pem(pem)
+                .or_else(|_| RsaPublicKey::from_pkcs1_pem(pem))
+                .map(VerifyKey::Rsa)
+                .map_err(|_| pem_err),
+            ES256 => p256::ecdsa::VerifyingKey::from_public_key_pem(pem)
+                .map(VerifyKey::P256)
+                .map_err(|_| pem_err),
+            ES384 => p384::ecdsa::VerifyingKey::from_public_key_pem(pem)
+                .map(VerifyKey::P384)
+                .map_err(|_| pem_err),
+            EdDSA => ed25519_dalek::VerifyingKey::from_public_key_pem(pem)
+                .map(VerifyKey::Ed25519)
+                .map_err(|_| pem_err),
+        }
+    }
+
+    /// Whether `signature` is `algorithm`'s signature of `input` under this key. A key of the wrong
+    /// kind for the algorithm never verifies.
+    pub fn verify(&self, algorithm: JwtAlgorithm, input: &[u8], signature: &[u8]) -> bool {
+        use JwtAlgorithm::*;
+        match (self, algorithm) {
+            (VerifyKey::Hmac(k), HS256) => hmac_ok::<Hmac<Sha256>>(k, input, signature),
+            (VerifyKey::Hmac(k), HS384) => hmac_ok::<Hmac<Sha384>>(k, input, signature),
+            (VerifyKey::Hmac(k), HS512) => hmac_ok::<Hmac<Sha512>>(k, input, signature),
+            (VerifyKey::Rsa(k), RS256) => pkcs1::<Sha256>(k, input, signature),
+            (VerifyKey::Rsa(k), RS384) => pkcs1::<Sha384>(k, input, signature),
+            (VerifyKey::Rsa(k), RS512) => pkcs1::<Sha512>(k, input, signature),
+            (VerifyKey::Rsa(k), PS256) => pss::<Sha256>(k, input, signature),
+            (VerifyKey::Rsa(k), PS384) => pss::<Sha384>(k, input, signature),
+            (VerifyKey::Rsa(k), PS512) => pss::<Sha512>(k, input, signature),
+            (VerifyKey::P256(k), ES256) => p256::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|s| k.verify(input, &s).is_ok()),
+            (VerifyKey::P384(k), ES384) => p384::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|s| k.verify(input, &s).is_ok()),
+            (VerifyKey::Ed25519(k), EdDSA) => ed25519_dalek::Signature::from_slice(signature)
+                .is_ok_and(|s| k.verify_strict(input, &s).is_ok()),
+            _ => false,
+        }
+    }
+}
+
+fn hmac_ok<M: Mac + hmac::digest::KeyInit>(key: &[u8], input: &[u8], signature: &[u8]) -> bool {
+    match <M as Mac>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(input);
+            mac.verify_slice(signature).is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+fn pkcs1<D>(key: &RsaPublicKey, input: &[u8], signature: &[u8]) -> bool
+where
+    D: sha2::Digest + rsa::pkcs8::AssociatedOid,
+{
+    let Ok(sig) = rsa::pkcs1v15::Signature::try_from(signature) else {
+        return false;
+    };
+    rsa::pkcs1v15::VerifyingKey::<D>::new(key.clone())
+        .verify(input, &sig)
+        .is_ok()
+}
+
+fn pss<D>(key: &RsaPublicKey, input: &[u8], signature: &[u8]) -> bool
+where
+    D: sha2::Digest + sha2::digest::FixedOutputReset,
+{
+    let Ok(sig) = rsa::pss::Signature::try_from(signature) else {
+        return false;
+    };
+    rsa::pss::VerifyingKey::<D>::new(key.clone())
+        .verify(input, &sig)
+        .is_ok()
+}
