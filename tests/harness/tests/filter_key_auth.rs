@@ -346,6 +346,27 @@ fn key_in_query_authenticates() {
 
     let s = get(&mut host, "/ip?apikey=wrong", &[]);
     assert_rejected(&host, s, INVALID);
+
+    // The header is looked at first; the query only when there is no header.
+    let s = get(&mut host, "/ip?apikey=alice-key", &[("apikey", "wrong")]);
+    assert_rejected(&host, s, INVALID);
+}
+
+#[test]
+fn header_and_query_names_are_configurable() {
+    let mut config = config();
+    config["plugins"]["key-auth"] = json!({"header": "x-api-key", "query": "token"});
+    let mut host = configured_host(&config);
+    let s = get(&mut host, "/ip", &[("x-api-key", "alice-key")]);
+    assert_authenticated(&host, s, "alice", "alice-key-auth");
+    let s = get(&mut host, "/ip?token=bob-key", &[]);
+    assert_authenticated(&host, s, "bob", "bob-key-auth");
+    let s = get(
+        &mut host,
+        "/ip?apikey=alice-key",
+        &[("apikey", "alice-key")],
+    );
+    assert_rejected(&host, s, MISSING);
 }
 
 fn hiding_config() -> Value {
