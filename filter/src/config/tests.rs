@@ -272,3 +272,152 @@ fn errors_never_contain_plain_key_values() {
         "{msg}"
     );
 }
+
+fn all_types() -> serde_json::Value {
+    json!({
+        "consumers": [
+            {"username": "alice", "labels": {"custom_id": "a-1"}, "credentials": [
+                {"id": "alice-basic", "type": "basic-auth", "username": "alice", "password": "pw"},
+                {"id": "alice-jwt", "type": "jwt-auth", "key": "alice-key", "secret": "s",
+                 "lifetime_grace_period": 5, "exp": 86400},
+                {"id": "alice-hmac", "type": "hmac-auth", "key_id": "alice-keyid", "secret_key": "k"}
+            ]},
+            {"username": "anon"}
+        ],
+        "plugins": {"basic-auth": {}, "jwt-auth": {"claims_to_verify": ["nbf"]},
+                    "hmac-auth": {"signed_headers": ["Date", "@request-target"], "anonymous_consumer": "anon"}}
+    })
+}
+
+#[test]
+fn compiles_every_credential_type() {
+    let c = compile_json(all_types()).unwrap().config;
+    assert!(matches!(
+        &c.credentials[0].kind,
+        CredentialKind::BasicAuth { username, password: Source::Value(_) } if username == "alice"
+    ));
+    match &c.credentials[1].kind {
+        CredentialKind::JwtAuth {
+            key,
+            algorithm,
+            grace_period_s,
+            ..
+        } => {
+            assert_eq!(
+                (key.as_str(), algorithm.name(), *grace_period_s),
+                ("alice-key", "HS256", 5)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(&c.credentials[2].kind, CredentialKind::HmacAuth { key_id, .. } if key_id == "alice-keyid")
+    );
+    let jwt = c.default_plugins.jwt_auth.as_ref().unwrap();
+    assert!(!jwt.verify_exp && jwt.verify_nbf);
+    assert_eq!(jwt.header, "authorization");
+    let hmac = c.default_plugins.hmac_auth.as_ref().unwrap();
+    assert_eq!(hmac.signed_headers, vec!["date", "@request-target"]);
+    assert_eq!(hmac.clock_skew_s, 300);
+    assert_eq!(hmac.allowed_algorithms.len(), 3);
+    assert_eq!(hmac.anonymous, Some(1));
+    assert_eq!(c.default_plugins.anonymous(), Some(1));
+    assert_eq!(c.default_plugins.auth_count(), 3);
+}
+
+#[test]
+fn invalid_auth_configs() {
+    type Mutate = fn(&mut serde_json::Value);
+    let cases: Vec<(Mutate, &str)> = vec![
+        (
+            |c| {
+                c["consumers"][0]["credentials"][1]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("secret");
+            },
+            "consumers[0].credentials[1].secret: required for HS256",
+        ),
+        (
+            |c| c["consumers"][0]["credentials"][1]["algorithm"] = json!("RS256"),
+            "consumers[0].credentials[1].public_key: required for RS256",
+        ),
+        (
+            |c| {
+                c["consumers"][0]["credentials"][1]["algorithm"] = json!("RS256");
+                c["consumers"][0]["credentials"][1]["public_key"] = json!("not a pem");
+            },
+            "consumers[0].credentials[1].public_key: not a PEM public key usable with RS256",
+        ),
+        (
+            |c| c["consumers"][0]["credentials"][1]["algorithm"] = json!("none"),
+            "consumers[0].credentials[1].algorithm: unknown algorithm \"none\"",
+        ),
+        (
+            |c| {
+                c["consumers"][0]["credentials"][1]["base64_secret"] = json!(true);
+                c["consumers"][0]["credentials"][1]["secret"] = json!("***");
+            },
+            "consumers[0].credentials[1].secret: base64_secret is set but the secret is not base64",
+        ),
+        (
+            |c| c["consumers"][0]["credentials"][0]["username"] = json!(""),
+            "consumers[0].credentials[0].username: must not be empty",
+        ),
+        (
+            |c| c["consumers"][0]["credentials"][2]["key_id"] = json!(""),
+            "consumers[0].credentials[2].key_id: must not be empty",
+        ),
+        (
+            |c| {
+                c["consumers"][1]["credentials"] =
+                    json!([{"id": "x", "type": "basic-auth", "username": "alice", "password": "p"}])
+            },
+            "consumers[1].credentials[0].username: already used by credential \"alice-basic\"",
+        ),
+        (
+            |c| {
+                c["consumers"][1]["credentials"] =
+                    json!([{"id": "x", "type": "jwt-auth", "key": "alice-key", "secret": "p"}])
+            },
+            "consumers[1].credentials[0].key: already used by credential \"alice-jwt\"",
+        ),
+        (
+            |c| c["plugins"]["hmac-auth"]["anonymous_consumer"] = json!("nobody"),
+            "plugins.hmac-auth.anonymous_consumer: no consumer has username \"nobody\"",
+        ),
+        (
+            |c| c["plugins"]["hmac-auth"]["allowed_algorithms"] = json!(["hmac-md5"]),
+            "plugins.hmac-auth.allowed_algorithms[0]: unknown algorithm \"hmac-md5\"",
+        ),
+        (
+            |c| c["plugins"]["hmac-auth"]["allowed_algorithms"] = json!([]),
+            "plugins.hmac-auth.allowed_algorithms: must not be empty",
+        ),
+        (
+            |c| c["plugins"]["hmac-auth"]["clock_skew"] = json!(0),
+            "plugins.hmac-auth.clock_skew: must be at least 1",
+        ),
+        (
+            |c| c["plugins"]["hmac-auth"]["signed_headers"] = json!(["bad header"]),
+            "plugins.hmac-auth.signed_headers[0]: \"bad header\" is not a valid HTTP header name",
+        ),
+        (
+            |c| c["plugins"]["jwt-auth"]["claims_to_verify"] = json!(["iat"]),
+            "plugins.jwt-auth.claims_to_verify[0]: unknown claim \"iat\"",
+        ),
+        (
+            |c| c["plugins"]["basic-auth"]["realm"] = json!("x"),
+            "plugins.basic-auth.realm: unknown field `realm`",
+        ),
+    ];
+    for (mutate, want) in cases {
+        let mut cfg = all_types();
+        mutate(&mut cfg);
+        let err = compile_json(cfg)
+            .err()
+            .unwrap_or_else(|| panic!("accepted; want {want}"));
+        let msg = err.to_string();
+        assert!(msg.starts_with(want), "got: {msg}\nwant prefix: {want}");
+    }
+}
