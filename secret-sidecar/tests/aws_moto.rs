@@ -8,15 +8,12 @@
 // A test crate: its helpers may fail loudly (clippy.toml allows this only inside #[test]).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region};
-use aws_credential_types::Credentials;
-use aws_sdk_secretsmanager::Client;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -27,90 +24,10 @@ use secret_sidecar::{app, build_resolver, AppState};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+use common::{create_secret, free_port, sdk_client, Moto};
+
 const TOKEN: &str = "integration-token";
 const TUTORIAL_REF: &str = "$secret://aws/my-secrets-manager/alice-credentials/alice-key-auth";
-
-/// A moto server on a free loopback port, killed (by PID) when dropped.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let bin = std::env::var_os("MOTO_SERVER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server")
-            });
-        assert!(
-            bin.exists(),
-            "moto_server not found at {}: run scripts/deps.sh (or set MOTO_SERVER)",
-            bin.display()
-        );
-        let port = free_port();
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!("moto_server exited early ({status})");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not answer within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = StdListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-async fn sdk_client(endpoint: &str) -> Client {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .load()
-        .await;
-    Client::new(&config)
-}
-
-async fn create_secret(client: &Client, name: &str, value: &str) {
-    client
-        .create_secret()
-        .name(name)
-        .secret_string(value)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("CreateSecret {name}: {e:?}"));
-}
 
 fn config_toml(endpoint: &str, closed_port: u16) -> String {
     format!(

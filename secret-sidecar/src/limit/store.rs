@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{
@@ -239,11 +239,11 @@ impl Store {
 
     /// Cluster: one op, routed by its key to its slot's node.
     async fn run_one(&self, mut conn: ClusterConnection, op: &Op) -> Result<Counter, StoreError> {
-        let answer = match conn.req_packed_command(&self.evalsha(op)).await {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                conn.req_packed_command(&eval(op)).await
-            }
-            other => other,
+        let answer = server_error_as_err(self.evalsha(op).query_async(&mut conn).await);
+        let answer = if is_noscript(&answer) {
+            server_error_as_err(eval(op).query_async(&mut conn).await)
+        } else {
+            answer
         };
         counter(answer)
     }
@@ -274,7 +274,17 @@ async fn query(
     pipe: &Pipeline,
     timeout: Duration,
 ) -> Result<Vec<redis::RedisResult<Value>>, StoreError> {
-    within(timeout, "waiting for Redis", pipe.query_async(conn)).await
+    let answers: Vec<redis::RedisResult<Value>> =
+        within(timeout, "waiting for Redis", pipe.query_async(conn)).await?;
+    Ok(answers.into_iter().map(server_error_as_err).collect())
+}
+
+/// A server error as an `Err`, however the connection delivered it.
+fn server_error_as_err(answer: redis::RedisResult<Value>) -> redis::RedisResult<Value> {
+    match answer {
+        Ok(Value::ServerError(e)) => Err(e.into()),
+        other => other,
+    }
 }
 
 fn is_noscript(answer: &redis::RedisResult<Value>) -> bool {
@@ -283,7 +293,7 @@ fn is_noscript(answer: &redis::RedisResult<Value>) -> bool {
 
 /// `{remaining, reset_s}` from the script's answer.
 fn counter(answer: redis::RedisResult<Value>) -> Result<Counter, StoreError> {
-    let value = answer.map_err(|e| classify(&e))?;
+    let value = server_error_as_err(answer).map_err(|e| classify(&e))?;
     let unexpected = || StoreError::Redis(format!("unexpected answer from the script: {value:?}"));
     match &value {
         Value::Array(items) => match items.as_slice() {
