@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod limit;
 pub mod runtime;
 pub mod secrets;
 

@@ -7,6 +7,8 @@ pub use error::{ConfigError, ConfigErrorKind};
 
 use crate::auth::hmac::HmacAlgorithm;
 use crate::auth::jwt::{JwtAlgorithm, VerifyKey};
+use crate::limit::key::KeySpec;
+use crate::limit::{LimitOptions, Policy};
 use raw::{RawConfig, RawConsumer, RawCredential, RawPluginSet};
 use secret_ref::{extract_key, Reference, SecretRef, SecretValue};
 use std::collections::{BTreeMap, HashMap};
@@ -126,6 +128,7 @@ pub struct PluginSet {
     pub basic_auth: Option<BasicAuthOptions>,
     pub jwt_auth: Option<JwtAuthOptions>,
     pub hmac_auth: Option<HmacAuthOptions>,
+    pub limit_count: Option<LimitOptions>,
 }
 
 impl PluginSet {
@@ -293,10 +296,19 @@ impl Compiler<'_> {
             None => None,
             Some(s) => Some(self.sidecar(s)?),
         };
-        let default_plugins = plugin_set("plugins", raw.plugins, &usernames)?;
+        let mut groups = HashMap::new();
+        let default_plugins =
+            plugin_set("plugins", "default", raw.plugins, &usernames, &mut groups)?;
         let mut routes = HashMap::with_capacity(raw.routes.len());
         for (name, set) in raw.routes {
-            let compiled = plugin_set(&format!("routes.{name}"), set, &usernames)?;
+            let path = format!("routes.{name}");
+            let compiled = plugin_set(
+                &path,
+                &format!("route:{name}"),
+                set,
+                &usernames,
+                &mut groups,
+            )?;
             routes.insert(name, compiled);
         }
         Ok(Compiled {
@@ -511,8 +523,10 @@ impl Compiler<'_> {
 
 fn plugin_set(
     path: &str,
+    scope: &str,
     raw: RawPluginSet,
     usernames: &HashMap<String, usize>,
+    groups: &mut HashMap<String, (String, raw::RawLimitCount)>,
 ) -> Result<PluginSet, ConfigError> {
     let anonymous = |plugin: &str, name: Option<String>| -> Result<Option<usize>, ConfigError> {
         name.map(|n| {
@@ -634,12 +648,161 @@ fn plugin_set(
             })
         }
     };
+    let limit_count = match raw.limit_count {
+        None => None,
+        Some(l) => Some(limit_options(
+            &format!("{path}.limit-count"),
+            scope,
+            l,
+            groups,
+        )?),
+    };
     Ok(PluginSet {
         key_auth,
         basic_auth,
         jwt_auth,
         hmac_auth,
+        limit_count,
     })
+}
+
+fn limit_options(
+    p: &str,
+    scope: &str,
+    l: raw::RawLimitCount,
+    groups: &mut HashMap<String, (String, raw::RawLimitCount)>,
+) -> Result<LimitOptions, ConfigError> {
+    let err = |field: &str, kind: ConfigErrorKind| ConfigError::new(format!("{p}.{field}"), kind);
+    let syntax = |field: &str, m: String| err(field, ConfigErrorKind::Syntax(m));
+    if l.count < 1 {
+        return Err(err("count", ConfigErrorKind::TooSmall { min: 1 }));
+    }
+    if l.time_window < 1 {
+        return Err(err("time_window", ConfigErrorKind::TooSmall { min: 1 }));
+    }
+    if !(200..=599).contains(&l.rejected_code) {
+        return Err(syntax(
+            "rejected_code",
+            format!("{} is not an HTTP status (200-599)", l.rejected_code),
+        ));
+    }
+    let key = KeySpec::parse(&l.key_type, &l.key).map_err(|e| match e {
+        crate::limit::key::KeyError::UnknownKeyType(_) => syntax("key_type", e.to_string()),
+        _ => syntax("key", e.to_string()),
+    })?;
+    let credential = |field: &str, v: &Option<String>| -> Result<(), ConfigError> {
+        match v.as_deref().map(secret_ref::parse) {
+            Some(Err(e)) => Err(err(field, ConfigErrorKind::Reference(e))),
+            Some(Ok(Some(secret_ref::Reference::Env(_)))) => Err(syntax(
+                field,
+                "$env:// is not supported here: the sidecar resolves Redis credentials, use \
+                 $secret:// or a plain value"
+                    .into(),
+            )),
+            _ => Ok(()),
+        }
+    };
+    credential("redis_username", &l.redis_username)?;
+    credential("redis_password", &l.redis_password)?;
+    let sync_interval = match l.sync_interval {
+        None => None,
+        Some(s) if s.is_finite() && s > 0.0 && l.policy != "local" => {
+            Some(Duration::from_secs_f64(s.min(3600.0)))
+        }
+        Some(_) if l.policy == "local" => {
+            return Err(syntax(
+                "sync_interval",
+                "only applies to the redis policies".into(),
+            ))
+        }
+        Some(s) => {
+            return Err(syntax(
+                "sync_interval",
+                format!("{s} must be a positive number of seconds"),
+            ))
+        }
+    };
+    let mut backend = serde_json::json!({
+        "database": l.redis_database,
+        "timeout_ms": l.redis_timeout,
+        "ssl": l.redis_ssl,
+    });
+    for (k, v) in [
+        ("username", &l.redis_username),
+        ("password", &l.redis_password),
+    ] {
+        if let Some(v) = v {
+            backend[k] = serde_json::Value::from(v.as_str());
+        }
+    }
+    let policy = match l.policy.as_str() {
+        "local" => Policy::Local,
+        "redis" => {
+            let host = l
+                .redis_host
+                .clone()
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| syntax("redis_host", "required with policy \"redis\"".into()))?;
+            backend["policy"] = "redis".into();
+            backend["host"] = host.into();
+            backend["port"] = l.redis_port.into();
+            Policy::Redis {
+                backend,
+                sync_interval,
+            }
+        }
+        "redis-cluster" => {
+            let nodes = l.redis_cluster_nodes.clone().unwrap_or_default();
+            if nodes.is_empty() {
+                return Err(syntax(
+                    "redis_cluster_nodes",
+                    "required with policy \"redis-cluster\"".into(),
+                ));
+            }
+            backend["policy"] = "redis-cluster".into();
+            backend["cluster_nodes"] = nodes.into();
+            Policy::Redis {
+                backend,
+                sync_interval,
+            }
+        }
+        other => {
+            return Err(syntax(
+                "policy",
+                format!("unknown policy \"{other}\" (expected local, redis or redis-cluster)"),
+            ))
+        }
+    };
+    let scope = match &l.group {
+        Some(g) if g.is_empty() => return Err(err("group", ConfigErrorKind::Empty)),
+        Some(g) => {
+            if let Some((other, first)) = groups.get(g) {
+                if *first != l {
+                    return Err(syntax(
+                        "group",
+                        format!("group \"{g}\" is configured differently at {other}"),
+                    ));
+                }
+            }
+            format!("group:{g}")
+        }
+        None => scope.to_string(),
+    };
+    let options = LimitOptions {
+        count: l.count,
+        window_s: l.time_window,
+        key,
+        rejected_code: l.rejected_code,
+        rejected_msg: l.rejected_msg.clone(),
+        show_limit_quota_header: l.show_limit_quota_header,
+        scope,
+        policy,
+        allow_degradation: l.allow_degradation,
+    };
+    if let Some(g) = l.group.clone() {
+        groups.entry(g).or_insert_with(|| (p.to_string(), l));
+    }
+    Ok(options)
 }
 
 fn non_empty_field(path: &str, value: String) -> Result<String, ConfigError> {

@@ -109,6 +109,67 @@ pub struct RawPluginSet {
     pub jwt_auth: Option<RawJwtAuth>,
     #[serde(rename = "hmac-auth")]
     pub hmac_auth: Option<RawHmacAuth>,
+    #[serde(rename = "limit-count")]
+    pub limit_count: Option<RawLimitCount>,
+}
+
+fn default_key_type() -> String {
+    "var".to_string()
+}
+fn default_limit_key() -> String {
+    "remote_addr".to_string()
+}
+fn default_rejected_code() -> u16 {
+    503
+}
+fn default_policy() -> String {
+    "local".to_string()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_redis_port() -> u16 {
+    6379
+}
+fn default_redis_timeout() -> u64 {
+    1000
+}
+
+/// APISIX's limit-count options.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimitCount {
+    pub count: u64,
+    pub time_window: u64,
+    #[serde(default = "default_key_type")]
+    pub key_type: String,
+    #[serde(default = "default_limit_key")]
+    pub key: String,
+    #[serde(default = "default_rejected_code")]
+    pub rejected_code: u16,
+    pub rejected_msg: Option<String>,
+    #[serde(default = "default_policy")]
+    pub policy: String,
+    #[serde(default = "default_true")]
+    pub show_limit_quota_header: bool,
+    pub group: Option<String>,
+    #[serde(default)]
+    pub allow_degradation: bool,
+    pub redis_host: Option<String>,
+    #[serde(default = "default_redis_port")]
+    pub redis_port: u16,
+    pub redis_username: Option<String>,
+    pub redis_password: Option<String>,
+    #[serde(default)]
+    pub redis_database: u32,
+    #[serde(default = "default_redis_timeout")]
+    pub redis_timeout: u64,
+    #[serde(default)]
+    pub redis_ssl: bool,
+    pub redis_cluster_nodes: Option<Vec<String>>,
+    pub redis_cluster_name: Option<String>,
+    /// Seconds between pushes of locally counted hits to Redis (redis policies only).
+    pub sync_interval: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -231,8 +231,8 @@ fn invalid_configs_name_the_field_and_the_problem() {
             "plugins.key-auth.query: must not be empty",
         ),
         (
-            |c| c["plugins"]["limit-count"] = json!({}),
-            "plugins.limit-count: unknown field `limit-count`",
+            |c| c["plugins"]["limit-req"] = json!({}),
+            "plugins.limit-req: unknown field `limit-req`",
         ),
         (
             |c| c["routes"]["custom"]["key-auth"]["hide"] = json!(true),
@@ -420,4 +420,86 @@ fn invalid_auth_configs() {
         let msg = err.to_string();
         assert!(msg.starts_with(want), "got: {msg}\nwant prefix: {want}");
     }
+}
+
+fn with_limit(limit: serde_json::Value) -> serde_json::Value {
+    json!({
+        "consumers": [{"username": "a", "credentials": [{"id": "a", "type": "key-auth", "key": "k"}]}],
+        "plugins": {"key-auth": {}, "limit-count": limit},
+        "routes": {"r2": {"limit-count": {"count": 3, "time_window": 60, "group": "g"}}}
+    })
+}
+
+#[test]
+fn limit_count_options() {
+    let c = compile_json(with_limit(json!({
+        "count": 3, "time_window": 60, "rejected_code": 429, "rejected_msg": "Too many requests",
+        "policy": "redis", "redis_host": "127.0.0.1", "redis_port": 6380,
+        "redis_password": "$secret://aws/sm/redis/password", "key_type": "var_combination",
+        "key": "$remote_addr $http_x_tenant", "sync_interval": 0.5
+    })))
+    .unwrap()
+    .config;
+    let l = c.default_plugins.limit_count.as_ref().unwrap();
+    assert_eq!((l.count, l.window_s, l.rejected_code), (3, 60, 429));
+    assert_eq!(l.scope, "default");
+    match &l.policy {
+        Policy::Redis {
+            backend,
+            sync_interval,
+        } => {
+            assert_eq!(backend["password"], "$secret://aws/sm/redis/password");
+            assert_eq!(backend["port"], 6380);
+            assert_eq!(backend["policy"], "redis");
+            assert_eq!(*sync_interval, Some(Duration::from_millis(500)));
+        }
+        other => panic!("{other:?}"),
+    }
+    // the Redis password reference is not resolved by the filter
+    assert!(c.refs.is_empty());
+    assert_eq!(
+        c.routes["r2"].limit_count.as_ref().unwrap().scope,
+        "group:g"
+    );
+    let local = compile_json(with_limit(json!({"count": 1, "time_window": 1})))
+        .unwrap()
+        .config;
+    let l = local.default_plugins.limit_count.unwrap();
+    assert_eq!(
+        (l.rejected_code, l.policy, l.show_limit_quota_header),
+        (503, Policy::Local, true)
+    );
+}
+
+#[test]
+fn invalid_limit_count() {
+    let rows = [
+        (json!({"count": 0, "time_window": 1}), "plugins.limit-count.count: must be at least 1"),
+        (json!({"count": 1, "time_window": 0}), "plugins.limit-count.time_window: must be at least 1"),
+        (json!({"count": 1}), "plugins.limit-count: missing field `time_window`"),
+        (json!({"count": 1, "time_window": 1, "rejected_code": 99}), "plugins.limit-count.rejected_code: 99 is not an HTTP status"),
+        (json!({"count": 1, "time_window": 1, "key": "remote_adr"}), "plugins.limit-count.key: unknown variable \"remote_adr\""),
+        (json!({"count": 1, "time_window": 1, "key_type": "vars"}), "plugins.limit-count.key_type: unknown key_type \"vars\""),
+        (json!({"count": 1, "time_window": 1, "policy": "redis"}), "plugins.limit-count.redis_host: required with policy \"redis\""),
+        (json!({"count": 1, "time_window": 1, "policy": "redis-cluster"}), "plugins.limit-count.redis_cluster_nodes: required"),
+        (json!({"count": 1, "time_window": 1, "policy": "memcached"}), "plugins.limit-count.policy: unknown policy \"memcached\""),
+        (json!({"count": 1, "time_window": 1, "sync_interval": 1}), "plugins.limit-count.sync_interval: only applies to the redis policies"),
+        (json!({"count": 1, "time_window": 1, "policy": "redis", "redis_host": "h", "sync_interval": -1}), "plugins.limit-count.sync_interval: -1 must be a positive"),
+        (json!({"count": 1, "time_window": 1, "policy": "redis", "redis_host": "h", "redis_password": "$secret://awss/x/y"}), "plugins.limit-count.redis_password: invalid reference: unknown manager"),
+        (json!({"count": 1, "time_window": 1, "policy": "redis", "redis_host": "h", "redis_password": "$env://P"}), "plugins.limit-count.redis_password: $env:// is not supported here"),
+        (json!({"count": 4, "time_window": 60, "group": "g"}), "routes.r2.limit-count.group: group \"g\" is configured differently at plugins.limit-count"),
+        (json!({"count": 3, "time_window": 60, "redis_hots": "x"}), "plugins.limit-count.redis_hots: unknown field `redis_hots`"),
+    ];
+    for (limit, want) in rows {
+        let msg = compile_json(with_limit(limit))
+            .err()
+            .unwrap_or_else(|| panic!("accepted; want {want}"))
+            .to_string();
+        assert!(msg.starts_with(want), "got: {msg}\nwant prefix: {want}");
+    }
+    // the same options in one group are fine
+    assert!(compile_json(with_limit(
+        json!({"count": 3, "time_window": 60, "group": "g"})
+    ))
+    .is_ok());
 }

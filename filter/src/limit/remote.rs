@@ -1,0 +1,319 @@
+//! The `redis` / `redis-cluster` policies: counters kept by the sidecar in Redis
+//! (`POST /v1/limit`, docs/DESIGN.md §4), per request or batched every `sync_interval`.
+
+use super::local::Hit;
+use serde::Deserialize;
+use std::collections::HashMap;
+
+/// One counter operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Op {
+    pub key: String,
+    pub limit: u64,
+    pub window_s: u64,
+    pub cost: u64,
+}
+
+/// The request body: the backend (as configured; credentials are references the sidecar
+/// resolves) and the operations.
+pub fn request_body(backend: &serde_json::Value, ops: &[Op]) -> Vec<u8> {
+    let ops: Vec<serde_json::Value> = ops
+        .iter()
+        .map(|o| {
+            serde_json::json!({"key": o.key, "limit": o.limit, "window_s": o.window_s, "cost": o.cost})
+        })
+        .collect();
+    serde_json::json!({ "backend": backend, "ops": ops })
+        .to_string()
+        .into_bytes()
+}
+
+/// The counter after an op: `remaining` may be negative (over the limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct Counter {
+    pub remaining: i64,
+    pub reset_s: u64,
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    results: Vec<Counter>,
+}
+
+#[derive(Deserialize)]
+struct Failure {
+    error: FailureBody,
+}
+
+#[derive(Deserialize)]
+struct FailureBody {
+    code: String,
+    message: String,
+}
+
+/// Parses the sidecar's answer; `Err` carries a log-worthy reason (never a secret: the sidecar
+/// does not put any in its messages).
+pub fn parse_answer(status: Option<&str>, body: &[u8], ops: usize) -> Result<Vec<Counter>, String> {
+    match status {
+        None => Err("no answer from the sidecar".into()),
+        Some("200") => {
+            let a: Answer = serde_json::from_slice(body)
+                .map_err(|e| format!("malformed answer from the sidecar: {e}"))?;
+            if a.results.len() == ops {
+                Ok(a.results)
+            } else {
+                Err(format!(
+                    "the sidecar answered {} results for {ops} ops",
+                    a.results.len()
+                ))
+            }
+        }
+        Some(s) => match serde_json::from_slice::<Failure>(body) {
+            Ok(f) => Err(format!("{} ({}, HTTP {s})", f.error.message, f.error.code)),
+            Err(_) => Err(format!("the sidecar answered HTTP {s}")),
+        },
+    }
+}
+
+impl Counter {
+    pub fn to_hit(self, limit: u64) -> Hit {
+        // remaining = limit - used
+        let used = i128::from(limit) - i128::from(self.remaining);
+        Hit {
+            used: u64::try_from(used.max(0)).unwrap_or(u64::MAX),
+            limit,
+            reset_ms: self.reset_s.saturating_mul(1000),
+        }
+    }
+}
+
+/// `sync_interval`: each worker counts locally and pushes its hits to Redis in the background.
+/// A request is allowed while `remaining` as last seen in Redis, minus the hits not yet pushed,
+/// is positive. Traffic between two syncs may overshoot the limit (bounded by one interval's hits
+/// per worker and Envoy); in exchange no request waits for Redis.
+#[derive(Debug, Default)]
+pub struct SyncCounters {
+    entries: HashMap<String, Entry>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    limit: u64,
+    window_s: u64,
+    /// Remaining as last answered by Redis (before `unsent`).
+    remaining: i64,
+    /// Hits counted here and not yet pushed.
+    unsent: u64,
+    /// Hits pushed and not yet answered.
+    in_flight: u64,
+    window_end_ms: u64,
+}
+
+impl SyncCounters {
+    /// Counts a hit and decides it locally.
+    pub fn hit(&mut self, key: &str, limit: u64, window_s: u64, now_ms: u64) -> Hit {
+        let window_ms = window_s.saturating_mul(1000);
+        let e = self
+            .entries
+            .entry(key.to_string())
+            .or_insert_with(|| Entry {
+                limit,
+                window_s,
+                remaining: i64::try_from(limit).unwrap_or(i64::MAX),
+                unsent: 0,
+                in_flight: 0,
+                window_end_ms: now_ms.saturating_add(window_ms),
+            });
+        if now_ms >= e.window_end_ms {
+            // Redis expires the key at the same time: start over.
+            e.remaining = i64::try_from(limit).unwrap_or(i64::MAX);
+            e.window_end_ms = now_ms.saturating_add(window_ms);
+        }
+        e.unsent = e.unsent.saturating_add(1);
+        let pending = i64::try_from(e.unsent.saturating_add(e.in_flight)).unwrap_or(i64::MAX);
+        let remaining_after = e.remaining.saturating_sub(pending);
+        Counter {
+            remaining: remaining_after,
+            reset_s: e.window_end_ms.saturating_sub(now_ms).div_ceil(1000),
+        }
+        .to_hit(limit)
+    }
+
+    /// The deltas to push now (moved to in-flight). Entries long expired and idle are dropped.
+    pub fn take_ops(&mut self, now_ms: u64) -> Vec<Op> {
+        self.entries
+            .retain(|_, e| e.unsent + e.in_flight > 0 || now_ms < e.window_end_ms);
+        let mut ops = Vec::new();
+        for (key, e) in self
+            .entries
+            .iter_mut()
+            .filter(|(_, e)| e.unsent > 0 && e.in_flight == 0)
+        {
+            ops.push(Op {
+                key: key.clone(),
+                limit: e.limit,
+                window_s: e.window_s,
+                cost: e.unsent,
+            });
+            e.in_flight = e.unsent;
+            e.unsent = 0;
+        }
+        ops.sort_by(|a, b| a.key.cmp(&b.key));
+        ops
+    }
+
+    /// Applies Redis' answers for `ops` (from [`SyncCounters::take_ops`]).
+    pub fn answered(&mut self, ops: &[Op], counters: &[Counter], now_ms: u64) {
+        for (op, c) in ops.iter().zip(counters) {
+            if let Some(e) = self.entries.get_mut(&op.key) {
+                e.in_flight = 0;
+                e.remaining = c.remaining;
+                e.window_end_ms = now_ms.saturating_add(c.reset_s.saturating_mul(1000));
+            }
+        }
+    }
+
+    /// The push failed: the hits are pushed again next time.
+    pub fn failed(&mut self, ops: &[Op]) {
+        for op in ops {
+            if let Some(e) = self.entries.get_mut(&op.key) {
+                e.unsent = e.unsent.saturating_add(e.in_flight);
+                e.in_flight = 0;
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_and_answers() {
+        let backend = serde_json::json!({"policy": "redis", "host": "127.0.0.1", "port": 6379,
+                                          "password": "$secret://aws/sm/redis/password"});
+        let ops = [Op {
+            key: "k".into(),
+            limit: 3,
+            window_s: 60,
+            cost: 1,
+        }];
+        let v: serde_json::Value = serde_json::from_slice(&request_body(&backend, &ops)).unwrap();
+        assert_eq!(v["backend"]["password"], "$secret://aws/sm/redis/password");
+        assert_eq!(
+            v["ops"][0],
+            serde_json::json!({"key": "k", "limit": 3, "window_s": 60, "cost": 1})
+        );
+
+        let ok = parse_answer(
+            Some("200"),
+            br#"{"results":[{"remaining":-1,"reset_s":42}]}"#,
+            1,
+        )
+        .unwrap();
+        let hit = ok[0].to_hit(3);
+        assert!(!hit.allowed());
+        assert_eq!((hit.used, hit.remaining(), hit.reset_s()), (4, 0, 42));
+        assert!(Counter {
+            remaining: 2,
+            reset_s: 60
+        }
+        .to_hit(3)
+        .allowed());
+        assert!(Counter {
+            remaining: 0,
+            reset_s: 60
+        }
+        .to_hit(3)
+        .allowed());
+
+        let e = parse_answer(
+            Some("502"),
+            br#"{"error":{"code":"redis_unavailable","message":"connection refused"}}"#,
+            1,
+        )
+        .unwrap_err();
+        assert_eq!(e, "connection refused (redis_unavailable, HTTP 502)");
+        assert!(parse_answer(None, b"", 1).is_err());
+        assert!(parse_answer(Some("200"), br#"{"results":[]}"#, 1).is_err());
+        assert!(parse_answer(Some("200"), b"nope", 1).is_err());
+        assert_eq!(
+            parse_answer(Some("503"), b"x", 1).unwrap_err(),
+            "the sidecar answered HTTP 503"
+        );
+    }
+
+    #[test]
+    fn sync_counts_locally_then_pushes_deltas() {
+        let mut s = SyncCounters::default();
+        let allowed: Vec<bool> = (0..4).map(|i| s.hit("k", 3, 60, i).allowed()).collect();
+        assert_eq!(
+            allowed,
+            [true, true, true, false],
+            "exact while only this worker counts"
+        );
+        let ops = s.take_ops(10);
+        assert_eq!(
+            ops,
+            vec![Op {
+                key: "k".into(),
+                limit: 3,
+                window_s: 60,
+                cost: 4
+            }]
+        );
+        assert!(
+            s.take_ops(11).is_empty(),
+            "nothing new, and one push in flight per key"
+        );
+        // Redis saw other Envoys' hits too: it says 1 left... after our 4 it is -1
+        s.answered(
+            &ops,
+            &[Counter {
+                remaining: -1,
+                reset_s: 50,
+            }],
+            20,
+        );
+        assert!(!s.hit("k", 3, 60, 21).allowed());
+        // the window ends when Redis said
+        assert!(s.hit("k", 3, 60, 50_020).allowed());
+    }
+
+    #[test]
+    fn failed_push_is_retried() {
+        let mut s = SyncCounters::default();
+        s.hit("k", 10, 60, 0);
+        s.hit("k", 10, 60, 1);
+        let ops = s.take_ops(2);
+        s.hit("k", 10, 60, 3);
+        s.failed(&ops);
+        assert_eq!(s.take_ops(4)[0].cost, 3);
+    }
+
+    #[test]
+    fn idle_expired_entries_are_dropped() {
+        let mut s = SyncCounters::default();
+        s.hit("k", 10, 1, 0);
+        let ops = s.take_ops(1);
+        s.answered(
+            &ops,
+            &[Counter {
+                remaining: 9,
+                reset_s: 1,
+            }],
+            2,
+        );
+        assert_eq!(s.len(), 1);
+        s.take_ops(5_000);
+        assert!(s.is_empty());
+    }
+}
