@@ -170,6 +170,23 @@ async fn fixed_window_counts_in_a_real_redis() {
     assert!(got.iter().all(|c| (28..=60).contains(&c.1)), "{got:?}");
     assert_eq!(cli(&["GET", "b"]), "-5");
 
+    // a full request (1000 ops, one key) is answered in op order
+    let many: Vec<Value> = (0..1000).map(|_| op("many", 2000, 60, 1)).collect();
+    let got = counters(&app, &backend, Value::Array(many)).await;
+    let remaining: Vec<i64> = got.iter().map(|c| c.0).collect();
+    assert_eq!(remaining, (1000..=1999).rev().collect::<Vec<i64>>());
+
+    // concurrent requests on one key: every hit counted once
+    let hits = (0..40).map(|_| counters(&app, &backend, json!([op("busy", 100, 60, 1)])));
+    let mut remaining: Vec<i64> = futures_util::future::join_all(hits)
+        .await
+        .into_iter()
+        .map(|c| c[0].0)
+        .collect();
+    remaining.sort_unstable();
+    assert_eq!(remaining, (60..=99).collect::<Vec<i64>>());
+    assert_eq!(cli(&["GET", "busy"]), "60");
+
     // the script cache emptied (restart, SCRIPT FLUSH): EVALSHA falls back to EVAL
     assert_eq!(cli(&["SCRIPT", "FLUSH"]), "OK");
     let got = counters(

@@ -62,10 +62,19 @@ pub enum StoreError {
 }
 
 /// Redis connections by backend.
-#[derive(Default)]
 pub struct Store {
     slots: Mutex<HashMap<SlotKey, Slot>>,
-    script: Script,
+    /// SHA1 of [`SCRIPT`], for `EVALSHA`.
+    script_sha: String,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            slots: Mutex::default(),
+            script_sha: redis::Script::new(SCRIPT).get_hash().to_string(),
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -95,18 +104,6 @@ struct Slot {
 enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
-}
-
-struct Script {
-    sha: String,
-}
-
-impl Default for Script {
-    fn default() -> Self {
-        Script {
-            sha: redis::Script::new(SCRIPT).get_hash().to_string(),
-        }
-    }
 }
 
 impl Store {
@@ -191,7 +188,7 @@ impl Store {
         }
     }
 
-    /// Number of backends with a connection slot (for tests and diagnostics).
+    /// Number of (backend, username) pairs with a connection slot.
     pub fn backends(&self) -> usize {
         self.slots
             .lock()
@@ -249,7 +246,7 @@ impl Store {
     }
 
     fn evalsha(&self, op: &Op) -> redis::Cmd {
-        script_cmd("EVALSHA", &self.script.sha, op)
+        script_cmd("EVALSHA", &self.script_sha, op)
     }
 }
 
@@ -432,12 +429,62 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_script_hash_is_the_sha1_of_the_script() {
-        // what EVALSHA sends: 40 hex digits, stable for the same text
-        let sha = Script::default().sha;
+    fn evalsha_sends_the_sha1_of_the_script() {
+        let op = Op {
+            key: "k".into(),
+            limit: 3,
+            window_s: 60,
+            cost: 1,
+        };
+        let packed = String::from_utf8(Store::new().evalsha(&op).get_packed_command()).unwrap();
+        let sha = redis::Script::new(SCRIPT).get_hash().to_string();
         assert_eq!(sha.len(), 40);
-        assert!(sha.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_eq!(sha, redis::Script::new(SCRIPT).get_hash());
+        assert!(
+            packed.starts_with(&format!("*7\r\n$7\r\nEVALSHA\r\n$40\r\n{sha}\r\n")),
+            "{packed}"
+        );
+    }
+
+    fn key(username: Option<&str>) -> SlotKey {
+        SlotKey {
+            target: Target::Single {
+                host: "127.0.0.1".into(),
+                port: 6379,
+                database: 0,
+            },
+            ssl: false,
+            timeout: Duration::from_secs(1),
+            username: username.map(|u| Username(SecretValue::new(u))),
+        }
+    }
+
+    #[test]
+    fn a_slot_per_backend_and_user_replaced_when_the_password_changes() {
+        let store = Store::new();
+        let pw = |p: &str| SecretValue::new(p);
+        let first = store.slot(&key(Some("api7")), Some(&pw("one")));
+        let again = store.slot(&key(Some("api7")), Some(&pw("one")));
+        assert!(Arc::ptr_eq(&first, &again), "same login: same connection");
+
+        let rotated = store.slot(&key(Some("api7")), Some(&pw("two")));
+        assert!(
+            !Arc::ptr_eq(&first, &rotated),
+            "a new password: a new connection"
+        );
+        assert_eq!(store.backends(), 1, "the old one is dropped");
+
+        let other_user = store.slot(&key(Some("other")), Some(&pw("two")));
+        let no_user = store.slot(&key(None), None);
+        assert!(!Arc::ptr_eq(&rotated, &other_user) && !Arc::ptr_eq(&rotated, &no_user));
+        assert_eq!(store.backends(), 3);
+
+        // eviction only drops the slot it was asked about, if still there
+        store.evict(&key(Some("api7")), &first);
+        assert_eq!(store.backends(), 3, "`first` was already replaced");
+        store.evict(&key(Some("api7")), &rotated);
+        assert_eq!(store.backends(), 2);
+        let fresh = store.slot(&key(Some("api7")), Some(&pw("two")));
+        assert!(!Arc::ptr_eq(&rotated, &fresh));
     }
 
     #[test]
