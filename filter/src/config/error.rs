@@ -83,7 +83,8 @@ impl fmt::Display for ConfigErrorKind {
             UnknownConsumer(n) => write!(f, "no consumer has username \"{n}\""),
             SidecarRequired => write!(
                 f,
-                "$secret:// references are used, so a \"sidecar\" section is required"
+                "$secret:// references or Redis rate limits are used, so a \"sidecar\" section is \
+                 required"
             ),
             InvalidHeaderName(h) => write!(f, "\"{h}\" is not a valid HTTP header name"),
         }

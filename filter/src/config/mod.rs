@@ -702,6 +702,12 @@ fn limit_options(
             _ => Ok(()),
         }
     };
+    if !(1..=60_000).contains(&l.redis_timeout) {
+        return Err(syntax(
+            "redis_timeout",
+            format!("{} ms is out of range (1-60000)", l.redis_timeout),
+        ));
+    }
     credential("redis_username", &l.redis_username)?;
     credential("redis_password", &l.redis_password)?;
     let sync_interval = match l.sync_interval {

@@ -212,7 +212,7 @@ fn invalid_configs_name_the_field_and_the_problem() {
             |c| {
                 c.as_object_mut().unwrap().remove("sidecar");
             },
-            "sidecar: $secret:// references are used, so a \"sidecar\" section is required",
+            "sidecar: $secret:// references or Redis rate limits are used, so a \"sidecar\" section is required",
         ),
         (
             |c| c["refresh_interval_s"] = json!(0),
@@ -488,6 +488,7 @@ fn invalid_limit_count() {
         (json!({"count": 1, "time_window": 1, "policy": "redis", "redis_host": "h", "redis_password": "$secret://awss/x/y"}), "plugins.limit-count.redis_password: invalid reference: unknown manager"),
         (json!({"count": 1, "time_window": 1, "policy": "redis", "redis_host": "h", "redis_password": "$env://P"}), "plugins.limit-count.redis_password: $env:// is not supported here"),
         (json!({"count": 4, "time_window": 60, "group": "g"}), "routes.r2.limit-count.group: group \"g\" is configured differently at plugins.limit-count"),
+        (json!({"count": 1, "time_window": 1, "redis_timeout": 0}), "plugins.limit-count.redis_timeout: 0 ms is out of range"),
         (json!({"count": 3, "time_window": 60, "redis_hots": "x"}), "plugins.limit-count.redis_hots: unknown field `redis_hots`"),
     ];
     for (limit, want) in rows {

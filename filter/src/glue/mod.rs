@@ -7,11 +7,15 @@ use crate::auth::{
     CREDENTIAL_IDENTIFIER,
 };
 use crate::config::{self, Sidecar};
-use crate::runtime::{Host, Level, Runtime};
+use crate::limit::key::{self as limit_key, VarSource};
+use crate::limit::local::{self, Hit, SharedStore, StoreError};
+use crate::limit::{self, remote, LimitOptions, Policy};
+use crate::runtime::{Host, Level, Runtime, LIMIT_PATH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Status};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -28,14 +32,18 @@ struct Shared {
     runtime: Option<Runtime>,
     /// HTTP contexts paused until the first answer from the sidecar.
     waiting: Vec<(u32, Rc<RefCell<ReqState>>)>,
+    /// Per-request Redis rate-limit callouts: token -> the waiting request.
+    limit_calls: HashMap<u32, (u32, Rc<RefCell<ReqState>>)>,
 }
 
-/// Where one request stands; shared with the root while it waits for secrets.
+/// Where one request stands; shared with the root while it waits.
 #[derive(Default)]
 struct ReqState {
     phase: Phase,
     body_size: usize,
     body_complete: bool,
+    /// `X-RateLimit-*` values for the response.
+    quota: Option<[(&'static str, String); 3]>,
 }
 
 #[derive(Default)]
@@ -43,8 +51,25 @@ enum Phase {
     #[default]
     Headers,
     WaitingSecrets,
+    /// Waiting for the sidecar's Redis counter; the body check (if any) comes after.
+    WaitingLimit(Box<LimitOptions>, Option<BodyCheck>),
     WaitingBody(BodyCheck),
     Done,
+}
+
+// The last rate-limit backend error logged (one line per change, not per request).
+thread_local! {
+    static LAST_LIMIT_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn limit_failed(error: &str) {
+    LAST_LIMIT_ERROR.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.as_deref() != Some(error) {
+            log(Level::Warn, &format!("limit-count: {error}"));
+            *last = Some(error.to_string());
+        }
+    });
 }
 
 #[derive(Default)]
@@ -78,11 +103,11 @@ impl Host for ProxyHost {
         log(level, message);
     }
 
-    fn dispatch(&mut self, sidecar: &Sidecar, body: Vec<u8>) -> Result<u32, String> {
+    fn dispatch(&mut self, sidecar: &Sidecar, path: &str, body: Vec<u8>) -> Result<u32, String> {
         let authorization = format!("Bearer {}", sidecar.token.expose());
         let headers = vec![
             (":method", "POST"),
-            (":path", sidecar.path.as_str()),
+            (":path", path),
             (":authority", sidecar.authority.as_str()),
             ("content-type", "application/json"),
             ("authorization", authorization.as_str()),
@@ -118,27 +143,19 @@ impl Root {
         let Some(rt) = shared.runtime.as_ref() else {
             return;
         };
+        let mut limit_calls = HashMap::new();
         for (id, state) in ids {
             // The stream may be gone (client went away): then there is nothing to do.
             if hostcalls::set_effective_context(id).is_err() {
                 continue;
             }
-            let mut state = state.borrow_mut();
-            let verdict = match process(rt) {
-                Verdict::NeedBody(check) if state.body_complete => {
-                    finish_body(&check, state.body_size)
-                }
-                Verdict::NeedBody(check) => {
-                    state.phase = Phase::WaitingBody(check);
-                    continue;
-                }
-                other => other,
-            };
-            state.phase = Phase::Done;
-            if let Verdict::Continue = verdict {
+            let verdict = process(rt, &state);
+            if let Verdict::Continue = settle(verdict, id, &state, &mut limit_calls) {
                 let _ = hostcalls::resume_http_request();
             }
         }
+        drop(shared);
+        self.shared.borrow_mut().limit_calls.extend(limit_calls);
     }
 }
 
@@ -166,7 +183,9 @@ impl Context for Root {
                 .ok()
                 .flatten()
                 .unwrap_or_default();
-            rt.on_answer(&mut ProxyHost, token, status.as_deref(), &body);
+            if !rt.on_sync_answer(&mut ProxyHost, token, status.as_deref(), &body) {
+                rt.on_answer(&mut ProxyHost, token, status.as_deref(), &body);
+            }
         }
         self.release_waiting();
         let period = self
@@ -241,32 +260,36 @@ struct Request {
     state: Rc<RefCell<ReqState>>,
 }
 
-impl Context for Request {}
+impl Context for Request {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _: usize,
+    ) {
+        on_limit_answer(&self.shared, token, num_headers, body_size);
+    }
+}
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         let mut shared = self.shared.borrow_mut();
-        let mut state = self.state.borrow_mut();
-        state.body_complete = end_of_stream;
+        self.state.borrow_mut().body_complete = end_of_stream;
         let Some(rt) = shared.runtime.as_ref() else {
             // Not configured: Envoy would not run us; refuse rather than let anyone through.
-            reply(&auth::key::invalid());
+            reply(&auth::key::invalid(), None);
             return Action::Pause;
         };
         if !rt.gate_open() {
-            state.phase = Phase::WaitingSecrets;
+            self.state.borrow_mut().phase = Phase::WaitingSecrets;
             shared.waiting.push((self.id, Rc::clone(&self.state)));
             return Action::Pause;
         }
-        let verdict = match process(rt) {
-            Verdict::NeedBody(check) if end_of_stream => finish_body(&check, 0),
-            Verdict::NeedBody(check) => {
-                state.phase = Phase::WaitingBody(check);
-                return Action::Pause;
-            }
-            other => other,
-        };
-        state.phase = Phase::Done;
+        let verdict = process(rt, &self.state);
+        let mut calls = HashMap::new();
+        let verdict = settle(verdict, self.id, &self.state, &mut calls);
+        shared.limit_calls.extend(calls);
         match verdict {
             Verdict::Continue => Action::Continue,
             _ => Action::Pause,
@@ -279,13 +302,13 @@ impl HttpContext for Request {
         state.body_complete = end_of_stream;
         let Phase::WaitingBody(check) = &state.phase else {
             return match state.phase {
-                // Keep the body until the secrets are known and the request is judged.
-                Phase::WaitingSecrets => Action::Pause,
+                // Keep the body until the request is judged.
+                Phase::WaitingSecrets | Phase::WaitingLimit(..) => Action::Pause,
                 _ => Action::Continue,
             };
         };
         if body_size > check.max_size {
-            reply(&too_large());
+            reply(&too_large(), None);
             state.phase = Phase::Done;
             return Action::Pause;
         }
@@ -299,6 +322,93 @@ impl HttpContext for Request {
             _ => Action::Pause,
         }
     }
+
+    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        if let Some(quota) = &self.state.borrow().quota {
+            for (name, value) in quota {
+                let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+            }
+        }
+        Action::Continue
+    }
+}
+
+/// Moves a request to the phase its verdict calls for; returns the verdict to act on now.
+fn settle(
+    verdict: Verdict,
+    id: u32,
+    state: &Rc<RefCell<ReqState>>,
+    limit_calls: &mut HashMap<u32, (u32, Rc<RefCell<ReqState>>)>,
+) -> Verdict {
+    let mut st = state.borrow_mut();
+    let verdict = match verdict {
+        Verdict::NeedBody(check) if st.body_complete => finish_body(&check, st.body_size),
+        Verdict::NeedBody(check) => {
+            st.phase = Phase::WaitingBody(check);
+            return Verdict::Replied;
+        }
+        Verdict::WaitLimit(token, opts, check) => {
+            st.phase = Phase::WaitingLimit(opts, check);
+            limit_calls.insert(token, (id, Rc::clone(state)));
+            return Verdict::Replied;
+        }
+        other => other,
+    };
+    st.phase = Phase::Done;
+    verdict
+}
+
+/// The sidecar's answer to a per-request Redis counter call; `false` if `token` is not one.
+fn on_limit_answer(
+    shared: &Rc<RefCell<Shared>>,
+    token: u32,
+    num_headers: usize,
+    body_size: usize,
+) -> bool {
+    let Some((id, state)) = shared.borrow_mut().limit_calls.remove(&token) else {
+        return false;
+    };
+    // Read the answer before switching context: it belongs to the context that called.
+    let status = if num_headers == 0 {
+        None
+    } else {
+        hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+    };
+    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if hostcalls::set_effective_context(id).is_err() {
+        return true;
+    }
+    let mut st = state.borrow_mut();
+    let Phase::WaitingLimit(opts, check) = std::mem::take(&mut st.phase) else {
+        return true;
+    };
+    st.phase = Phase::Done;
+    let outcome = remote::parse_answer(status.as_deref(), &body, 1)
+        .map(|c| c.first().map(|c| c.to_hit(opts.count)));
+    let verdict = match outcome {
+        Ok(Some(hit)) => apply_hit(&opts, &hit, &mut st),
+        Ok(None) | Err(_) => {
+            let reason = outcome.err().unwrap_or_else(|| "empty answer".into());
+            degrade(&opts, &reason)
+        }
+    };
+    let verdict = match (verdict, check) {
+        (Verdict::Continue, Some(check)) if st.body_complete => finish_body(&check, st.body_size),
+        (Verdict::Continue, Some(check)) => {
+            st.phase = Phase::WaitingBody(check);
+            return true;
+        }
+        (v, _) => v,
+    };
+    if let Verdict::Continue = verdict {
+        let _ = hostcalls::resume_http_request();
+    }
+    true
 }
 
 impl Drop for Request {
@@ -326,9 +436,12 @@ impl RequestView for Headers {
 
 enum Verdict {
     Continue,
+    /// Answered (or parked until a callout or the body): nothing more to do now.
     Replied,
     /// Allowed once the body matches (headers already set).
     NeedBody(BodyCheck),
+    /// Waiting for the sidecar's Redis counter (callout token), then the body check if any.
+    WaitLimit(u32, Box<LimitOptions>, Option<BodyCheck>),
 }
 
 fn too_large() -> auth::Reject {
@@ -338,7 +451,7 @@ fn too_large() -> auth::Reject {
 /// Checks the buffered body of the current request against the signed digest.
 fn finish_body(check: &BodyCheck, body_size: usize) -> Verdict {
     if body_size > check.max_size {
-        reply(&too_large());
+        reply(&too_large(), None);
         return Verdict::Replied;
     }
     let body = if body_size == 0 {
@@ -357,7 +470,7 @@ fn finish_body(check: &BodyCheck, body_size: usize) -> Verdict {
             Level::Warn,
             &format!("{}: {}", reject.body.trim_end(), reject.detail),
         );
-        reply(&reject);
+        reply(&reject, None);
         Verdict::Replied
     }
 }
@@ -367,10 +480,13 @@ fn set_header(name: &str, value: Option<&str>) {
     let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value);
 }
 
-fn reply(reject: &auth::Reject) {
+fn reply(reject: &auth::Reject, quota: Option<&[(&'static str, String); 3]>) {
     let mut headers = vec![("content-type", "text/plain; charset=utf-8")];
     if let Some(w) = reject.www_authenticate {
         headers.push(("www-authenticate", w));
+    }
+    if let Some(q) = quota {
+        headers.extend(q.iter().map(|(n, v)| (*n, v.as_str())));
     }
     let _ = hostcalls::send_http_response(
         u32::from(reject.status),
@@ -379,29 +495,140 @@ fn reply(reject: &auth::Reject) {
     );
 }
 
-/// Decides the current request (the effective context) and applies the decision.
-fn process(rt: &Runtime) -> Verdict {
-    let route = if rt.routes_configured() {
-        hostcalls::get_property(vec!["xds", "route_name"])
+/// Variables for rate-limit keys, read from Envoy on demand.
+struct Vars;
+
+impl VarSource for Vars {
+    fn remote_addr(&mut self) -> Option<String> {
+        let address = hostcalls::get_property(vec!["source", "address"])
             .ok()
-            .flatten()
-            .and_then(|b| String::from_utf8(b).ok())
+            .flatten()?;
+        let address = String::from_utf8(address).ok()?;
+        Some(limit_key::strip_port(&address).to_string())
+    }
+    fn route_name(&mut self) -> Option<String> {
+        route_name()
+    }
+    fn header(&mut self, name: &str) -> Option<String> {
+        Headers.header(name)
+    }
+}
+
+fn route_name() -> Option<String> {
+    hostcalls::get_property(vec!["xds", "route_name"])
+        .ok()
+        .flatten()
+        .and_then(|b| String::from_utf8(b).ok())
+}
+
+/// Envoy's shared data, for the `local` policy.
+struct SharedData;
+
+impl SharedStore for SharedData {
+    fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(v), Some(cas))) => Some((v, cas)),
+            _ => None,
+        }
+    }
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(StoreError::CasMismatch),
+            Err(_) => Err(StoreError::Failed),
+        }
+    }
+}
+
+/// Applies a counter's state: quota headers, and the rejection when over the limit.
+fn apply_hit(opts: &LimitOptions, hit: &Hit, state: &mut ReqState) -> Verdict {
+    if opts.show_limit_quota_header {
+        state.quota = Some(limit::quota_headers(hit));
+    }
+    if hit.allowed() {
+        Verdict::Continue
+    } else {
+        reply(&opts.reject(), state.quota.as_ref());
+        Verdict::Replied
+    }
+}
+
+/// The counter store failed: pass (`allow_degradation`) or answer 500.
+fn degrade(opts: &LimitOptions, reason: &str) -> Verdict {
+    limit_failed(reason);
+    if opts.allow_degradation {
+        Verdict::Continue
+    } else {
+        reply(&limit::unavailable(), None);
+        Verdict::Replied
+    }
+}
+
+/// Counts the request against its limit-count counter.
+fn rate_limit(
+    rt: &Runtime,
+    opts: &LimitOptions,
+    consumer: Option<&str>,
+    state: &mut ReqState,
+    body_check: Option<BodyCheck>,
+) -> Verdict {
+    let key = limit_key::resolve(&opts.key, consumer, &mut Vars);
+    let counter = opts.counter_key(&key);
+    let now = ProxyHost.now_ms();
+    let verdict = match &opts.policy {
+        Policy::Local => {
+            match local::hit(&mut SharedData, &counter, opts.count, opts.window_ms(), now) {
+                Ok(hit) => apply_hit(opts, &hit, state),
+                Err(e) => degrade(opts, &e.to_string()),
+            }
+        }
+        Policy::Redis {
+            sync_interval: Some(_),
+            ..
+        } => apply_hit(opts, &rt.sync_hit(opts, &counter, now), state),
+        Policy::Redis { backend, .. } => {
+            let Some(sidecar) = rt.config().sidecar.as_ref() else {
+                return degrade(opts, "no sidecar configured");
+            };
+            let op = remote::Op {
+                key: counter,
+                limit: opts.count,
+                window_s: opts.window_s,
+                cost: 1,
+            };
+            let body = remote::request_body(backend, std::slice::from_ref(&op));
+            return match ProxyHost.dispatch(sidecar, LIMIT_PATH, body) {
+                Ok(token) => Verdict::WaitLimit(token, Box::new(opts.clone()), body_check),
+                Err(e) => degrade(opts, &format!("could not call the sidecar: {e}")),
+            };
+        }
+    };
+    match (verdict, body_check) {
+        (Verdict::Continue, Some(check)) => Verdict::NeedBody(check),
+        (v, _) => v,
+    }
+}
+
+/// Decides the current request (the effective context) and applies the decision.
+fn process(rt: &Runtime, state: &Rc<RefCell<ReqState>>) -> Verdict {
+    let route = if rt.routes_configured() {
+        route_name()
     } else {
         None
     };
     let plugins = rt.plugins_for(route.as_deref());
-    match auth::authenticate(plugins, rt.credentials(), &mut Headers) {
+    let (consumer, body_check) = match auth::authenticate(plugins, rt.credentials(), &mut Headers) {
         None => {
             set_header(CONSUMER_USERNAME, None);
             set_header(CREDENTIAL_IDENTIFIER, None);
             set_header(CONSUMER_CUSTOM_ID, None);
-            Verdict::Continue
+            (None, None)
         }
         Some(Decision::Allow(allow)) => {
             let Some((username, credential_id, custom_id)) =
                 rt.who(allow.credential, allow.consumer)
             else {
-                reply(&auth::key::invalid());
+                reply(&auth::key::invalid(), None);
                 return Verdict::Replied;
             };
             set_header(CONSUMER_USERNAME, Some(username));
@@ -415,17 +642,21 @@ fn process(rt: &Runtime) -> Verdict {
                     set_header(&h, (!v.is_empty()).then_some(v.as_str()))
                 }
             }
-            match allow.body_check {
-                Some(check) => Verdict::NeedBody(check),
-                None => Verdict::Continue,
-            }
+            (Some(username), allow.body_check)
         }
         Some(Decision::Reject(r)) => {
             if r.log_detail {
                 log(Level::Warn, &format!("{}: {}", r.body.trim_end(), r.detail));
             }
-            reply(&r);
-            Verdict::Replied
+            reply(&r, None);
+            return Verdict::Replied;
         }
+    };
+    match &plugins.limit_count {
+        Some(opts) => rate_limit(rt, opts, consumer, &mut state.borrow_mut(), body_check),
+        None => match body_check {
+            Some(check) => Verdict::NeedBody(check),
+            None => Verdict::Continue,
+        },
     }
 }

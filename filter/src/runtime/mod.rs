@@ -8,9 +8,17 @@ use crate::auth::jwt::{JwtCredential, JwtIndex, VerifyKey};
 use crate::auth::key::KeyIndex;
 use crate::auth::Credentials;
 use crate::config::{Compiled, Config, CredentialKind, PluginSet, Sidecar, Source};
+use crate::limit::local::Hit;
+use crate::limit::remote::{self, Op, SyncCounters};
+use crate::limit::{LimitOptions, Policy};
 use crate::secrets::{parse_answer, request_body, BatchError, Note, Refresh, SecretTable};
 use secret_ref::SecretValue;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::Duration;
+
+/// The sidecar's rate-limit endpoint (docs/DESIGN.md §4).
+pub const LIMIT_PATH: &str = "/v1/limit";
 
 /// Tick period while requests may be waiting for the first answer.
 pub const FAST_TICK: Duration = Duration::from_millis(50);
@@ -28,8 +36,8 @@ pub enum Level {
 pub trait Host {
     fn now_ms(&self) -> u64;
     fn log(&self, level: Level, message: &str);
-    /// Sends the batch resolve call; returns the callout's token.
-    fn dispatch(&mut self, sidecar: &Sidecar, body: Vec<u8>) -> Result<u32, String>;
+    /// Sends a POST with a JSON body to the sidecar at `path`; returns the callout's token.
+    fn dispatch(&mut self, sidecar: &Sidecar, path: &str, body: Vec<u8>) -> Result<u32, String>;
 }
 
 pub struct Runtime {
@@ -40,6 +48,12 @@ pub struct Runtime {
     startup_deadline_ms: u64,
     gate_open: bool,
     last_batch_error: Option<String>,
+    /// `sync_interval` counters by scope, with the backend and interval to push them with.
+    sync: RefCell<HashMap<String, SyncCounters>>,
+    sync_scopes: Vec<(String, serde_json::Value, u64)>,
+    next_sync_ms: HashMap<String, u64>,
+    sync_calls: HashMap<u32, (String, Vec<Op>)>,
+    last_sync_error: Option<String>,
 }
 
 impl Runtime {
@@ -53,6 +67,23 @@ impl Runtime {
             (!config.refs.is_empty()).then(|| Refresh::new(now, config.refresh_interval, s.timeout))
         });
         let startup_deadline_ms = now.saturating_add(millis(config.startup_wait));
+        let mut sync_scopes: Vec<(String, serde_json::Value, u64)> = Vec::new();
+        for set in std::iter::once(&config.default_plugins).chain(config.routes.values()) {
+            if let Some(LimitOptions {
+                scope,
+                policy:
+                    Policy::Redis {
+                        backend,
+                        sync_interval: Some(every),
+                    },
+                ..
+            }) = &set.limit_count
+            {
+                if !sync_scopes.iter().any(|(s, _, _)| s == scope) {
+                    sync_scopes.push((scope.clone(), backend.clone(), millis(*every).max(1)));
+                }
+            }
+        }
         let mut rt = Runtime {
             table: SecretTable::new(&config),
             config,
@@ -61,6 +92,11 @@ impl Runtime {
             refresh,
             startup_deadline_ms,
             last_batch_error: None,
+            sync: RefCell::new(HashMap::new()),
+            next_sync_ms: HashMap::new(),
+            sync_scopes,
+            sync_calls: HashMap::new(),
+            last_sync_error: None,
         };
         rt.rebuild(host);
         host.log(
@@ -86,10 +122,102 @@ impl Runtime {
 
     /// How often the glue should call [`Runtime::on_tick`].
     pub fn tick_period(&self) -> Duration {
-        if self.gate_open {
-            SLOW_TICK
-        } else {
-            FAST_TICK
+        let base = if self.gate_open { SLOW_TICK } else { FAST_TICK };
+        self.sync_scopes
+            .iter()
+            .map(|(_, _, every)| Duration::from_millis(*every))
+            .fold(base, Duration::min)
+    }
+
+    /// Counts a hit under `sync_interval`: decided locally, pushed to Redis on the next tick.
+    pub fn sync_hit(&self, opts: &LimitOptions, key: &str, now_ms: u64) -> Hit {
+        self.sync
+            .borrow_mut()
+            .entry(opts.scope.clone())
+            .or_default()
+            .hit(key, opts.count, opts.window_s, now_ms)
+    }
+
+    /// Pushes the hits counted under `sync_interval`, one call per scope that is due.
+    fn push_syncs(&mut self, host: &mut dyn Host, now: u64) {
+        let Some(sidecar) = self.config.sidecar.as_ref() else {
+            return;
+        };
+        let mut errors = Vec::new();
+        for (scope, backend, every) in &self.sync_scopes {
+            let due = self.next_sync_ms.get(scope).copied().unwrap_or(0);
+            if now < due || self.sync_calls.values().any(|(s, _)| s == scope) {
+                continue;
+            }
+            self.next_sync_ms
+                .insert(scope.clone(), now.saturating_add(*every));
+            let ops = match self.sync.borrow_mut().get_mut(scope) {
+                Some(c) => c.take_ops(now),
+                None => continue,
+            };
+            if ops.is_empty() {
+                continue;
+            }
+            match host.dispatch(sidecar, LIMIT_PATH, remote::request_body(backend, &ops)) {
+                Ok(token) => {
+                    self.sync_calls.insert(token, (scope.clone(), ops));
+                }
+                Err(e) => {
+                    if let Some(c) = self.sync.borrow_mut().get_mut(scope) {
+                        c.failed(&ops);
+                    }
+                    errors.push(format!("could not call the sidecar: {e}"));
+                }
+            }
+        }
+        for e in errors {
+            self.sync_failed(host, &e);
+        }
+    }
+
+    /// The answer to a `sync_interval` push; `false` if `token` is not one.
+    pub fn on_sync_answer(
+        &mut self,
+        host: &mut dyn Host,
+        token: u32,
+        status: Option<&str>,
+        body: &[u8],
+    ) -> bool {
+        let Some((scope, ops)) = self.sync_calls.remove(&token) else {
+            return false;
+        };
+        let now = host.now_ms();
+        let mut sync = self.sync.borrow_mut();
+        let Some(counters) = sync.get_mut(&scope) else {
+            return true;
+        };
+        match remote::parse_answer(status, body, ops.len()) {
+            Ok(answers) => {
+                counters.answered(&ops, &answers, now);
+                drop(sync);
+                if self.last_sync_error.take().is_some() {
+                    host.log(
+                        Level::Info,
+                        "limit-count: pushing counters to Redis works again",
+                    );
+                }
+            }
+            Err(e) => {
+                counters.failed(&ops);
+                drop(sync);
+                self.sync_failed(host, &e);
+            }
+        }
+        true
+    }
+
+    fn sync_failed(&mut self, host: &mut dyn Host, error: &str) {
+        if self.last_sync_error.as_deref() != Some(error) {
+            host.log(
+                Level::Warn,
+                &format!("limit-count: pushing counters to Redis failed: {error}; will retry"),
+            );
+            self.last_sync_error = Some(error.to_string());
         }
     }
 
@@ -135,6 +263,9 @@ impl Runtime {
 
     pub fn on_tick(&mut self, host: &mut dyn Host) {
         let now = host.now_ms();
+        if !self.sync_scopes.is_empty() {
+            self.push_syncs(host, now);
+        }
         if !self.gate_open && now >= self.startup_deadline_ms {
             self.gate_open = true;
             host.log(
@@ -150,7 +281,7 @@ impl Runtime {
         if !refresh.due(now) {
             return;
         }
-        match host.dispatch(sidecar, request_body(&self.config.refs)) {
+        match host.dispatch(sidecar, &sidecar.path, request_body(&self.config.refs)) {
             Ok(token) => refresh.started(token, now),
             Err(e) => {
                 refresh.failed(now);

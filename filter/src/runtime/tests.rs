@@ -19,7 +19,7 @@ impl Host for FakeHost {
     fn log(&self, level: Level, message: &str) {
         self.logs.borrow_mut().push((level, message.to_string()));
     }
-    fn dispatch(&mut self, sidecar: &Sidecar, body: Vec<u8>) -> Result<u32, String> {
+    fn dispatch(&mut self, sidecar: &Sidecar, _path: &str, body: Vec<u8>) -> Result<u32, String> {
         if self.fail_dispatch {
             return Err("BadArgument".into());
         }
