@@ -237,3 +237,91 @@ fn logs_never_contain_values() {
         && !m.contains("bob-key\"")));
     assert!(logs.iter().all(|(_, m)| !m.contains(":\"alice-key")));
 }
+
+fn sync_runtime(host: &mut FakeHost) -> Runtime {
+    let json = serde_json::json!({
+        "sidecar": {"cluster": "secret_sidecar", "token": "t"},
+        "plugins": {"limit-count": {"count": 3, "time_window": 60, "policy": "redis",
+                                     "redis_host": "127.0.0.1", "sync_interval": 0.2,
+                                     "redis_password": "$secret://aws/sm/redis/password"}}
+    });
+    Runtime::new(
+        compile(json.to_string().as_bytes(), &|_| None).unwrap(),
+        host,
+    )
+}
+
+#[test]
+fn sync_interval_pushes_deltas_on_ticks() {
+    let mut host = FakeHost::default();
+    let mut rt = sync_runtime(&mut host);
+    assert_eq!(rt.tick_period(), Duration::from_millis(200));
+    assert!(rt.gate_open(), "no secrets to wait for");
+    let opts = rt.plugins_for(None).limit_count.clone().unwrap();
+    let allowed: Vec<bool> = (0..4)
+        .map(|_| rt.sync_hit(&opts, "k", host.now).allowed())
+        .collect();
+    assert_eq!(allowed, [true, true, true, false]);
+    rt.on_tick(&mut host);
+    assert_eq!(host.calls.len(), 1);
+    let body: serde_json::Value = serde_json::from_slice(&host.calls[0].2).unwrap();
+    assert_eq!(
+        body["ops"],
+        serde_json::json!([{"key": "k", "limit": 3, "window_s": 60, "cost": 4}])
+    );
+    assert_eq!(
+        body["backend"]["password"],
+        "$secret://aws/sm/redis/password"
+    );
+    // nothing new to push, and the answer is not a secrets answer
+    host.now += 200;
+    rt.on_tick(&mut host);
+    assert_eq!(host.calls.len(), 1);
+    let token = host.calls[0].0;
+    assert!(rt.on_sync_answer(
+        &mut host,
+        token,
+        Some("200"),
+        br#"{"results":[{"remaining":-1,"reset_s":59}]}"#
+    ));
+    assert!(
+        !rt.on_sync_answer(&mut host, 999, Some("200"), b"{}"),
+        "unknown tokens are not sync answers"
+    );
+    assert!(!rt.sync_hit(&opts, "k", host.now).allowed());
+}
+
+#[test]
+fn failed_sync_push_is_logged_once_and_retried() {
+    let mut host = FakeHost::default();
+    let mut rt = sync_runtime(&mut host);
+    let opts = rt.plugins_for(None).limit_count.clone().unwrap();
+    rt.sync_hit(&opts, "k", 0);
+    rt.on_tick(&mut host);
+    let t1 = host.calls[0].0;
+    rt.on_sync_answer(
+        &mut host,
+        t1,
+        Some("502"),
+        br#"{"error":{"code":"redis_unavailable","message":"refused"}}"#,
+    );
+    assert!(host.logged(Level::Warn, "refused (redis_unavailable, HTTP 502)"));
+    host.now += 200;
+    rt.on_tick(&mut host);
+    let t2 = host.calls[1].0;
+    let body: serde_json::Value = serde_json::from_slice(&host.calls[1].2).unwrap();
+    assert_eq!(body["ops"][0]["cost"], 1, "the hit is pushed again");
+    rt.on_sync_answer(
+        &mut host,
+        t2,
+        Some("502"),
+        br#"{"error":{"code":"redis_unavailable","message":"refused"}}"#,
+    );
+    let warns = host
+        .logs
+        .borrow()
+        .iter()
+        .filter(|(l, m)| *l == Level::Warn && m.contains("refused"))
+        .count();
+    assert_eq!(warns, 1, "the same failure is logged once");
+}
