@@ -1,0 +1,814 @@
+//! The real filter `.wasm` against DESIGN.md section 3 (`limit-count` options) and section 4
+//! (the sidecar's `/v1/limit`): APISIX's limit-count with the `local` policy (counters in shared
+//! data, shared by workers), the key types, authentication first, and the `redis` policy through
+//! the sidecar, per request or with `sync_interval`.
+//!
+//! Build the filter first:
+//!     cargo build --profile wasm-release --target wasm32-wasip1 -p envoy-secret-auth-filter
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use proxy_wasm_harness::{
+    filter_wasm, header_all, Headers, Host, HostOptions, HttpCall, LogLevel, Outcome, Stream,
+};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "test-sidecar-token";
+const ALICE_REF: &str = "$secret://aws/my-secrets-manager/alice-credentials/alice-key-auth";
+const REDIS_PASSWORD_REF: &str = "$secret://aws/my-secrets-manager/redis/password";
+/// The client's address as Envoy gives it (`source.address`, with the port).
+const ADDR_A: &str = "10.0.0.1:5555";
+const ADDR_B: &str = "10.0.0.2:6666";
+const TOO_MANY: &str = "{\"error_msg\":\"Too many requests\"}\n";
+/// The first fetch happens "on the first tick after configure": within this.
+const FIRST_FETCH: Duration = Duration::from_secs(1);
+
+// ---- helpers -------------------------------------------------------------------------------
+
+/// A host running the filter. When the test ends it checks the VM is alive and the filter made
+/// no host call that Envoy would ignore or refuse (see `Host::violations`).
+struct Filter(Host);
+
+impl Deref for Filter {
+    type Target = Host;
+    fn deref(&self) -> &Host {
+        &self.0
+    }
+}
+
+impl DerefMut for Filter {
+    fn deref_mut(&mut self) -> &mut Host {
+        &mut self.0
+    }
+}
+
+impl Drop for Filter {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert!(!self.0.is_dead(), "the VM died: {}", self.0.stderr());
+            assert!(
+                self.0.violations().is_empty(),
+                "host calls Envoy would ignore or refuse: {:?}",
+                self.0.violations()
+            );
+        }
+    }
+}
+
+fn sidecar() -> Value {
+    json!({
+        "cluster": "secret_sidecar",
+        "authority": "secret-sidecar",
+        "timeout_ms": 2000,
+        "token": "$env://SECRET_SIDECAR_TOKEN"
+    })
+}
+
+/// alice and bob with plain keys (no `$secret://` reference: no startup wait).
+fn consumers() -> Value {
+    json!([
+        {"username": "alice",
+         "credentials": [{"id": "alice-key-auth", "type": "key-auth", "key": "alice-key"}]},
+        {"username": "bob",
+         "credentials": [{"id": "bob-key-auth", "type": "key-auth", "key": "bob-key"}]}
+    ])
+}
+
+/// The task's local policy: 3 per 60 s per client address, 429 "Too many requests".
+fn local_limit() -> Value {
+    json!({
+        "count": 3, "time_window": 60, "key": "remote_addr",
+        "rejected_code": 429, "rejected_msg": "Too many requests"
+    })
+}
+
+/// The default plugin set is `plugins`.
+fn config_with(plugins: Value) -> Value {
+    json!({"sidecar": sidecar(), "consumers": consumers(), "plugins": plugins})
+}
+
+fn started(config: &Value) -> Filter {
+    let wasm = filter_wasm().unwrap();
+    let mut host = Filter(
+        Host::new(
+            wasm,
+            HostOptions {
+                env: vec![("SECRET_SIDECAR_TOKEN".to_owned(), TOKEN.to_owned())],
+                plugin_config: config.to_string().into_bytes(),
+                ..HostOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    assert!(host.start().unwrap(), "config refused: {:?}", host.logs());
+    host
+}
+
+/// A GET from `addr` (`source.address`) with `extra` headers.
+fn get_from(host: &mut Host, addr: &str, extra: &[(&str, &str)]) -> Stream {
+    get_path_from(host, addr, "/ip", extra)
+}
+
+fn get_path_from(host: &mut Host, addr: &str, path: &str, extra: &[(&str, &str)]) -> Stream {
+    host.set_property(&["source", "address"], addr.as_bytes());
+    let mut headers = vec![
+        (":method", "GET"),
+        (":path", path),
+        (":authority", "example.com"),
+    ];
+    headers.extend_from_slice(extra);
+    host.request(&headers, true).unwrap()
+}
+
+/// The response headers the client gets when the upstream answers 200.
+fn upstream_answers(host: &mut Host, s: Stream) -> Headers {
+    host.response_headers(
+        s,
+        &[(":status", "200"), ("content-type", "application/json")],
+        false,
+    )
+    .unwrap()
+}
+
+/// `(X-RateLimit-Limit, -Remaining, -Reset)`, each present once; `None` if none is present.
+fn quota(headers: &[(String, String)]) -> Option<(u64, u64, u64)> {
+    let names = [
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+    ];
+    let values: Vec<Vec<&str>> = names.iter().map(|n| header_all(headers, n)).collect();
+    if values.iter().all(Vec::is_empty) {
+        return None;
+    }
+    let number = |i: usize| -> u64 {
+        assert_eq!(values[i].len(), 1, "{}: {headers:?}", names[i]);
+        values[i][0]
+            .parse()
+            .unwrap_or_else(|_| panic!("{}: {:?} is not a number", names[i], values[i][0]))
+    };
+    Some((number(0), number(1), number(2)))
+}
+
+/// Asserts the request went upstream; returns the response headers the client gets.
+fn assert_passes(host: &mut Host, s: Stream) -> Headers {
+    assert_eq!(
+        host.outcome(s),
+        Outcome::Continue,
+        "logs: {:?}",
+        host.logs()
+    );
+    upstream_answers(host, s)
+}
+
+/// Asserts the request was answered by the filter with `status` and `body`; returns the reply's
+/// headers.
+fn assert_limited(host: &Host, s: Stream, status: u32, body: &str) -> Headers {
+    let reply = host
+        .local_reply(s)
+        .unwrap_or_else(|| panic!("expected a {status}, got {:?}", host.outcome(s)));
+    assert_eq!(reply.status, status, "body: {:?}", reply.body_str());
+    assert_eq!(reply.body_str(), body);
+    reply.headers
+}
+
+/// Sends `n` requests from `addr`; returns how many went upstream (the others must be answered
+/// locally).
+fn passes_of(host: &mut Host, n: usize, addr: &str, extra: &[(&str, &str)]) -> usize {
+    (0..n)
+        .filter(|_| {
+            let s = get_from(host, addr, extra);
+            match host.outcome(s) {
+                Outcome::Continue => true,
+                Outcome::LocalReply(_) => false,
+                other => panic!("neither passed nor answered: {other:?}"),
+            }
+        })
+        .count()
+}
+
+/// The filter's `warn` log lines about limit-count.
+fn limit_warnings(host: &Host) -> Vec<String> {
+    host.logs()
+        .iter()
+        .filter(|(level, m)| *level == LogLevel::Warn && m.contains("limit-count"))
+        .map(|(_, m)| m.clone())
+        .collect()
+}
+
+// ---- local policy --------------------------------------------------------------------------
+
+#[test]
+fn local_policy_passes_count_requests_then_rejects_with_quota_headers() {
+    let mut host = started(&config_with(json!({ "limit-count": local_limit() })));
+    for remaining in [2, 1, 0] {
+        let s = get_from(&mut host, ADDR_A, &[]);
+        let response = assert_passes(&mut host, s);
+        let (limit, left, reset) = quota(&response).expect("quota headers on the response");
+        assert_eq!((limit, left), (3, remaining), "{response:?}");
+        assert!((1..=60).contains(&reset), "reset {reset}");
+    }
+    let s = get_from(&mut host, ADDR_A, &[]);
+    let headers = assert_limited(&host, s, 429, TOO_MANY);
+    let (limit, left, reset) = quota(&headers).expect("quota headers on the local reply");
+    assert_eq!((limit, left), (3, 0), "{headers:?}");
+    assert!((1..=60).contains(&reset), "reset {reset}");
+    // Rejected requests stay rejected.
+    let s = get_from(&mut host, ADDR_A, &[]);
+    assert_limited(&host, s, 429, TOO_MANY);
+}
+
+#[test]
+fn local_reset_counts_down_the_window() {
+    let mut host = started(&config_with(json!({ "limit-count": local_limit() })));
+    let s = get_from(&mut host, ADDR_A, &[]);
+    let (_, _, reset) = quota(&assert_passes(&mut host, s)).unwrap();
+    assert_eq!(reset, 60);
+    host.advance(Duration::from_secs(20)).unwrap();
+    let s = get_from(&mut host, ADDR_A, &[]);
+    let (_, left, reset) = quota(&assert_passes(&mut host, s)).unwrap();
+    assert_eq!(
+        (left, reset),
+        (1, 40),
+        "the window started at the first request"
+    );
+}
+
+#[test]
+fn local_counter_is_per_client_address() {
+    let mut host = started(&config_with(json!({ "limit-count": local_limit() })));
+    assert_eq!(passes_of(&mut host, 4, ADDR_A, &[]), 3);
+    let s = get_from(&mut host, ADDR_B, &[]);
+    let (_, left, _) = quota(&assert_passes(&mut host, s)).unwrap();
+    assert_eq!(left, 2, "10.0.0.2 has its own counter");
+    // The port is not part of the address.
+    let s = get_from(&mut host, "10.0.0.1:7777", &[]);
+    assert_limited(&host, s, 429, TOO_MANY);
+}
+
+#[test]
+fn local_requests_pass_again_after_the_window() {
+    let mut host = started(&config_with(json!({ "limit-count": local_limit() })));
+    assert_eq!(passes_of(&mut host, 4, ADDR_A, &[]), 3);
+    host.advance(Duration::from_secs(59)).unwrap();
+    let s = get_from(&mut host, ADDR_A, &[]);
+    let headers = assert_limited(&host, s, 429, TOO_MANY);
+    assert_eq!(quota(&headers), Some((3, 0, 1)));
+
+    host.advance(Duration::from_millis(1001)).unwrap();
+    let s = get_from(&mut host, ADDR_A, &[]);
+    let (_, left, reset) = quota(&assert_passes(&mut host, s)).unwrap();
+    assert_eq!((left, reset), (2, 60), "a new window");
+    assert_eq!(passes_of(&mut host, 3, ADDR_A, &[]), 2);
+}
+
+#[test]
+fn without_rejected_msg_the_body_is_empty_and_the_code_503() {
+    let limit = json!({"count": 1, "time_window": 60});
+    let mut host = started(&config_with(json!({ "limit-count": limit })));
+    let s = get_from(&mut host, ADDR_A, &[]);
+    assert_passes(&mut host, s);
+    let s = get_from(&mut host, ADDR_A, &[]);
+    let headers = assert_limited(&host, s, 503, "");
+    assert_eq!(quota(&headers), Some((1, 0, 60)));
+}
+
+#[test]
+fn show_limit_quota_header_false_sends_no_quota_headers() {
+    let mut limit = local_limit();
+    limit["show_limit_quota_header"] = json!(false);
+    let mut host = started(&config_with(json!({ "limit-count": limit })));
+    for _ in 0..3 {
+        let s = get_from(&mut host, ADDR_A, &[]);
+        let response = assert_passes(&mut host, s);
+        assert_eq!(quota(&response), None, "{response:?}");
+    }
+    let s = get_from(&mut host, ADDR_A, &[]);
+    let headers = assert_limited(&host, s, 429, TOO_MANY);
+    assert_eq!(quota(&headers), None, "{headers:?}");
+}
+
+#[test]
+fn upstream_quota_headers_are_replaced_not_duplicated() {
+    let mut host = started(&config_with(json!({ "limit-count": local_limit() })));
+    let s = get_from(&mut host, ADDR_A, &[]);
+    assert_eq!(host.outcome(s), Outcome::Continue);
+    let response = host
+        .response_headers(
+            s,
+            &[(":status", "200"), ("x-ratelimit-remaining", "999")],
+            false,
+        )
+        .unwrap();
+    assert_eq!(quota(&response), Some((3, 2, 60)));
+}
+
+#[test]
+fn two_workers_share_one_counter() {
+    let mut w1 = started(&config_with(json!({ "limit-count": local_limit() })));
+    let mut w2 = Filter(w1.new_worker());
+    assert!(w2.start().unwrap());
+    let mut passed = 0;
+    let mut remaining = Vec::new();
+    for i in 0..8 {
+        let host: &mut Host = if i % 2 == 0 { &mut w1 } else { &mut w2 };
+        let s = get_from(host, ADDR_A, &[]);
+        match host.outcome(s) {
+            Outcome::Continue => {
+                passed += 1;
+                remaining.push(quota(&upstream_answers(host, s)).unwrap().1);
+            }
+            _ => {
+                assert_limited(host, s, 429, TOO_MANY);
+            }
+        }
+    }
+    assert_eq!(passed, 3, "exactly count pass across both workers");
+    assert_eq!(remaining, [2, 1, 0]);
+    // Another address is still free on either worker.
+    let s = get_from(&mut w2, ADDR_B, &[]);
+    assert_passes(&mut w2, s);
+}
+
+// ---- keys ----------------------------------------------------------------------------------
+
+fn limit_on(key_type: &str, key: &str, count: u64) -> Value {
+    json!({
+        "count": count, "time_window": 60, "key_type": key_type, "key": key,
+        "rejected_code": 429, "rejected_msg": "Too many requests"
+    })
+}
+
+#[test]
+fn consumer_name_counts_each_consumer_after_key_auth() {
+    let plugins = json!({
+        "key-auth": {},
+        "limit-count": limit_on("var", "consumer_name", 2)
+    });
+    let mut host = started(&config_with(plugins));
+    // Same address for everyone: only the consumer tells the counters apart.
+    assert_eq!(
+        passes_of(&mut host, 3, ADDR_A, &[("apikey", "alice-key")]),
+        2
+    );
+    let s = get_from(&mut host, ADDR_A, &[("apikey", "bob-key")]);
+    let (_, left, _) = quota(&assert_passes(&mut host, s)).unwrap();
+    assert_eq!(left, 1, "bob has his own counter");
+    assert_eq!(
+        host.request_header(s, "x-consumer-username").as_deref(),
+        Some("bob")
+    );
+    // alice stays limited from another address too.
+    let s = get_from(&mut host, ADDR_B, &[("apikey", "alice-key")]);
+    assert_limited(&host, s, 429, TOO_MANY);
+}
+
+#[test]
+fn header_key_counts_per_header_value() {
+    let limit = limit_on("var", "http_x_tenant", 2);
+    let mut host = started(&config_with(json!({ "limit-count": limit })));
+    assert_eq!(passes_of(&mut host, 3, ADDR_A, &[("x-tenant", "acme")]), 2);
+    // Another address with the same tenant shares acme's counter.
+    let s = get_from(&mut host, ADDR_B, &[("x-tenant", "acme")]);
+    assert_limited(&host, s, 429, TOO_MANY);
+    let s = get_from(&mut host, ADDR_A, &[("x-tenant", "globex")]);
+    let (_, left, _) = quota(&assert_passes(&mut host, s)).unwrap();
+    assert_eq!(left, 1, "globex has its own counter");
+}
+
+#[test]
+fn key_resolving_empty_falls_back_to_remote_addr() {
+    let limit = limit_on("var", "http_x_tenant", 2);
+    let mut host = started(&config_with(json!({ "limit-count": limit })));
+    // No header (or an empty one): counted per client address, not on one shared empty key.
+    assert_eq!(passes_of(&mut host, 2, ADDR_A, &[]), 2);
+    let s = get_from(&mut host, ADDR_A, &[("x-tenant", "")]);
+    assert_limited(&host, s, 429, TOO_MANY);
+    let s = get_from(&mut host, ADDR_B, &[]);
+    let (_, left, _) = quota(&assert_passes(&mut host, s)).unwrap();
+    assert_eq!(left, 1, "10.0.0.2 has its own counter");
+    // A tenant's counter is not the address's.
+    let s = get_from(&mut host, ADDR_A, &[("x-tenant", "acme")]);
+    assert_passes(&mut host, s);
+}
+
+#[test]
+fn consumer_name_without_a_consumer_falls_back_to_remote_addr() {
+    // No auth plugin: there is never a consumer.
+    let limit = limit_on("var", "consumer_name", 2);
+    let mut host = started(&config_with(json!({ "limit-count": limit })));
+    assert_eq!(passes_of(&mut host, 3, ADDR_A, &[]), 2);
+    let s = get_from(&mut host, ADDR_B, &[]);
+    let (_, left, _) = quota(&assert_passes(&mut host, s)).unwrap();
+    assert_eq!(left, 1);
+}
+
+#[test]
+fn var_combination_counts_per_combination() {
+    let limit = limit_on("var_combination", "$remote_addr $http_x_tenant", 2);
+    let mut host = started(&config_with(json!({ "limit-count": limit })));
+    assert_eq!(passes_of(&mut host, 3, ADDR_A, &[("x-tenant", "acme")]), 2);
+    let s = get_from(&mut host, ADDR_A, &[("x-tenant", "globex")]);
+    assert_passes(&mut host, s);
+    let s = get_from(&mut host, ADDR_B, &[("x-tenant", "acme")]);
+    assert_passes(&mut host, s);
+    let s = get_from(&mut host, "10.0.0.1:1", &[("x-tenant", "acme")]);
+    assert_limited(&host, s, 429, TOO_MANY);
+}
+
+#[test]
+fn constant_key_is_one_counter_for_everyone() {
+    let limit = limit_on("constant", "everyone", 2);
+    let mut host = started(&config_with(json!({ "limit-count": limit })));
+    let s = get_from(&mut host, ADDR_A, &[("x-tenant", "acme")]);
+    assert_passes(&mut host, s);
+    let s = get_from(&mut host, ADDR_B, &[]);
+    assert_passes(&mut host, s);
+    let s = get_from(&mut host, "192.168.1.1:80", &[("apikey", "alice-key")]);
+    assert_limited(&host, s, 429, TOO_MANY);
+}
+
+fn get_on_route(host: &mut Host, route: &str, addr: &str) -> Stream {
+    host.set_property(&["xds", "route_name"], route.as_bytes());
+    get_from(host, addr, &[])
+}
+
+#[test]
+fn group_shares_a_counter_across_routes_and_routes_count_apart_without_one() {
+    let grouped = json!({"count": 2, "time_window": 60, "group": "shared"});
+    let alone = json!({"count": 2, "time_window": 60});
+    let config = json!({
+        "sidecar": sidecar(),
+        "consumers": consumers(),
+        "plugins": {},
+        "routes": {
+            "r1": {"limit-count": grouped},
+            "r2": {"limit-count": grouped},
+            "r3": {"limit-count": alone},
+            "r4": {"limit-count": alone}
+        }
+    });
+    let mut host = started(&config);
+    let s = get_on_route(&mut host, "r1", ADDR_A);
+    assert_passes(&mut host, s);
+    let s = get_on_route(&mut host, "r2", ADDR_A);
+    let (_, left, _) = quota(&assert_passes(&mut host, s)).unwrap();
+    assert_eq!(left, 0, "r2 counts on r1's counter");
+    for route in ["r1", "r2"] {
+        let s = get_on_route(&mut host, route, ADDR_A);
+        assert_limited(&host, s, 503, "");
+    }
+
+    let s = get_on_route(&mut host, "r3", ADDR_A);
+    assert_passes(&mut host, s);
+    let s = get_on_route(&mut host, "r3", ADDR_A);
+    assert_passes(&mut host, s);
+    let s = get_on_route(&mut host, "r3", ADDR_A);
+    assert_limited(&host, s, 503, "");
+    let s = get_on_route(&mut host, "r4", ADDR_A);
+    let (_, left, _) = quota(&assert_passes(&mut host, s)).unwrap();
+    assert_eq!(left, 1, "r4 has its own counter");
+    // A route without limit-count is not limited.
+    let s = get_on_route(&mut host, "unlisted", ADDR_A);
+    let response = assert_passes(&mut host, s);
+    assert_eq!(quota(&response), None);
+}
+
+// ---- authentication first ------------------------------------------------------------------
+
+#[test]
+fn requests_refused_by_key_auth_do_not_consume_the_limit() {
+    let plugins = json!({
+        "key-auth": {},
+        "limit-count": {"count": 1, "time_window": 60, "rejected_code": 429}
+    });
+    let mut host = started(&config_with(plugins));
+    for extra in [vec![], vec![("apikey", "wrong")], vec![("apikey", "")]] {
+        let s = get_from(&mut host, ADDR_A, &extra);
+        let reply = host.local_reply(s).expect("refused");
+        assert_eq!(reply.status, 401, "{extra:?}");
+        assert_eq!(
+            quota(&reply.headers),
+            None,
+            "not counted: {:?}",
+            reply.headers
+        );
+    }
+    let s = get_from(&mut host, ADDR_A, &[("apikey", "alice-key")]);
+    let (_, left, _) = quota(&assert_passes(&mut host, s)).unwrap();
+    assert_eq!(left, 0);
+    let s = get_from(&mut host, ADDR_A, &[("apikey", "bob-key")]);
+    assert_limited(&host, s, 429, "");
+    // Still 401 (not 429) without a key: authentication comes first.
+    let s = get_from(&mut host, ADDR_A, &[]);
+    assert_eq!(host.local_reply(s).map(|r| r.status), Some(401));
+}
+
+// ---- redis policy through the sidecar ------------------------------------------------------
+
+/// Advances the clock until the filter has made callouts, returns them (at most `within`).
+fn callouts_within(host: &mut Host, within: Duration) -> Vec<HttpCall> {
+    let step = Duration::from_millis(10);
+    let mut waited = Duration::ZERO;
+    while waited < within {
+        host.advance(step).unwrap();
+        waited += step;
+        let calls = host.take_http_calls();
+        if !calls.is_empty() {
+            return calls;
+        }
+    }
+    Vec::new()
+}
+
+/// The one callout the filter makes within `within`.
+fn one_callout(host: &mut Host, within: Duration) -> HttpCall {
+    let mut calls = callouts_within(host, within);
+    assert_eq!(calls.len(), 1, "expected exactly one callout: {calls:?}");
+    calls.remove(0)
+}
+
+/// The one callout made since the last look, without moving the clock.
+fn the_callout(host: &mut Host) -> HttpCall {
+    let mut calls = host.take_http_calls();
+    assert_eq!(calls.len(), 1, "expected exactly one callout: {calls:?}");
+    calls.remove(0)
+}
+
+fn body_of(call: &HttpCall) -> Value {
+    serde_json::from_slice(&call.body)
+        .unwrap_or_else(|_| panic!("callout body is not JSON: {:?}", call.body_str()))
+}
+
+/// Answers a `/v1/resolve` callout: alice's key resolves, anything else is not found.
+fn answer_resolve(host: &mut Host, call: &HttpCall) {
+    assert_eq!(call.header(":path"), Some("/v1/resolve"));
+    let results: Vec<Value> = body_of(call)["refs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            if r == ALICE_REF {
+                json!({"ref": r, "value": "alice-key", "stale": false})
+            } else {
+                json!({"ref": r, "error": {"code": "secret_not_found", "message": "not found"}})
+            }
+        })
+        .collect();
+    let body = json!({ "results": results }).to_string();
+    host.respond(call.token, &[(":status", "200")], body.as_bytes())
+        .unwrap();
+}
+
+/// Asserts `call` is a `/v1/limit` call to the sidecar; returns its ops.
+fn limit_ops(call: &HttpCall) -> Vec<Value> {
+    assert_eq!(call.upstream, "secret_sidecar");
+    assert_eq!(call.header(":method"), Some("POST"));
+    assert_eq!(call.header(":path"), Some("/v1/limit"));
+    assert_eq!(call.header(":authority"), Some("secret-sidecar"));
+    assert_eq!(
+        call.header("authorization"),
+        Some("Bearer test-sidecar-token")
+    );
+    assert_eq!(call.header("content-type"), Some("application/json"));
+    body_of(call)["ops"].as_array().expect("ops array").clone()
+}
+
+/// The one op of a per-request call: `(key, limit, window_s, cost)`.
+fn single_op(call: &HttpCall) -> (String, u64, u64, u64) {
+    let ops = limit_ops(call);
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    let op = &ops[0];
+    assert_eq!(op.as_object().unwrap().len(), 4, "{op}");
+    (
+        op["key"].as_str().expect("key").to_owned(),
+        op["limit"].as_u64().expect("limit"),
+        op["window_s"].as_u64().expect("window_s"),
+        op["cost"].as_u64().expect("cost"),
+    )
+}
+
+fn answer_counter(host: &mut Host, call: &HttpCall, remaining: i64, reset_s: u64) {
+    let body = json!({"results": [{"remaining": remaining, "reset_s": reset_s}]}).to_string();
+    host.respond(
+        call.token,
+        &[(":status", "200"), ("content-type", "application/json")],
+        body.as_bytes(),
+    )
+    .unwrap();
+}
+
+fn redis_limit() -> Value {
+    json!({
+        "count": 3, "time_window": 60, "key": "remote_addr",
+        "rejected_code": 429, "rejected_msg": "Too many requests",
+        "policy": "redis", "redis_host": "127.0.0.1", "redis_port": 6379,
+        "redis_password": REDIS_PASSWORD_REF
+    })
+}
+
+/// alice's key is a `$secret://` reference, so there is a `/v1/resolve` callout.
+fn config_with_secret_key(limit: Value) -> Value {
+    let mut consumers = consumers();
+    consumers[0]["credentials"][0]["key"] = json!(ALICE_REF);
+    json!({
+        "sidecar": sidecar(),
+        "consumers": consumers,
+        "plugins": {"key-auth": {}, "limit-count": limit}
+    })
+}
+
+/// Started with `limit`, the first `/v1/resolve` answered.
+fn resolved(limit: Value) -> Filter {
+    let mut host = started(&config_with_secret_key(limit));
+    let call = one_callout(&mut host, FIRST_FETCH);
+    answer_resolve(&mut host, &call);
+    host
+}
+
+const ALICE: &[(&str, &str)] = &[("apikey", "alice-key")];
+
+#[test]
+fn redis_request_waits_for_the_sidecar_counter() {
+    let mut host = started(&config_with_secret_key(redis_limit()));
+    let resolve = one_callout(&mut host, FIRST_FETCH);
+    assert_eq!(
+        body_of(&resolve)["refs"],
+        json!([ALICE_REF]),
+        "the Redis password is the sidecar's to resolve"
+    );
+    answer_resolve(&mut host, &resolve);
+
+    let s = get_from(&mut host, ADDR_A, ALICE);
+    assert_eq!(host.outcome(s), Outcome::Paused);
+    let call = the_callout(&mut host);
+    let (key, limit, window_s, cost) = single_op(&call);
+    assert!(key.contains("10.0.0.1"), "{key}");
+    assert!(!key.contains("5555"), "{key}");
+    assert_eq!((limit, window_s, cost), (3, 60, 1));
+    let backend = &body_of(&call)["backend"];
+    assert_eq!(backend["policy"], "redis");
+    assert_eq!(backend["host"], "127.0.0.1");
+    assert_eq!(backend["port"], 6379);
+    assert_eq!(backend["password"], REDIS_PASSWORD_REF, "passed unresolved");
+    assert_eq!(backend["database"], 0);
+    assert_eq!(backend["timeout_ms"], 1000);
+    assert_eq!(backend["ssl"], false);
+    assert!(
+        !call.body_str().contains("alice-key"),
+        "no secret value goes to /v1/limit"
+    );
+
+    answer_counter(&mut host, &call, 2, 60);
+    let response = assert_passes(&mut host, s);
+    assert_eq!(quota(&response), Some((3, 2, 60)));
+    assert_eq!(
+        host.request_header(s, "x-consumer-username").as_deref(),
+        Some("alice")
+    );
+}
+
+#[test]
+fn redis_keys_are_per_client_address() {
+    let mut host = resolved(redis_limit());
+    let mut keys = Vec::new();
+    for addr in [ADDR_A, "10.0.0.1:1234", ADDR_B] {
+        let s = get_from(&mut host, addr, ALICE);
+        let call = the_callout(&mut host);
+        keys.push(single_op(&call).0);
+        answer_counter(&mut host, &call, 2, 60);
+        assert_passes(&mut host, s);
+    }
+    assert_eq!(keys[0], keys[1], "same address, same counter");
+    assert_ne!(keys[0], keys[2], "another address, another counter");
+}
+
+#[test]
+fn redis_remaining_below_zero_is_rejected_and_zero_passes() {
+    let mut host = resolved(redis_limit());
+    let s = get_from(&mut host, ADDR_A, ALICE);
+    let call = the_callout(&mut host);
+    answer_counter(&mut host, &call, 0, 30);
+    let response = assert_passes(&mut host, s);
+    assert_eq!(quota(&response), Some((3, 0, 30)));
+
+    let s = get_from(&mut host, ADDR_A, ALICE);
+    let call = the_callout(&mut host);
+    answer_counter(&mut host, &call, -1, 29);
+    let headers = assert_limited(&host, s, 429, TOO_MANY);
+    assert_eq!(quota(&headers), Some((3, 0, 29)));
+}
+
+const UNAVAILABLE: &str = "{\"message\":\"rate limiting is unavailable\"}";
+
+/// Asserts the stream got `500 {"message":"rate limiting is unavailable"}`.
+fn assert_unavailable(host: &Host, s: Stream) {
+    let reply = host
+        .local_reply(s)
+        .unwrap_or_else(|| panic!("expected a 500, got {:?}", host.outcome(s)));
+    assert_eq!(reply.status, 500);
+    let body: Value = serde_json::from_slice(&reply.body)
+        .unwrap_or_else(|_| panic!("500 body is not JSON: {:?}", reply.body_str()));
+    assert_eq!(body, serde_json::from_str::<Value>(UNAVAILABLE).unwrap());
+}
+
+/// The ways the sidecar's counter can fail.
+#[derive(Clone, Copy, Debug)]
+enum Failure {
+    BadGateway,
+    CallFailed,
+    TimedOut,
+    Garbage,
+}
+
+fn fail(host: &mut Host, call: &HttpCall, how: Failure) {
+    match how {
+        Failure::BadGateway => {
+            let body = json!({"error": {"code": "redis_unavailable",
+                                        "message": "connection refused (127.0.0.1:6379)"}});
+            host.respond(
+                call.token,
+                &[(":status", "502")],
+                body.to_string().as_bytes(),
+            )
+            .unwrap();
+        }
+        Failure::CallFailed => host.fail_call(call.token).unwrap(),
+        Failure::TimedOut => {
+            host.advance(Duration::from_millis(2001)).unwrap();
+            assert!(!host.is_call_pending(call.token));
+        }
+        Failure::Garbage => host
+            .respond(call.token, &[(":status", "200")], b"<html>oops</html>")
+            .unwrap(),
+    }
+}
+
+const FAILURES: [Failure; 4] = [
+    Failure::BadGateway,
+    Failure::CallFailed,
+    Failure::TimedOut,
+    Failure::Garbage,
+];
+
+#[test]
+fn redis_failure_is_500_without_allow_degradation_and_logged_once() {
+    for how in FAILURES {
+        let mut host = resolved(redis_limit());
+        for _ in 0..3 {
+            let s = get_from(&mut host, ADDR_A, ALICE);
+            let call = the_callout(&mut host);
+            fail(&mut host, &call, how);
+            assert_unavailable(&host, s);
+        }
+        let warnings = limit_warnings(&host);
+        assert_eq!(warnings.len(), 1, "{how:?}: {warnings:?}");
+        if let Failure::BadGateway = how {
+            assert!(warnings[0].contains("connection refused"), "{warnings:?}");
+        }
+    }
+}
+
+#[test]
+fn redis_failure_passes_with_allow_degradation_and_is_logged_once() {
+    let mut limit = redis_limit();
+    limit["allow_degradation"] = json!(true);
+    for how in FAILURES {
+        let mut host = resolved(limit.clone());
+        for _ in 0..3 {
+            let s = get_from(&mut host, ADDR_A, ALICE);
+            let call = the_callout(&mut host);
+            fail(&mut host, &call, how);
+            assert_passes(&mut host, s);
+            assert_eq!(
+                host.request_header(s, "x-consumer-username").as_deref(),
+                Some("alice")
+            );
+        }
+        let warnings = limit_warnings(&host);
+        assert_eq!(warnings.len(), 1, "{how:?}: {warnings:?}");
+    }
+}
+
+#[test]
+fn sidecar_call_refused_by_the_proxy_is_a_failure_too() {
+    for degrade in [false, true] {
+        let mut limit = redis_limit();
+        limit["allow_degradation"] = json!(degrade);
+        let mut host = resolved(limit);
+        host.set_http_call_error(Some(proxy_wasm_harness::Status::InternalFailure));
+        for _ in 0..2 {
+            let s = get_from(&mut host, ADDR_A, ALICE);
+            if degrade {
+                assert_passes(&mut host, s);
+            } else {
+                assert_unavailable(&host, s);
+            }
+        }
+        assert_eq!(limit_warnings(&host).len(), 1, "{:?}", host.logs());
+    }
+}
