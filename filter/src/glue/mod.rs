@@ -323,6 +323,25 @@ impl HttpContext for Request {
         }
     }
 
+    /// Trailers end the request: without this, Envoy would continue a paused request (one
+    /// waiting for secrets, a Redis counter or a body check) on the SDK's default `Continue`.
+    fn on_http_request_trailers(&mut self, _: usize) -> Action {
+        let mut state = self.state.borrow_mut();
+        state.body_complete = true;
+        match &state.phase {
+            Phase::WaitingSecrets | Phase::WaitingLimit(..) => Action::Pause,
+            Phase::WaitingBody(check) => {
+                let verdict = finish_body(check, state.body_size);
+                state.phase = Phase::Done;
+                match verdict {
+                    Verdict::Continue => Action::Continue,
+                    _ => Action::Pause,
+                }
+            }
+            Phase::Headers | Phase::Done => Action::Continue,
+        }
+    }
+
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
         if let Some(quota) = &self.state.borrow().quota {
             for (name, value) in quota {
