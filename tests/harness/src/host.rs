@@ -377,6 +377,23 @@ impl Host {
         Ok(self.outcome(stream))
     }
 
+    /// Request trailers: `proxy_on_request_trailers` (they end the request). The trailers'
+    /// contents are not readable by the filter here: only their count is passed.
+    pub fn send_trailers(&mut self, stream: Stream, count: usize) -> Result<Outcome> {
+        let id = stream.0;
+        self.stream_mut(stream)?;
+        let action = self
+            .invoke::<(i32, i32), i32>(
+                "proxy_on_request_trailers",
+                id,
+                (id as i32, len_i32(count)?),
+            )?
+            .unwrap_or(0);
+        self.apply_action(id, action);
+        self.after_op()?;
+        Ok(self.outcome(stream))
+    }
+
     /// The upstream's response headers: `proxy_on_response_headers`. Returns them as the
     /// filter left them (as the client would get them).
     pub fn response_headers(

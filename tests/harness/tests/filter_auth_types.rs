@@ -1684,3 +1684,35 @@ fn plugins_sharing_the_authorization_header_each_accept_their_scheme() {
         assert_reply(&host, s, 401, "Authorization Failed", None);
     }
 }
+
+#[test]
+fn trailers_never_release_a_request_waiting_for_secrets() {
+    let mut host = started(&hmac_body());
+    let body = r#"{"order": 42}"#;
+    let (spec, signed) = signed_post(body);
+    let s = post(&mut host, &spec, &signed, false);
+    host.send_body(s, body.as_bytes(), false).unwrap();
+    // the trailers end the request, but nothing is judged before the secrets are known
+    assert_eq!(host.send_trailers(s, 1).unwrap(), Outcome::Paused);
+    let call = one_callout(&mut host, FIRST_FETCH);
+    answer(&mut host, &call, &values());
+    assert_authenticated(&host, s, "alice", "alice-hmac", Some("alice-001"));
+}
+
+#[test]
+fn trailers_end_the_body_for_the_digest_check() {
+    let mut host = configured(&hmac_body());
+    let body = r#"{"order": 42}"#;
+    let (spec, signed) = signed_post(body);
+
+    let good = post(&mut host, &spec, &signed, false);
+    host.send_body(good, body.as_bytes(), false).unwrap();
+    assert_eq!(host.send_trailers(good, 1).unwrap(), Outcome::Continue);
+    assert_authenticated(&host, good, "alice", "alice-hmac", Some("alice-001"));
+
+    let bad = post(&mut host, &spec, &signed, false);
+    host.send_body(bad, b"{\"order\": 43}", false).unwrap();
+    host.clear_logs();
+    host.send_trailers(bad, 1).unwrap();
+    assert_hmac_generic(&host, bad, "Invalid digest");
+}
