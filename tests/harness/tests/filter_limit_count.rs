@@ -795,6 +795,27 @@ fn redis_failure_passes_with_allow_degradation_and_is_logged_once() {
 }
 
 #[test]
+fn redis_outage_after_recovery_is_logged_again() {
+    let mut host = resolved(redis_limit());
+    for (round, outage) in [(1, true), (1, false), (2, true)] {
+        let s = get_from(&mut host, ADDR_A, ALICE);
+        let call = the_callout(&mut host);
+        if outage {
+            fail(&mut host, &call, Failure::BadGateway);
+            assert_unavailable(&host, s);
+        } else {
+            answer_counter(&mut host, &call, 2, 60);
+            assert_passes(&mut host, s);
+        }
+        let outages = limit_warnings(&host)
+            .iter()
+            .filter(|l| l.contains("connection refused"))
+            .count();
+        assert_eq!(outages, round, "one line per outage: {:?}", host.logs());
+    }
+}
+
+#[test]
 fn sidecar_call_refused_by_the_proxy_is_a_failure_too() {
     for degrade in [false, true] {
         let mut limit = redis_limit();
@@ -811,4 +832,475 @@ fn sidecar_call_refused_by_the_proxy_is_a_failure_too() {
         }
         assert_eq!(limit_warnings(&host).len(), 1, "{:?}", host.logs());
     }
+}
+
+// ---- sync_interval -------------------------------------------------------------------------
+
+/// Redis with `sync_interval` 0.5 s; no `$secret://` key, so no startup wait.
+fn synced() -> Filter {
+    let mut limit = redis_limit();
+    limit["sync_interval"] = json!(0.5);
+    started(&config_with(json!({ "limit-count": limit })))
+}
+
+const SYNC: Duration = Duration::from_millis(500);
+
+#[test]
+fn sync_interval_decides_locally_then_pushes_the_hits() {
+    let mut host = synced();
+    let mut remaining = Vec::new();
+    let mut passed = 0;
+    for _ in 0..5 {
+        let s = get_from(&mut host, ADDR_A, &[]);
+        match host.outcome(s) {
+            Outcome::Continue => {
+                passed += 1;
+                remaining.push(quota(&upstream_answers(&mut host, s)).unwrap().1);
+            }
+            _ => {
+                let headers = assert_limited(&host, s, 429, TOO_MANY);
+                assert_eq!(quota(&headers).map(|q| (q.0, q.1)), Some((3, 0)));
+            }
+        }
+    }
+    assert_eq!(passed, 3, "exactly count pass before any sync");
+    assert_eq!(remaining, [2, 1, 0]);
+    assert!(
+        host.take_http_calls().is_empty(),
+        "no callout per request under sync_interval"
+    );
+
+    let call = one_callout(&mut host, SYNC + Duration::from_millis(100));
+    let (key, limit, window_s, cost) = single_op(&call);
+    assert!(key.contains("10.0.0.1"), "{key}");
+    assert_eq!((limit, window_s, cost), (3, 60, 5), "every hit is pushed");
+    let backend = &body_of(&call)["backend"];
+    assert_eq!(backend["password"], REDIS_PASSWORD_REF);
+    assert_eq!(backend["host"], "127.0.0.1");
+    answer_counter(&mut host, &call, -2, 60);
+
+    // Nothing new: nothing pushed.
+    assert!(callouts_within(&mut host, 3 * SYNC).is_empty());
+}
+
+#[test]
+fn sync_interval_pushes_each_key_once_per_interval() {
+    let mut host = synced();
+    for addr in [ADDR_A, ADDR_A, ADDR_B] {
+        let s = get_from(&mut host, addr, &[]);
+        assert_passes(&mut host, s);
+    }
+    let call = one_callout(&mut host, SYNC + Duration::from_millis(100));
+    let ops = limit_ops(&call);
+    let mut costs: Vec<(bool, u64)> = ops
+        .iter()
+        .map(|op| {
+            let key = op["key"].as_str().unwrap();
+            (key.contains("10.0.0.1"), op["cost"].as_u64().unwrap())
+        })
+        .collect();
+    costs.sort();
+    assert_eq!(costs, [(false, 1), (true, 2)], "{ops:?}");
+    let results = json!({"results": [{"remaining": 1, "reset_s": 60},
+                                     {"remaining": 1, "reset_s": 60}]});
+    host.respond(
+        call.token,
+        &[(":status", "200")],
+        results.to_string().as_bytes(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn sync_interval_applies_what_redis_answers() {
+    let mut host = synced();
+    for _ in 0..2 {
+        let s = get_from(&mut host, ADDR_A, &[]);
+        assert_passes(&mut host, s);
+    }
+    let call = one_callout(&mut host, SYNC + Duration::from_millis(100));
+    assert_eq!(single_op(&call).3, 2);
+    // Other Envoys used the rest and more.
+    answer_counter(&mut host, &call, -5, 59);
+    let s = get_from(&mut host, ADDR_A, &[]);
+    let headers = assert_limited(&host, s, 429, TOO_MANY);
+    assert_eq!(quota(&headers).map(|q| (q.0, q.1)), Some((3, 0)));
+    // Another key is not affected.
+    let s = get_from(&mut host, ADDR_B, &[]);
+    assert_passes(&mut host, s);
+
+    // The next push carries both hits; Redis' answer sets the window's end.
+    let call = one_callout(&mut host, SYNC + Duration::from_millis(100));
+    let results: Vec<Value> = limit_ops(&call)
+        .iter()
+        .map(|op| {
+            assert_eq!(op["cost"], 1, "{op}");
+            if op["key"].as_str().unwrap().contains("10.0.0.1") {
+                json!({"remaining": -6, "reset_s": 59})
+            } else {
+                json!({"remaining": 2, "reset_s": 60})
+            }
+        })
+        .collect();
+    let body = json!({ "results": results }).to_string();
+    host.respond(call.token, &[(":status", "200")], body.as_bytes())
+        .unwrap();
+    host.advance(Duration::from_millis(58_900)).unwrap();
+    let s = get_from(&mut host, ADDR_A, &[]);
+    assert_limited(&host, s, 429, TOO_MANY);
+    let call = one_callout(&mut host, SYNC + Duration::from_millis(100));
+    answer_counter(&mut host, &call, -7, 1);
+    host.advance(Duration::from_millis(1100)).unwrap();
+    let s = get_from(&mut host, ADDR_A, &[]);
+    let response = assert_passes(&mut host, s);
+    assert_eq!(quota(&response), Some((3, 2, 60)), "a new window");
+}
+
+#[test]
+fn sync_interval_retries_a_failed_push_with_its_hits() {
+    for how in FAILURES {
+        let mut host = synced();
+        for _ in 0..2 {
+            let s = get_from(&mut host, ADDR_A, &[]);
+            assert_passes(&mut host, s);
+        }
+        let call = one_callout(&mut host, SYNC + Duration::from_millis(100));
+        assert_eq!(single_op(&call).3, 2, "{how:?}");
+        // Hits while the push is in flight.
+        let s = get_from(&mut host, ADDR_A, &[]);
+        assert_passes(&mut host, s);
+        let s = get_from(&mut host, ADDR_A, &[]);
+        assert_limited(&host, s, 429, TOO_MANY);
+        fail(&mut host, &call, how);
+
+        // Retried (the timeout case retries within `fail`, as the clock runs on).
+        let call = match how {
+            Failure::TimedOut => the_callout(&mut host),
+            _ => one_callout(&mut host, SYNC + Duration::from_millis(100)),
+        };
+        assert_eq!(
+            single_op(&call).3,
+            4,
+            "{how:?}: the failed hits and the new ones"
+        );
+        answer_counter(&mut host, &call, -1, 58);
+        assert!(callouts_within(&mut host, 3 * SYNC).is_empty(), "{how:?}");
+        let warnings = limit_warnings(&host);
+        assert_eq!(warnings.len(), 1, "{how:?}: {warnings:?}");
+    }
+}
+
+// ---- requests that waited for the first answer ---------------------------------------------
+
+#[test]
+fn request_released_by_the_first_answer_is_counted_locally() {
+    let limit = json!({"count": 1, "time_window": 60, "rejected_code": 429,
+                       "rejected_msg": "Too many requests"});
+    let mut host = started(&config_with_secret_key(limit));
+    let first = get_from(&mut host, ADDR_A, ALICE);
+    let second = get_from(&mut host, ADDR_A, ALICE);
+    assert_eq!(host.outcome(first), Outcome::Paused);
+    assert_eq!(host.outcome(second), Outcome::Paused);
+    let call = one_callout(&mut host, FIRST_FETCH);
+    answer_resolve(&mut host, &call);
+
+    let outcomes = [host.outcome(first), host.outcome(second)];
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Outcome::Continue).count(),
+        1,
+        "{outcomes:?}"
+    );
+    let (passed, limited) = if outcomes[0] == Outcome::Continue {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert_limited(&host, limited, 429, TOO_MANY);
+    let response = upstream_answers(&mut host, passed);
+    assert_eq!(quota(&response), Some((1, 0, 60)));
+    let s = get_from(&mut host, ADDR_A, ALICE);
+    assert_limited(&host, s, 429, TOO_MANY);
+}
+
+#[test]
+fn request_released_by_the_first_answer_is_counted_in_redis() {
+    let mut host = started(&config_with_secret_key(redis_limit()));
+    let passing = get_from(&mut host, ADDR_A, ALICE);
+    let limited = get_from(&mut host, ADDR_B, ALICE);
+    let resolve = one_callout(&mut host, FIRST_FETCH);
+    answer_resolve(&mut host, &resolve);
+
+    let calls = host.take_http_calls();
+    assert_eq!(calls.len(), 2, "one /v1/limit call per released request");
+    for call in &calls {
+        let (key, ..) = single_op(call);
+        let remaining = if key.contains("10.0.0.1") { 2 } else { -1 };
+        answer_counter(&mut host, call, remaining, 60);
+    }
+    assert_eq!(
+        host.outcome(passing),
+        Outcome::Continue,
+        "released request answered 200 remaining 2"
+    );
+    assert_eq!(
+        quota(&upstream_answers(&mut host, passing)),
+        Some((3, 2, 60))
+    );
+    assert_limited(&host, limited, 429, TOO_MANY);
+}
+
+// ---- steady traffic against a model of the sidecar's Redis ---------------------------------
+
+/// DESIGN.md §4's fixed window per op: a key without TTL is `SET (limit - cost) EX window_s`,
+/// else `DECRBY cost`; answers `(remaining, reset_s)`.
+#[derive(Default)]
+struct RedisModel {
+    /// key -> (value, expiry in ms of the harness clock)
+    keys: std::collections::HashMap<String, (i64, u128)>,
+}
+
+impl RedisModel {
+    fn answer(&mut self, host: &mut Host, call: &HttpCall) {
+        let now = host
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let results: Vec<Value> = limit_ops(call)
+            .iter()
+            .map(|op| {
+                let key = op["key"].as_str().unwrap().to_owned();
+                let limit = op["limit"].as_i64().unwrap();
+                let window_ms = u128::from(op["window_s"].as_u64().unwrap()) * 1000;
+                let cost = op["cost"].as_i64().unwrap();
+                let entry = self
+                    .keys
+                    .entry(key)
+                    .and_modify(|(value, expiry)| {
+                        if *expiry <= now {
+                            *value = limit - cost;
+                            *expiry = now + window_ms;
+                        } else {
+                            *value -= cost;
+                        }
+                    })
+                    .or_insert((limit - cost, now + window_ms));
+                json!({"remaining": entry.0, "reset_s": (entry.1 - now).div_ceil(1000)})
+            })
+            .collect();
+        let body = json!({ "results": results }).to_string();
+        host.respond(call.token, &[(":status", "200")], body.as_bytes())
+            .unwrap();
+    }
+}
+
+/// One request from `ADDR_A` every 100 ms for `duration`, the sidecar answering at once from
+/// the model; returns the times (ms from the start) of the requests that passed.
+fn steady_traffic(host: &mut Host, duration: Duration) -> Vec<u128> {
+    let mut redis = RedisModel::default();
+    let start = host.now();
+    let mut passed = Vec::new();
+    while host.now().duration_since(start).unwrap() < duration {
+        host.advance(Duration::from_millis(100)).unwrap();
+        for call in host.take_http_calls() {
+            redis.answer(host, &call);
+        }
+        let s = get_from(host, ADDR_A, &[]);
+        for call in host.take_http_calls() {
+            redis.answer(host, &call);
+        }
+        match host.outcome(s) {
+            Outcome::Continue => passed.push(host.now().duration_since(start).unwrap().as_millis()),
+            Outcome::LocalReply(r) => assert_eq!(r.status, 429),
+            other => panic!("{other:?}"),
+        }
+    }
+    passed
+}
+
+/// APISIX's fixed window: a client over the limit all the time still gets `count` requests in
+/// every window (here 150 s: windows starting near 0 s, 60 s and 120 s).
+#[test]
+fn steady_traffic_gets_count_per_window_with_redis_per_request() {
+    let mut host = started(&config_with(json!({ "limit-count": redis_limit() })));
+    let passed = steady_traffic(&mut host, Duration::from_secs(150));
+    assert_eq!(
+        passed,
+        [100, 200, 300, 60_100, 60_200, 60_300, 120_100, 120_200, 120_300]
+    );
+}
+
+#[test]
+fn steady_traffic_gets_count_per_window_with_sync_interval() {
+    let mut host = synced();
+    let passed = steady_traffic(&mut host, Duration::from_secs(150));
+    for window in 0..3 {
+        let from = window * 60_000;
+        let in_window = passed
+            .iter()
+            .filter(|t| (from..from + 60_000).contains(*t))
+            .count();
+        assert!(
+            in_window >= 3,
+            "window {window}: {in_window} passed; all passes at (ms): {passed:?}"
+        );
+    }
+}
+
+// ---- malformed input -------------------------------------------------------------------------
+
+const ODD_ADDRESSES: &[&[u8]] = &[
+    b"",
+    b"\xff\xfe\xfd:80",
+    b"[::1",
+    b"[]:",
+    b":",
+    b"::::",
+    b"[::1]:99999999999999999999",
+    b"10.0.0.1:abc",
+    b"\0\0\0",
+    b"unix:/var/run/envoy.sock",
+    b"[2001:db8::1]:443",
+];
+
+const ODD_PATHS: &[&str] = &[
+    "",
+    "*",
+    "/?user=%zz&user",
+    "/?&&==&user=&user=%E2%82",
+    "/?user=%00%ff",
+    "/ip?user=a+b&user=c",
+];
+
+/// Every request is decided (passed or answered) and well-formed callouts are answered.
+fn decide_odd_requests(host: &mut Host) {
+    let long_value = "x".repeat(16 * 1024);
+    let long_address = vec![b'7'; 4096];
+    let mut addresses: Vec<&[u8]> = ODD_ADDRESSES.to_vec();
+    addresses.push(&long_address);
+    let headers: Vec<Vec<(&str, &str)>> = vec![
+        vec![],
+        vec![("x-tenant", "")],
+        vec![("x-tenant", &long_value)],
+        vec![("x-tenant", "ü€\t\"{}\\"), ("x-tenant", "second")],
+        vec![("apikey", "alice-key"), ("x-tenant", "\u{0}")],
+        vec![("apikey", "\u{7f}\u{1}")],
+    ];
+    let routes: [&[u8]; 3] = [b"open", b"\xff\xfe", b""];
+    let mut n = 0;
+    for (i, address) in addresses.iter().enumerate() {
+        host.set_property(&["source", "address"], address);
+        host.set_property(&["xds", "route_name"], routes[i % routes.len()]);
+        for path in ODD_PATHS {
+            for extra in &headers {
+                n += 1;
+                let mut h = vec![(":method", "GET"), (":path", *path), (":authority", "x")];
+                h.extend_from_slice(extra);
+                let s = host.request(&h, true).unwrap_or_else(|e| {
+                    panic!("request {n} ({address:?}, {path:?}) killed the VM: {e:#}")
+                });
+                for call in host.take_http_calls() {
+                    let ops = limit_ops(&call);
+                    assert!(ops.iter().all(|op| op["key"].is_string()), "{ops:?}");
+                    answer_counter(host, &call, 2, 60);
+                }
+                match host.outcome(s) {
+                    Outcome::Continue => {
+                        host.response_headers(s, &[(":status", "200")], true)
+                            .unwrap();
+                    }
+                    Outcome::LocalReply(_) => {}
+                    other => panic!("request {n} ({address:?}, {path:?}): {other:?}"),
+                }
+                host.finish(s).unwrap();
+            }
+        }
+    }
+    // And the sync pushes of all that.
+    host.advance(Duration::from_secs(1)).unwrap();
+    for call in host.take_http_calls() {
+        let ops = limit_ops(&call);
+        let results: Vec<Value> = ops
+            .iter()
+            .map(|_| json!({"remaining": 1, "reset_s": 60}))
+            .collect();
+        let body = json!({ "results": results }).to_string();
+        host.respond(call.token, &[(":status", "200")], body.as_bytes())
+            .unwrap();
+    }
+    assert!(!host.is_dead());
+    assert!(host.violations().is_empty(), "{:?}", host.violations());
+}
+
+#[test]
+fn malformed_properties_and_headers_never_kill_the_vm() {
+    let combination = "$remote_addr|$http_x_tenant|$arg_user|$route_name|$consumer_name";
+    let mut redis = redis_limit();
+    redis["key_type"] = json!("var_combination");
+    redis["key"] = json!(combination);
+    let mut synced = redis.clone();
+    synced["sync_interval"] = json!(0.5);
+    for limit in [
+        limit_on("var_combination", combination, 2),
+        limit_on("var", "remote_addr", 2),
+        limit_on("var", "arg_user", 2),
+        redis,
+        synced,
+    ] {
+        let config = json!({
+            "sidecar": sidecar(),
+            "consumers": consumers(),
+            "plugins": {"key-auth": {}, "limit-count": limit},
+            "routes": {"open": {"limit-count": limit}}
+        });
+        let mut host = started(&config);
+        // Before any source.address is known.
+        let s = host
+            .request(
+                &[(":method", "GET"), (":path", "/"), (":authority", "x")],
+                true,
+            )
+            .unwrap();
+        for call in host.take_http_calls() {
+            answer_counter(&mut host, &call, 2, 60);
+        }
+        assert!(matches!(
+            host.outcome(s),
+            Outcome::Continue | Outcome::LocalReply(_)
+        ));
+        host.finish(s).unwrap();
+        decide_odd_requests(&mut host);
+        // Still deciding, and (local policy) still counting, afterwards.
+        host.set_property(&["xds", "route_name"], b"open");
+        let fresh = [("x-tenant", "fresh")];
+        let local = !config.to_string().contains("redis");
+        for i in 0..3 {
+            let s = get_path_from(&mut host, "10.8.8.8:1", "/?user=fresh", &fresh);
+            for call in host.take_http_calls() {
+                answer_counter(&mut host, &call, 2, 60);
+            }
+            if local && i == 2 {
+                assert_limited(&host, s, 429, TOO_MANY);
+            } else {
+                assert_passes(&mut host, s);
+            }
+        }
+    }
+}
+
+#[test]
+fn missing_source_address_is_still_limited() {
+    let mut host = started(&config_with(json!({ "limit-count": local_limit() })));
+    let passed = (0..4)
+        .filter(|_| {
+            let s = host
+                .request(
+                    &[(":method", "GET"), (":path", "/"), (":authority", "x")],
+                    true,
+                )
+                .unwrap();
+            host.outcome(s) == Outcome::Continue
+        })
+        .count();
+    assert_eq!(passed, 3, "{:?}", host.logs());
 }
