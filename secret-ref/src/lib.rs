@@ -149,7 +149,10 @@ impl fmt::Display for ParseError {
             }
             ParseError::EmptySegment => write!(f, "empty path segment (double or trailing '/')"),
             ParseError::MissingEnvName => {
-                write!(f, "no variable name: expected $env://NAME or $env://NAME/key")
+                write!(
+                    f,
+                    "no variable name: expected $env://NAME or $env://NAME/key"
+                )
             }
             ParseError::MalformedPrefix => write!(
                 f,
@@ -241,7 +244,14 @@ mod tests {
 
     #[test]
     fn plain_strings_are_not_references() {
-        for s in ["alice-key", "", "secret://aws/x/y", "$SECRET", "$envy", "a$secret://aws/p/s"] {
+        for s in [
+            "alice-key",
+            "",
+            "secret://aws/x/y",
+            "$SECRET",
+            "$envy",
+            "a$secret://aws/p/s",
+        ] {
             assert_eq!(parse(s), Ok(None), "{s}");
             assert!(!is_reference(s), "{s}");
         }
@@ -273,7 +283,10 @@ mod tests {
                 s("team", Some("app/db/password")),
             ]
         );
-        assert_eq!(secret("$secret://vault/v1/only").candidates(), vec![s("only", None)]);
+        assert_eq!(
+            secret("$secret://vault/v1/only").candidates(),
+            vec![s("only", None)]
+        );
     }
 
     #[test]
@@ -288,8 +301,14 @@ mod tests {
             ("$secret://aws/p/", ParseError::MissingSecretName),
             ("$secret://aws/p/s/", ParseError::EmptySegment),
             ("$secret://aws/p/s//k", ParseError::EmptySegment),
-            ("$secret://awss/p/s/k", ParseError::UnknownManager("awss".into())),
-            ("$secret://gcp/p/s/k", ParseError::UnknownManager("gcp".into())),
+            (
+                "$secret://awss/p/s/k",
+                ParseError::UnknownManager("awss".into()),
+            ),
+            (
+                "$secret://gcp/p/s/k",
+                ParseError::UnknownManager("gcp".into()),
+            ),
             ("$secret:/aws/p/s", ParseError::MalformedPrefix),
             ("$env:/X", ParseError::MalformedPrefix),
             ("$env://", ParseError::MissingEnvName),
@@ -302,14 +321,19 @@ mod tests {
             // messages are actionable and never empty
             assert!(!want.to_string().is_empty());
         }
-        assert!(ParseError::UnknownManager("awss".into()).to_string().contains("\"awss\""));
+        assert!(ParseError::UnknownManager("awss".into())
+            .to_string()
+            .contains("\"awss\""));
     }
 
     #[test]
     fn env_references() {
         assert_eq!(
             parse("$env://TOKEN"),
-            Ok(Some(Reference::Env(EnvRef { name: "TOKEN".into(), key: None })))
+            Ok(Some(Reference::Env(EnvRef {
+                name: "TOKEN".into(),
+                key: None
+            })))
         );
         assert_eq!(
             parse("$env://CREDS/alice/key"),
@@ -318,6 +342,9 @@ mod tests {
                 key: Some("alice/key".into())
             })))
         );
-        assert_eq!(parse("$env://CREDS/k").unwrap().unwrap().to_string(), "$env://CREDS/k");
+        assert_eq!(
+            parse("$env://CREDS/k").unwrap().unwrap().to_string(),
+            "$env://CREDS/k"
+        );
     }
 }

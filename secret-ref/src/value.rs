@@ -107,15 +107,27 @@ mod tests {
     #[test]
     fn extraction() {
         let raw = r#"{"alice-key-auth":"alice-key","n":3}"#;
-        assert_eq!(extract_key(raw, Some("alice-key-auth")).unwrap().expose(), "alice-key");
+        assert_eq!(
+            extract_key(raw, Some("alice-key-auth")).unwrap().expose(),
+            "alice-key"
+        );
         assert_eq!(extract_key(raw, None).unwrap().expose(), raw);
         assert_eq!(
             extract_key(raw, Some("missing")),
             Err(ExtractError::KeyNotFound("missing".into()))
         );
-        assert_eq!(extract_key(raw, Some("n")), Err(ExtractError::NotAString("n".into())));
-        assert_eq!(extract_key("plain", Some("k")), Err(ExtractError::NotJsonObject));
-        assert_eq!(extract_key("[1]", Some("k")), Err(ExtractError::NotJsonObject));
+        assert_eq!(
+            extract_key(raw, Some("n")),
+            Err(ExtractError::NotAString("n".into()))
+        );
+        assert_eq!(
+            extract_key("plain", Some("k")),
+            Err(ExtractError::NotJsonObject)
+        );
+        assert_eq!(
+            extract_key("[1]", Some("k")),
+            Err(ExtractError::NotJsonObject)
+        );
         // errors never carry the value
         let e = extract_key(r#"{"k":1,"secretvalue":"s3cr3t"}"#, Some("k")).unwrap_err();
         assert!(!e.to_string().contains("s3cr3t"));
