@@ -945,12 +945,18 @@ fn sync_interval_applies_what_redis_answers() {
     let body = json!({ "results": results }).to_string();
     host.respond(call.token, &[(":status", "200")], body.as_bytes())
         .unwrap();
-    host.advance(Duration::from_millis(58_900)).unwrap();
+    host.advance(Duration::from_secs(57)).unwrap();
     let s = get_from(&mut host, ADDR_A, &[]);
     assert_limited(&host, s, 429, TOO_MANY);
     let call = one_callout(&mut host, SYNC + Duration::from_millis(100));
-    answer_counter(&mut host, &call, -7, 1);
-    host.advance(Duration::from_millis(1100)).unwrap();
+    answer_counter(&mut host, &call, -7, 5);
+    // 60 s after the first request, but Redis' window has 3 s to go.
+    host.advance(Duration::from_millis(2100)).unwrap();
+    let s = get_from(&mut host, ADDR_A, &[]);
+    assert_limited(&host, s, 429, TOO_MANY);
+    let call = one_callout(&mut host, SYNC + Duration::from_millis(100));
+    answer_counter(&mut host, &call, -8, 3);
+    host.advance(Duration::from_millis(3100)).unwrap();
     let s = get_from(&mut host, ADDR_A, &[]);
     let response = assert_passes(&mut host, s);
     assert_eq!(quota(&response), Some((3, 2, 60)), "a new window");
