@@ -62,6 +62,15 @@ thread_local! {
     static LAST_LIMIT_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
+/// The counter store answered: log once that it works again after a logged failure.
+fn limit_ok() {
+    LAST_LIMIT_ERROR.with(|last| {
+        if last.borrow_mut().take().is_some() {
+            log(Level::Info, "limit-count: the counter store works again");
+        }
+    });
+}
+
 fn limit_failed(error: &str) {
     LAST_LIMIT_ERROR.with(|last| {
         let mut last = last.borrow_mut();
@@ -167,6 +176,10 @@ impl Context for Root {
         body_size: usize,
         _: usize,
     ) {
+        // Per-request Redis calls made while releasing waiting requests belong to the root.
+        if on_limit_answer(&self.shared, token, num_headers, body_size) {
+            return;
+        }
         {
             let mut shared = self.shared.borrow_mut();
             let Some(rt) = shared.runtime.as_mut() else {
@@ -561,6 +574,7 @@ impl SharedStore for SharedData {
 
 /// Applies a counter's state: quota headers, and the rejection when over the limit.
 fn apply_hit(opts: &LimitOptions, hit: &Hit, state: &mut ReqState) -> Verdict {
+    limit_ok();
     if opts.show_limit_quota_header {
         state.quota = Some(limit::quota_headers(hit));
     }

@@ -125,18 +125,24 @@ impl SyncCounters {
                 window_end_ms: now_ms.saturating_add(window_ms),
             });
         if now_ms >= e.window_end_ms {
-            // Redis expires the key at the same time: start over.
+            // Redis expires the key at the same time: start over, and forget hits of the old
+            // window that were not pushed (they would count against the new one).
             e.remaining = i64::try_from(limit).unwrap_or(i64::MAX);
             e.window_end_ms = now_ms.saturating_add(window_ms);
+            e.unsent = 0;
         }
-        e.unsent = e.unsent.saturating_add(1);
         let pending = i64::try_from(e.unsent.saturating_add(e.in_flight)).unwrap_or(i64::MAX);
-        let remaining_after = e.remaining.saturating_sub(pending);
-        Counter {
-            remaining: remaining_after,
+        let hit = Counter {
+            remaining: e.remaining.saturating_sub(pending).saturating_sub(1),
             reset_s: e.window_end_ms.saturating_sub(now_ms).div_ceil(1000),
         }
-        .to_hit(limit)
+        .to_hit(limit);
+        // Only admitted hits are pushed: refused ones used nothing, and pushing them late would
+        // start Redis' next window already over the limit.
+        if hit.allowed() {
+            e.unsent = e.unsent.saturating_add(1);
+        }
+        hit
     }
 
     /// The deltas to push now (moved to in-flight). Entries long expired and idle are dropped.
@@ -267,7 +273,7 @@ mod tests {
                 key: "k".into(),
                 limit: 3,
                 window_s: 60,
-                cost: 4
+                cost: 3
             }]
         );
         assert!(
@@ -286,6 +292,49 @@ mod tests {
         assert!(!s.hit("k", 3, 60, 21).allowed());
         // the window ends when Redis said
         assert!(s.hit("k", 3, 60, 50_020).allowed());
+    }
+
+    #[test]
+    fn steady_overload_gets_count_per_window() {
+        // 10 requests a second against count 3 per second, pushed every 200 ms to a model of
+        // Redis' fixed window: every window admits exactly 3.
+        let mut s = SyncCounters::default();
+        let mut redis: Option<(i64, u64)> = None; // (value, expires_at_ms)
+        let mut passed_per_window = vec![0u32; 5];
+        for step in 0..50u64 {
+            let now = step * 100;
+            if s.hit("k", 3, 1, now).allowed() {
+                passed_per_window[(now / 1000) as usize] += 1;
+            }
+            if now % 200 == 0 {
+                let ops = s.take_ops(now);
+                if !ops.is_empty() {
+                    let cost = ops[0].cost as i64;
+                    let (v, exp) = match redis {
+                        Some((v, exp)) if now < exp => (v - cost, exp),
+                        _ => (3 - cost, now + 1000),
+                    };
+                    redis = Some((v, exp));
+                    let reset_s = (exp - now).div_ceil(1000);
+                    s.answered(
+                        &ops,
+                        &[Counter {
+                            remaining: v,
+                            reset_s,
+                        }],
+                        now,
+                    );
+                }
+            }
+        }
+        assert!(
+            passed_per_window.iter().all(|p| *p <= 3),
+            "{passed_per_window:?}"
+        );
+        assert!(
+            passed_per_window.iter().skip(1).all(|p| *p >= 2),
+            "not locked out: {passed_per_window:?}"
+        );
     }
 
     #[test]

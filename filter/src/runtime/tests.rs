@@ -267,7 +267,7 @@ fn sync_interval_pushes_deltas_on_ticks() {
     let body: serde_json::Value = serde_json::from_slice(&host.calls[0].2).unwrap();
     assert_eq!(
         body["ops"],
-        serde_json::json!([{"key": "k", "limit": 3, "window_s": 60, "cost": 4}])
+        serde_json::json!([{"key": "k", "limit": 3, "window_s": 60, "cost": 3}])
     );
     assert_eq!(
         body["backend"]["password"],
