@@ -55,6 +55,7 @@ def wasm_filter(args):
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
                     "value": json.dumps(config),
                 },
+                "allow_on_headers_stop_iteration": True,
                 "vm_config": {
                     "vm_id": "envoy-secret-auth",
                     "runtime": "envoy.wasm.runtime.v8",

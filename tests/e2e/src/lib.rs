@@ -626,6 +626,7 @@ pub fn render_envoy_config(
                                             "@type": "type.googleapis.com/google.protobuf.StringValue",
                                             "value": spec.filter.to_string()
                                         },
+                                        "allow_on_headers_stop_iteration": true,
                                         "vm_config": {
                                             "vm_id": "envoy-secret-auth",
                                             "runtime": "envoy.wasm.runtime.v8",
