@@ -19,8 +19,8 @@ step() {
 }
 
 step deps "$ROOT/scripts/deps.sh"
-step build "$ROOT/scripts/build.sh"
 step fmt cargo fmt --all --check
+step build "$ROOT/scripts/build.sh" --tests
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 # The filter's glue (proxy-wasm) only exists on wasm32: lint it there too.
 step clippy-wasm cargo clippy --target wasm32-wasip1 -p envoy-secret-auth-filter -- -D warnings
