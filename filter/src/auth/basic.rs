@@ -2,8 +2,6 @@
 
 use super::{b64, Allow, Decision, Hide, Reject, RequestView};
 use crate::config::BasicAuthOptions;
-use secret_ref::SecretValue;
-use std::collections::HashMap;
 
 const REALM: &str = "Basic realm=\"basic\"";
 
@@ -12,29 +10,7 @@ fn reject(message: &'static str, detail: &'static str) -> Reject {
 }
 
 /// Enabled basic-auth credentials by username.
-#[derive(Default)]
-pub struct BasicIndex {
-    map: HashMap<String, (usize, SecretValue)>,
-}
-
-impl BasicIndex {
-    pub fn build(entries: impl IntoIterator<Item = (usize, String, SecretValue)>) -> Self {
-        BasicIndex {
-            map: entries
-                .into_iter()
-                .map(|(credential, user, password)| (user, (credential, password)))
-                .collect(),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-}
+pub type BasicIndex = super::named::NamedIndex;
 
 /// Splits `Basic <base64(user:password)>` (scheme case-insensitive) into user and password.
 fn parse(header: &str) -> Option<(String, String)> {
@@ -61,7 +37,7 @@ pub fn check(opts: &BasicAuthOptions, index: &BasicIndex, req: &mut dyn RequestV
             "basic_auth_malformed",
         ));
     };
-    match index.map.get(&user) {
+    match index.get(&user) {
         Some((credential, expected)) if expected.ct_eq_bytes(password.as_bytes()) => {
             Decision::Allow(Allow {
                 credential: Some(*credential),
@@ -80,6 +56,7 @@ pub fn check(opts: &BasicAuthOptions, index: &BasicIndex, req: &mut dyn RequestV
 mod tests {
     use super::*;
     use crate::auth::tests::FakeRequest;
+    use secret_ref::SecretValue;
 
     fn index() -> BasicIndex {
         BasicIndex::build([

@@ -8,6 +8,7 @@ pub mod hmac;
 pub mod http_date;
 pub mod jwt;
 pub mod key;
+mod named;
 pub mod query;
 
 use crate::config::PluginSet;

@@ -185,17 +185,7 @@ impl Context for Root {
             let Some(rt) = shared.runtime.as_mut() else {
                 return;
             };
-            let status = if num_headers == 0 {
-                None
-            } else {
-                hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-                    .ok()
-                    .flatten()
-            };
-            let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-                .ok()
-                .flatten()
-                .unwrap_or_default();
+            let (status, body) = callout_answer(num_headers, body_size);
             if !rt.on_sync_answer(&mut ProxyHost, token, status.as_deref(), &body) {
                 rt.on_answer(&mut ProxyHost, token, status.as_deref(), &body);
             }
@@ -390,17 +380,8 @@ fn settle(
     verdict
 }
 
-/// The sidecar's answer to a per-request Redis counter call; `false` if `token` is not one.
-fn on_limit_answer(
-    shared: &Rc<RefCell<Shared>>,
-    token: u32,
-    num_headers: usize,
-    body_size: usize,
-) -> bool {
-    let Some((id, state)) = shared.borrow_mut().limit_calls.remove(&token) else {
-        return false;
-    };
-    // Read the answer before switching context: it belongs to the context that called.
+/// The `:status` (none when the callout failed) and body of the callout being answered.
+fn callout_answer(num_headers: usize, body_size: usize) -> (Option<String>, Vec<u8>) {
     let status = if num_headers == 0 {
         None
     } else {
@@ -412,6 +393,21 @@ fn on_limit_answer(
         .ok()
         .flatten()
         .unwrap_or_default();
+    (status, body)
+}
+
+/// The sidecar's answer to a per-request Redis counter call; `false` if `token` is not one.
+fn on_limit_answer(
+    shared: &Rc<RefCell<Shared>>,
+    token: u32,
+    num_headers: usize,
+    body_size: usize,
+) -> bool {
+    let Some((id, state)) = shared.borrow_mut().limit_calls.remove(&token) else {
+        return false;
+    };
+    // Read the answer before switching context: it belongs to the context that called.
+    let (status, body) = callout_answer(num_headers, body_size);
     if hostcalls::set_effective_context(id).is_err() {
         return true;
     }

@@ -6,9 +6,7 @@
 use super::{b64, http_date, Allow, BodyCheck, Decision, Hide, Reject, RequestView};
 use crate::config::HmacAuthOptions;
 use hmac::{Hmac, Mac};
-use secret_ref::SecretValue;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -73,29 +71,7 @@ impl fmt::Display for HmacAlgorithm {
 }
 
 /// Enabled hmac-auth credentials by key id.
-#[derive(Default)]
-pub struct HmacIndex {
-    map: HashMap<String, (usize, SecretValue)>,
-}
-
-impl HmacIndex {
-    pub fn build(entries: impl IntoIterator<Item = (usize, String, SecretValue)>) -> Self {
-        HmacIndex {
-            map: entries
-                .into_iter()
-                .map(|(credential, key_id, secret)| (key_id, (credential, secret)))
-                .collect(),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-}
+pub type HmacIndex = super::named::NamedIndex;
 
 /// The fields of the `Signature` Authorization header.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -152,7 +128,7 @@ pub fn check(opts: &HmacAuthOptions, index: &HmacIndex, req: &mut dyn RequestVie
     let Some(algorithm) = params.algorithm.as_deref() else {
         return invalid("algorithm missing");
     };
-    let Some((credential, secret)) = index.map.get(key_id) else {
+    let Some((credential, secret)) = index.get(key_id) else {
         return invalid("Invalid key_id");
     };
     let Some(algorithm) = opts

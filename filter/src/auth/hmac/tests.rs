@@ -3,6 +3,7 @@
 //!     | openssl dgst -sha256 -hmac alice-secret-key -binary | base64
 use super::*;
 use crate::auth::tests::FakeRequest;
+use secret_ref::SecretValue;
 
 const DATE: &str = "Sat, 28 Nov 2026 19:00:00 GMT";
 const NOW: u64 = 1_795_892_400;
