@@ -6,9 +6,13 @@
 //! * Concurrent lookups of one secret make one provider call: the first caller fetches while
 //!   the others wait on the entry, and every caller that waited shares that call's outcome
 //!   (also when it failed, so an outage does not turn into a queue of calls).
+//! * The provider's name list is cached for `ttl` too (one per provider); a failed listing is
+//!   not retried within `ttl` either, and meanwhile the last list, if any, is served marked not
+//!   fresh. A name the list shows absent can be recorded as
+//!   "not found" as of the listing ([`Cache::note_absent`]), as if the provider had said so.
 //! * Time comes from an injected [`Clock`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -17,7 +21,7 @@ use secret_ref::SecretValue;
 
 use crate::clock::Clock;
 use crate::config::CacheConfig;
-use crate::providers::{Provider, ProviderError};
+use crate::providers::{Provider, ProviderError, SecretNames};
 
 /// The outcome of looking a secret up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +62,37 @@ struct SecretState {
 
 #[derive(Default)]
 struct NamesSlot {
-    state: tokio::sync::Mutex<Option<(Arc<Vec<String>>, Instant)>>,
+    state: tokio::sync::Mutex<NamesState>,
+}
+
+#[derive(Default)]
+struct NamesState {
+    list: Option<Arc<NameList>>,
+    /// The last listing failure and when; cleared by a successful listing.
+    failure: Option<(ProviderError, Instant)>,
+}
+
+/// A provider's secret names as listed at `listed_at`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NameList {
+    pub names: BTreeSet<String>,
+    /// `false` when the provider stopped listing early: absence from `names` proves nothing.
+    pub complete: bool,
+    pub listed_at: Instant,
+}
+
+impl NameList {
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+}
+
+/// A name list and whether it is fresh (listed within the TTL; not fresh: listing just failed
+/// and this is the last list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub list: Arc<NameList>,
+    pub fresh: bool,
 }
 
 type SecretKey = (String, String);
@@ -98,6 +132,39 @@ impl Cache {
             Answer::NotFound => self.config.not_found_ttl,
         };
         now.saturating_duration_since(known.at) < ttl
+    }
+
+    /// The fresh answer cached for `name`, without asking the provider (waits while a lookup of
+    /// `name` is in flight).
+    pub async fn peek(&self, provider_id: &str, name: &str) -> Option<Lookup> {
+        let slot = self.secret_slot(provider_id, name);
+        let state = slot.state.lock().await;
+        let known = state.known.as_ref()?;
+        if !self.is_fresh(known, self.clock.now()) {
+            return None;
+        }
+        Some(match &known.answer {
+            Answer::Value(v) => Lookup::Found {
+                value: v.clone(),
+                stale: false,
+            },
+            Answer::NotFound => Lookup::NotFound { stale: false },
+        })
+    }
+
+    /// Records that `name` did not exist when the provider's names were listed at `listed_at`,
+    /// unless something newer is known. Served like a "not found" answer from then on (fresh
+    /// for `not_found_ttl`, and as the last answer when the provider fails).
+    pub async fn note_absent(&self, provider_id: &str, name: &str, listed_at: Instant) {
+        let slot = self.secret_slot(provider_id, name);
+        let mut state = slot.state.lock().await;
+        if state.known.as_ref().is_some_and(|k| k.at >= listed_at) {
+            return;
+        }
+        state.known = Some(Known {
+            answer: Answer::NotFound,
+            at: listed_at,
+        });
     }
 
     /// The secret `name` of provider `provider_id`, from the cache or from `provider`.
@@ -174,30 +241,59 @@ impl Cache {
         outcome
     }
 
-    /// The provider's secret names, cached for the positive TTL. When listing fails, the last
-    /// list (however old) is returned if there is one.
+    /// The provider's secret names, listed at most once per positive TTL (also when listing
+    /// fails). Without a fresh list, the last list (however old) is returned, not fresh, if
+    /// there is one; else the listing's failure.
     pub async fn secret_names(
         &self,
         provider_id: &str,
         provider: &dyn Provider,
-    ) -> Result<Arc<Vec<String>>, ProviderError> {
+    ) -> Result<Listing, ProviderError> {
         let slot = self.names_slot(provider_id);
         let mut state = slot.state.lock().await;
-        if let Some((names, at)) = state.as_ref() {
-            if self.clock.now().saturating_duration_since(*at) < self.config.ttl {
-                return Ok(names.clone());
+        let now = self.clock.now();
+        let within_ttl = |at: Instant| now.saturating_duration_since(at) < self.config.ttl;
+        let last = |state: &NamesState, err: &ProviderError| match &state.list {
+            Some(list) => Ok(Listing {
+                list: list.clone(),
+                fresh: false,
+            }),
+            None => Err(err.clone()),
+        };
+        if let Some(list) = &state.list {
+            if within_ttl(list.listed_at) {
+                return Ok(Listing {
+                    list: list.clone(),
+                    fresh: true,
+                });
+            }
+        }
+        if let Some((err, at)) = &state.failure {
+            if within_ttl(*at) {
+                return last(&state, err);
             }
         }
         match provider.list_secret_names().await {
-            Ok(names) => {
-                let names = Arc::new(names);
-                *state = Some((names.clone(), self.clock.now()));
-                Ok(names)
+            Ok(SecretNames { names, complete }) => {
+                let list = Arc::new(NameList {
+                    names: names.into_iter().collect(),
+                    complete,
+                    listed_at: self.clock.now(),
+                });
+                state.list = Some(list.clone());
+                state.failure = None;
+                Ok(Listing { list, fresh: true })
             }
-            Err(err) => match state.as_ref() {
-                Some((names, _)) => Ok(names.clone()),
-                None => Err(err),
-            },
+            Err(err) => {
+                tracing::warn!(
+                    provider = provider_id,
+                    error = %err,
+                    serving_last_list = state.list.is_some(),
+                    "listing secret names failed: asking for every candidate name, and \"did you mean\" hints come from the last list if any"
+                );
+                state.failure = Some((err.clone(), self.clock.now()));
+                last(&state, &err)
+            }
         }
     }
 }
@@ -376,27 +472,116 @@ mod tests {
         assert_eq!(p.get_calls(), 2);
     }
 
+    /// The listed names and whether the listing was fresh.
+    async fn names(cache: &Cache, p: &FakeProvider) -> (Vec<String>, bool) {
+        let listing = cache.secret_names("p", p).await.unwrap();
+        (listing.list.names.iter().cloned().collect(), listing.fresh)
+    }
+
     #[tokio::test]
     async fn secret_names_are_cached_for_the_ttl() {
         let (cache, clock) = cache(60, 5);
         let p = FakeProvider::new().with("a", "1");
-        assert_eq!(*cache.secret_names("p", &p).await.unwrap(), vec!["a"]);
+        assert_eq!(names(&cache, &p).await, (vec!["a".into()], true));
         p.set("b", "2");
         clock.advance(Duration::from_secs(30));
-        assert_eq!(*cache.secret_names("p", &p).await.unwrap(), vec!["a"]);
+        assert_eq!(names(&cache, &p).await, (vec!["a".into()], true));
         assert_eq!(p.list_calls(), 1);
         clock.advance(Duration::from_secs(30));
-        assert_eq!(*cache.secret_names("p", &p).await.unwrap(), vec!["a", "b"]);
+        assert_eq!(
+            names(&cache, &p).await,
+            (vec!["a".into(), "b".into()], true)
+        );
         assert_eq!(p.list_calls(), 2);
-        // failure: the old list is better than none
+        let listing = cache.secret_names("p", &p).await.unwrap();
+        assert!(listing.list.complete);
+        assert_eq!(listing.list.listed_at, clock.now());
+        // failure: the old list is better than none, but it is not fresh
         clock.advance(Duration::from_secs(60));
         p.fail_with(Some(ProviderError::Unreachable("x".into())));
-        assert_eq!(*cache.secret_names("p", &p).await.unwrap(), vec!["a", "b"]);
-        let fresh = FakeProvider::new();
-        fresh.fail_with(Some(ProviderError::AccessDenied("no".into())));
         assert_eq!(
-            cache.secret_names("other", &fresh).await,
-            Err(ProviderError::AccessDenied("no".into()))
+            names(&cache, &p).await,
+            (vec!["a".into(), "b".into()], false)
         );
+        assert_eq!(p.list_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_listing_is_retried_after_the_ttl() {
+        let (cache, clock) = cache(60, 5);
+        let p = FakeProvider::new().with("a", "1");
+        let denied = ProviderError::AccessDenied("no".into());
+        p.fail_list_with(Some(denied.clone()));
+        assert_eq!(cache.secret_names("p", &p).await, Err(denied.clone()));
+        clock.advance(Duration::from_secs(59));
+        assert_eq!(cache.secret_names("p", &p).await, Err(denied));
+        assert_eq!(p.list_calls(), 1);
+        p.fail_list_with(None);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(names(&cache, &p).await, (vec!["a".into()], true));
+        assert_eq!(p.list_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_capped_listing_is_incomplete() {
+        let (cache, _clock) = cache(60, 5);
+        let p = FakeProvider::new().with("a", "1").with("b", "2");
+        p.cap_list(1);
+        let listing = cache.secret_names("p", &p).await.unwrap();
+        assert!(!listing.list.complete);
+        assert!(listing.list.contains("a") && !listing.list.contains("b"));
+    }
+
+    #[tokio::test]
+    async fn peek_answers_only_fresh_entries_without_calls() {
+        let (cache, clock) = cache(60, 5);
+        let p = FakeProvider::new().with("s", "v");
+        assert_eq!(cache.peek("p", "s").await, None);
+        cache.get("p", &p, "s").await;
+        cache.get("p", &p, "gone").await;
+        assert_eq!(cache.peek("p", "s").await, Some(found("v", false)));
+        assert_eq!(
+            cache.peek("p", "gone").await,
+            Some(Lookup::NotFound { stale: false })
+        );
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(cache.peek("p", "gone").await, None);
+        clock.advance(Duration::from_secs(55));
+        assert_eq!(cache.peek("p", "s").await, None);
+        assert_eq!(p.get_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn names_noted_absent_are_served_as_not_found() {
+        let (cache, clock) = cache(60, 5);
+        let p = FakeProvider::new().with("old", "v");
+        let listed_at = clock.now();
+        cache.note_absent("p", "a", listed_at).await;
+        assert_eq!(
+            cache.peek("p", "a").await,
+            Some(Lookup::NotFound { stale: false })
+        );
+        // fresh for not_found_ttl from the listing, then the provider is asked
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(cache.peek("p", "a").await, None);
+        // the provider fails: the noted absence is the last answer
+        p.fail_with(Some(ProviderError::Unreachable("down".into())));
+        assert_eq!(
+            cache.get("p", &p, "a").await,
+            Lookup::NotFound { stale: true }
+        );
+        p.fail_with(None);
+
+        // a newer answer is kept; an older one is replaced
+        assert_eq!(cache.get("p", &p, "old").await, found("v", false));
+        cache.note_absent("p", "old", listed_at).await;
+        assert_eq!(cache.peek("p", "old").await, Some(found("v", false)));
+        clock.advance(Duration::from_secs(1));
+        cache.note_absent("p", "old", clock.now()).await;
+        assert_eq!(
+            cache.peek("p", "old").await,
+            Some(Lookup::NotFound { stale: false })
+        );
+        assert_eq!(p.get_calls(), 2);
     }
 }

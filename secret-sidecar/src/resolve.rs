@@ -1,20 +1,33 @@
 //! Turning `$secret://` references into values.
 //!
 //! A reference's secret name may contain `/`, so its `(name, key)` candidates are tried longest
-//! name first while the provider says "not found". A batch fetches each distinct secret once
-//! (even with a zero TTL) and resolves distinct references concurrently, at most
-//! `concurrency` at a time.
+//! name first while the provider says "not found"; the longest existing name wins. Asking the
+//! provider for each candidate costs a refused call per reference when many references point
+//! into one secret (`bench-keys/consumer-1`, `bench-keys/consumer-2`, ...), so for each
+//! candidate, longest first:
+//!
+//! 1. a fresh cached answer (value or "not found") is used as is;
+//! 2. else, if the provider's name list (one listing per TTL, shared with "did you mean") is
+//!    fresh and complete, the name is not in it and a shorter candidate is, the name is skipped
+//!    (and recorded as "not found" as of the listing, so an outage still serves stale values);
+//! 3. else the provider is asked (through the cache).
+//!
+//! So a name created after the list was taken is found by asking when no candidate of the
+//! reference is listed; when a shorter candidate is listed, it is found once the list is
+//! refreshed (within the TTL). When listing fails, every candidate is asked for, as in 3.
+//!
+//! A batch fetches each distinct secret and the name list once (even with a zero TTL), parses
+//! each JSON secret once (not once per key taken from it), and resolves distinct references
+//! concurrently, at most `concurrency` at a time.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use secret_ref::{
-    extract_key, ExtractError, Manager, ParseError, Reference, SecretRef, SecretValue,
-};
+use secret_ref::{ExtractError, Manager, ParseError, Reference, SecretRef, SecretValue};
 use tokio::sync::OnceCell;
 
-use crate::cache::{Cache, Lookup};
+use crate::cache::{Cache, Listing, Lookup};
 use crate::providers::{Provider, ProviderError};
 
 /// How many distinct references of a batch are resolved at the same time by default.
@@ -161,11 +174,20 @@ pub struct Resolver {
 
 type SecretKey = (String, String);
 
-/// Per-batch memo: each distinct reference and each distinct secret is looked up once.
+type ListOutcome = Result<Listing, ProviderError>;
+
+/// A secret's value parsed as a JSON object (`None`: it is not one).
+type ParsedSecret = Option<serde_json::Map<String, serde_json::Value>>;
+
+/// Per-batch memo: each distinct reference, each distinct secret and each provider's name list
+/// is looked up once.
 #[derive(Default)]
 struct Batch {
     refs: Mutex<HashMap<String, Arc<OnceCell<Resolution>>>>,
     secrets: Mutex<HashMap<SecretKey, Arc<OnceCell<Lookup>>>>,
+    lists: Mutex<HashMap<String, Arc<OnceCell<ListOutcome>>>>,
+    /// Parsed values of the secrets in `secrets` (the same value: both are set once per batch).
+    parsed: Mutex<HashMap<SecretKey, Arc<OnceLock<ParsedSecret>>>>,
 }
 
 impl Batch {
@@ -179,6 +201,50 @@ impl Batch {
         map.entry((provider_id.to_string(), name.to_string()))
             .or_default()
             .clone()
+    }
+
+    fn list_cell(&self, provider_id: &str) -> Arc<OnceCell<ListOutcome>> {
+        let mut map = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(provider_id.to_string()).or_default().clone()
+    }
+
+    /// Field `key` of secret `name`, whose value in this batch is `raw`; `raw` is parsed once
+    /// per batch however many keys are taken from it.
+    fn field(
+        &self,
+        provider_id: &str,
+        name: &str,
+        raw: &SecretValue,
+        key: &str,
+    ) -> Result<SecretValue, ExtractError> {
+        let cell = {
+            let mut map = self.parsed.lock().unwrap_or_else(PoisonError::into_inner);
+            map.entry((provider_id.to_string(), name.to_string()))
+                .or_default()
+                .clone()
+        };
+        let parsed = cell.get_or_init(|| parse_object(raw.expose()));
+        field_of(parsed.as_ref(), key)
+    }
+}
+
+fn parse_object(raw: &str) -> ParsedSecret {
+    match serde_json::from_str(raw) {
+        Ok(serde_json::Value::Object(map)) => Some(map),
+        _ => None,
+    }
+}
+
+/// [`secret_ref::extract_key`] on an already parsed value (same answers; see the test).
+fn field_of(
+    parsed: Option<&serde_json::Map<String, serde_json::Value>>,
+    key: &str,
+) -> Result<SecretValue, ExtractError> {
+    let object = parsed.ok_or(ExtractError::NotJsonObject)?;
+    match object.get(key) {
+        None => Err(ExtractError::KeyNotFound(key.to_string())),
+        Some(serde_json::Value::String(s)) => Ok(SecretValue::new(s.as_str())),
+        Some(_) => Err(ExtractError::NotAString(key.to_string())),
     }
 }
 
@@ -285,20 +351,29 @@ impl Resolver {
         }
 
         let candidates = r.candidates();
-        for (name, key) in &candidates {
-            let lookup = batch
-                .secret_cell(&r.provider, name)
-                .get_or_init(|| {
-                    self.cache
-                        .get(&r.provider, registered.provider.as_ref(), name)
-                })
-                .await
-                .clone();
+        for (i, (name, key)) in candidates.iter().enumerate() {
+            let lookup = match self.known(batch, &r.provider, name).await {
+                Some(known) => known,
+                None => {
+                    let shorter = &candidates[i + 1..];
+                    if self
+                        .listed_absent(batch, &r.provider, registered, name, shorter)
+                        .await
+                    {
+                        continue;
+                    }
+                    self.lookup(batch, &r.provider, registered, name).await
+                }
+            };
             match lookup {
                 Lookup::NotFound { .. } | Lookup::Failed(ProviderError::NotFound) => continue,
                 Lookup::Found { value, stale } => {
-                    let value = extract_key(value.expose(), key.as_deref())
-                        .map_err(|e| key_error(e, name, key.as_deref(), &r.provider))?;
+                    let value = match key {
+                        None => value,
+                        Some(key) => batch
+                            .field(&r.provider, name, &value, key)
+                            .map_err(|e| key_error(e, name, Some(key), &r.provider))?,
+                    };
                     return Ok((value, stale));
                 }
                 Lookup::Failed(err) => return Err(provider_error(err, name, &r.provider)),
@@ -306,7 +381,7 @@ impl Resolver {
         }
 
         let names: Vec<&str> = candidates.iter().map(|(n, _)| n.as_str()).collect();
-        let did_you_mean = self.suggest(&r.provider, registered, &names).await;
+        let did_you_mean = self.suggest(batch, &r.provider, registered, &names).await;
         Err(ResolveError::SecretNotFound {
             secret: shown_secret_name(&r),
             provider: r.provider,
@@ -314,26 +389,95 @@ impl Resolver {
         })
     }
 
+    /// What this batch or the cache already knows about secret `name`, without a provider call.
+    /// A cached answer becomes the batch's answer for `name`.
+    async fn known(&self, batch: &Batch, provider_id: &str, name: &str) -> Option<Lookup> {
+        let cell = batch.secret_cell(provider_id, name);
+        if let Some(lookup) = cell.get() {
+            return Some(lookup.clone());
+        }
+        let cached = self.cache.peek(provider_id, name).await?;
+        // (if another reference set the batch's answer meanwhile, that one is used)
+        Some(cell.get_or_init(|| async { cached }).await.clone())
+    }
+
+    /// The secret `name`, fetched once per batch (through the cache).
+    async fn lookup(
+        &self,
+        batch: &Batch,
+        provider_id: &str,
+        registered: &RegisteredProvider,
+        name: &str,
+    ) -> Lookup {
+        batch
+            .secret_cell(provider_id, name)
+            .get_or_init(|| {
+                self.cache
+                    .get(provider_id, registered.provider.as_ref(), name)
+            })
+            .await
+            .clone()
+    }
+
+    /// Whether a fresh, complete name list shows that `name` does not exist while one of the
+    /// `shorter` candidates does, so `name` can be skipped without asking the provider. The
+    /// absence is recorded in the cache.
+    async fn listed_absent(
+        &self,
+        batch: &Batch,
+        provider_id: &str,
+        registered: &RegisteredProvider,
+        name: &str,
+        shorter: &[(String, Option<String>)],
+    ) -> bool {
+        if shorter.is_empty() {
+            // the last candidate: nothing to fall back on, so it is worth asking for
+            return false;
+        }
+        let Ok(listing) = self.names(batch, provider_id, registered).await else {
+            return false;
+        };
+        let list = &listing.list;
+        let skip = listing.fresh
+            && list.complete
+            && !list.contains(name)
+            && shorter.iter().any(|(n, _)| list.contains(n));
+        if skip {
+            self.cache
+                .note_absent(provider_id, name, list.listed_at)
+                .await;
+        }
+        skip
+    }
+
+    /// The provider's name list, listed at most once per batch (and per TTL by the cache).
+    async fn names(
+        &self,
+        batch: &Batch,
+        provider_id: &str,
+        registered: &RegisteredProvider,
+    ) -> ListOutcome {
+        batch
+            .list_cell(provider_id)
+            .get_or_init(|| {
+                self.cache
+                    .secret_names(provider_id, registered.provider.as_ref())
+            })
+            .await
+            .clone()
+    }
+
     async fn suggest(
         &self,
+        batch: &Batch,
         provider_id: &str,
         registered: &RegisteredProvider,
         written: &[&str],
     ) -> Vec<String> {
-        match self
-            .cache
-            .secret_names(provider_id, registered.provider.as_ref())
-            .await
-        {
-            Ok(existing) => closest_names(written, &existing),
-            Err(err) => {
-                tracing::warn!(
-                    provider = provider_id,
-                    error = %err,
-                    "cannot list secrets for \"did you mean\" hints"
-                );
-                Vec::new()
-            }
+        match self.names(batch, provider_id, registered).await {
+            Ok(listing) => closest_names(written, listing.list.names.iter()),
+            // the cache logged the failure
+            Err(_) => Vec::new(),
         }
     }
 }
@@ -417,9 +561,12 @@ fn log_batch(results: &[Resolution]) {
 
 /// Existing names close to any of the written candidate names, closest first, at most
 /// [`MAX_SUGGESTIONS`].
-fn closest_names(written: &[&str], existing: &[String]) -> Vec<String> {
+fn closest_names<'a>(
+    written: &[&str],
+    existing: impl IntoIterator<Item = &'a String>,
+) -> Vec<String> {
     let mut scored: Vec<(usize, &String)> = existing
-        .iter()
+        .into_iter()
         .filter_map(|name| {
             written
                 .iter()
@@ -525,24 +672,178 @@ mod tests {
         }
     }
 
+    fn aws(path: &str) -> String {
+        format!("$secret://aws/{PROVIDER}/{path}")
+    }
+
     #[tokio::test]
-    async fn candidates_are_tried_longest_name_first() {
+    async fn the_longest_existing_name_wins_without_asking_for_unlisted_ones() {
         let p = tutorial_provider();
         let r = resolver_with(p.clone(), 60);
-        let aws = |path: &str| format!("$secret://aws/{PROVIDER}/{path}");
+        assert_eq!(
+            one(&r, &aws("alice-credentials/alice-key-auth")).await,
+            value("alice-key")
+        );
+        assert_eq!(p.calls_for("alice-credentials/alice-key-auth"), 0);
+        assert_eq!(p.calls_for("alice-credentials"), 1);
+        // names containing '/'
+        assert_eq!(one(&r, &aws("team/app/db/password")).await, value("pw"));
+        assert_eq!(p.calls_for("team/app/db/password"), 0);
+        assert_eq!(p.calls_for("team/app"), 0, "stops at the first found name");
+        // no key: the whole string
+        assert_eq!(one(&r, &aws("plain/token")).await, value("just-a-string"));
+        assert_eq!(p.calls_for("plain"), 0);
+        assert_eq!((p.list_calls(), p.get_calls()), (1, 3));
+    }
+
+    #[tokio::test]
+    async fn a_whole_name_containing_slashes_beats_its_prefixes() {
+        let p = Arc::new(
+            FakeProvider::new()
+                .with("team", r#"{"app/db/password":"from-team"}"#)
+                .with(
+                    "team/app",
+                    r#"{"db/password":"from-team-app","db":"app-db"}"#,
+                )
+                .with("team/app/db", r#"{"password":"from-team-app-db"}"#),
+        );
+        let r = resolver_with(p.clone(), 60);
+        let refs = [aws("team/app/db/password"), aws("team/app/db")];
+        let out = r.resolve_batch(&refs).await;
+        assert_eq!(out[0], value("from-team-app-db"));
+        assert_eq!(out[1], value(r#"{"password":"from-team-app-db"}"#));
+        assert_eq!((p.list_calls(), p.get_calls()), (1, 1));
+        assert_eq!(p.calls_for("team/app/db"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_thousand_refs_into_one_secret_cost_one_list_and_one_get() {
+        let fields: Vec<String> = (0..1000)
+            .map(|i| format!("\"consumer-{i}\":\"key-{i}\""))
+            .collect();
+        let p =
+            Arc::new(FakeProvider::new().with("bench-keys", &format!("{{{}}}", fields.join(","))));
+        let clock = Arc::new(ManualClock::new());
+        let config = CacheConfig {
+            ttl: Duration::from_secs(60),
+            not_found_ttl: Duration::from_secs(5),
+        };
+        let mut r = Resolver::new(Cache::new(config, clock.clone()));
+        r.add_provider(PROVIDER, Manager::Aws, p.clone());
+        let refs: Vec<String> = (0..1000)
+            .map(|i| aws(&format!("bench-keys/consumer-{i}")))
+            .collect();
+        let check = |out: Vec<Resolution>| {
+            assert_eq!(out.len(), 1000);
+            for (i, o) in out.into_iter().enumerate() {
+                assert_eq!(o, value(&format!("key-{i}")), "consumer-{i}");
+            }
+        };
+
+        check(r.resolve_batch(&refs).await);
+        assert_eq!((p.list_calls(), p.get_calls()), (1, 1));
+
+        // the skipped names' "not found" has expired, the list and the value have not
+        clock.advance(Duration::from_secs(30));
+        check(r.resolve_batch(&refs).await);
+        assert_eq!((p.list_calls(), p.get_calls()), (1, 1));
+
+        // everything expired: one listing and one fetch again
+        clock.advance(Duration::from_secs(30));
+        check(r.resolve_batch(&refs).await);
+        assert_eq!((p.list_calls(), p.get_calls()), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn a_secret_missing_from_a_stale_list_is_found_by_asking() {
+        let p = tutorial_provider();
+        let r = resolver_with(p.clone(), 60);
+        assert_eq!(
+            one(&r, &aws("alice-credentials/alice-key-auth")).await,
+            value("alice-key")
+        );
+        // created after the list was taken: no candidate is listed, so each is asked for
+        p.set("carol-credentials", r#"{"carol-key-auth":"carol-key"}"#);
+        assert_eq!(
+            one(&r, &aws("carol-credentials/carol-key-auth")).await,
+            value("carol-key")
+        );
+        assert_eq!(p.calls_for("carol-credentials/carol-key-auth"), 1);
+        assert_eq!(p.calls_for("carol-credentials"), 1);
+        assert_eq!(p.list_calls(), 1, "the list is still fresh");
+    }
+
+    #[tokio::test]
+    async fn a_longer_name_created_after_the_list_wins_once_listed_or_cached() {
+        let p = tutorial_provider();
+        let clock = Arc::new(ManualClock::new());
+        let config = CacheConfig {
+            ttl: Duration::from_secs(60),
+            not_found_ttl: Duration::from_secs(5),
+        };
+        let mut r = Resolver::new(Cache::new(config, clock.clone()));
+        r.add_provider(PROVIDER, Manager::Aws, p.clone());
+        let reference = aws("team/app/db/password");
+        assert_eq!(one(&r, &reference).await, value("pw"));
+        p.set("team/app/db/password", "whole");
+        // the shorter name is listed and the list is fresh: it still answers
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(one(&r, &reference).await, value("pw"));
+        assert_eq!(p.calls_for("team/app/db/password"), 0);
+        // a fresh cached answer for the longer name is used without the list
+        r.cache
+            .get(PROVIDER, p.as_ref(), "team/app/db/password")
+            .await;
+        assert_eq!(one(&r, &reference).await, value("whole"));
+        assert_eq!(p.calls_for("team/app/db/password"), 1);
+        // once that answer and the list have expired, the refreshed list shows the name
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(one(&r, &reference).await, value("whole"));
+        assert_eq!(p.calls_for("team/app/db/password"), 2);
+        assert_eq!(p.list_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn when_listing_fails_every_candidate_is_asked_for() {
+        let p = tutorial_provider();
+        p.fail_list_with(Some(ProviderError::AccessDenied(
+            "not authorized to ListSecrets".into(),
+        )));
+        let r = resolver_with(p.clone(), 60);
+        let refs = [
+            aws("alice-credentials/alice-key-auth"),
+            aws("bob-credentials/bob-key-auth"),
+            aws("team/app/db/password"),
+        ];
+        let out = r.resolve_batch(&refs).await;
+        assert_eq!(out, vec![value("alice-key"), value("bob-key"), value("pw")]);
+        assert_eq!(p.calls_for("alice-credentials/alice-key-auth"), 1);
+        assert_eq!(p.calls_for("bob-credentials/bob-key-auth"), 1);
+        assert_eq!(p.calls_for("team/app/db/password"), 1);
+        assert_eq!(p.get_calls(), 6);
+        assert_eq!(
+            p.list_calls(),
+            1,
+            "a failed listing is not retried within the TTL"
+        );
+        // not found: still the right error, without hints
+        let e = error(one(&r, &aws("alice-credentias/alice-key-auth")).await);
+        assert_eq!(e.code(), "secret_not_found");
+        assert_eq!(e.did_you_mean(), Some(&[][..]));
+    }
+
+    #[tokio::test]
+    async fn an_incomplete_list_does_not_prove_absence() {
+        let p = tutorial_provider();
+        // lists only "alice-credentials" (the first name), and says there is more
+        p.cap_list(1);
+        let r = resolver_with(p.clone(), 60);
         assert_eq!(
             one(&r, &aws("alice-credentials/alice-key-auth")).await,
             value("alice-key")
         );
         assert_eq!(p.calls_for("alice-credentials/alice-key-auth"), 1);
-        assert_eq!(p.calls_for("alice-credentials"), 1);
-        // names containing '/'
-        assert_eq!(one(&r, &aws("team/app/db/password")).await, value("pw"));
-        assert_eq!(p.calls_for("team/app/db/password"), 1);
-        assert_eq!(p.calls_for("team/app"), 0, "stops at the first found name");
-        // no key: the whole string
-        assert_eq!(one(&r, &aws("plain/token")).await, value("just-a-string"));
-        assert_eq!(p.calls_for("plain"), 0);
+        assert_eq!(p.list_calls(), 1);
     }
 
     #[tokio::test]
@@ -639,6 +940,28 @@ mod tests {
     }
 
     #[test]
+    fn fields_of_a_parsed_secret_match_extract_key() {
+        let raws = [
+            r#"{"a":"x","n":1,"o":{"a":"y"},"nul":null,"a/b":"slash"}"#,
+            r#"{"a":"first","a":"second"}"#,
+            "[1,2]",
+            "plain",
+            "",
+            r#""a""#,
+        ];
+        for raw in raws {
+            let parsed = parse_object(raw);
+            for key in ["a", "n", "o", "nul", "a/b", "missing", ""] {
+                assert_eq!(
+                    field_of(parsed.as_ref(), key),
+                    secret_ref::extract_key(raw, Some(key)),
+                    "{raw} / {key}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn suggestions_are_ranked_and_capped() {
         let existing: Vec<String> = ["db-prod", "db-prad", "db-pro", "db-prodd", "db-stage", "x"]
             .iter()
@@ -697,7 +1020,8 @@ mod tests {
         let tutorial = "$secret://aws/my-secrets-manager/alice-credentials/alice-key-auth";
         assert_eq!(one(&r, tutorial).await, value("alice-key"));
         p.fail_with(Some(ProviderError::Unreachable("down".into())));
-        // the long name was "not found" before (stale now), the short one is served stale
+        // the long name was skipped as unlisted (its absence recorded) and listing now fails:
+        // it is asked for, fails, and its recorded absence is used; the short one is stale
         assert_eq!(
             one(&r, tutorial).await,
             Resolution::Value {
@@ -728,8 +1052,8 @@ mod tests {
         assert_eq!(out[3], value("alice-key"));
         assert_eq!(error(out[4].clone()).code(), "invalid_reference");
         assert_eq!(p.calls_for("alice-credentials"), 1);
-        assert_eq!(p.calls_for("alice-credentials/alice-key-auth"), 1);
-        assert_eq!(p.get_calls(), 5);
+        assert_eq!(p.calls_for("bob-credentials"), 1);
+        assert_eq!((p.list_calls(), p.get_calls()), (1, 2));
     }
 
     #[tokio::test]

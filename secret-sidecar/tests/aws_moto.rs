@@ -1,6 +1,7 @@
 //! The sidecar against a real AWS Secrets Manager API (moto's server), through the real AWS SDK
 //! and the real router: tutorial reference, names with '/', did-you-mean, rotation after the
-//! TTL, an unreachable provider, stale values once moto is gone, and the `check` binary.
+//! TTL, an unreachable provider, stale values once moto is gone, and the `check` binary; and
+//! 1000 references into one secret (the time is printed, not asserted).
 //!
 //! Needs `moto_server`: `$MOTO_SERVER`, else `<workspace>/.venv/bin/moto_server`
 //! (installed by scripts/deps.sh). Without it the test fails; it is never skipped.
@@ -236,4 +237,44 @@ fn check_binary(endpoint: &str, closed_port: u16) {
         "{out:?}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// 1000 references into one secret holding 1000 JSON fields (the bench's consumers): each
+/// candidate `bench-keys/consumer-N` is skipped thanks to the name list instead of being asked
+/// for (and refused) one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_refs_into_one_secret() {
+    const N: usize = 1000;
+    let moto = Moto::start();
+    let client = sdk_client(&moto.endpoint).await;
+    let fields: serde_json::Map<String, Value> = (0..N)
+        .map(|i| (format!("consumer-{i}"), json!(format!("key-{i}"))))
+        .collect();
+    create_secret(&client, "bench-keys", &Value::Object(fields).to_string()).await;
+    // a name containing '/' that exists as a whole wins over its shorter prefix
+    create_secret(&client, "bench-keys/special", r#"{"k":"whole-name"}"#).await;
+
+    let config = Config::parse(&config_toml(&moto.endpoint, free_port()), &test_env).unwrap();
+    let resolver = build_resolver(&config, Arc::new(ManualClock::new())).await;
+    let app = app(AppState::new(SecretValue::new(TOKEN), resolver));
+
+    let mut refs: Vec<String> = (0..N)
+        .map(|i| format!("$secret://aws/my-secrets-manager/bench-keys/consumer-{i}"))
+        .collect();
+    refs.push("$secret://aws/my-secrets-manager/bench-keys/special/k".to_string());
+    let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+
+    let t = Instant::now();
+    let results = resolve(&app, &refs).await;
+    let elapsed = t.elapsed();
+    println!(
+        "{} refs into one secret resolved in {elapsed:?}",
+        refs.len()
+    );
+
+    assert_eq!(results.len(), N + 1);
+    for (i, result) in results[..N].iter().enumerate() {
+        assert_eq!(*result, ok(refs[i], &format!("key-{i}"), false));
+    }
+    assert_eq!(results[N], ok(refs[N], "whole-name", false));
 }

@@ -1,5 +1,6 @@
 //! AWS Secrets Manager, through the AWS SDK: `GetSecretValue` for values, `ListSecrets` (all
-//! pages) for "did you mean" hints. The only module that names the SDK.
+//! pages, up to a cap) for the name list (which candidate names exist, "did you mean" hints).
+//! The only module that names the SDK.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::Client;
 use secret_ref::SecretValue;
 
-use super::{BoxFuture, Provider, ProviderError};
+use super::{BoxFuture, Provider, ProviderError, SecretNames};
 use crate::config::AwsProviderConfig;
 
 /// Limit on establishing a connection to the endpoint.
@@ -24,7 +25,8 @@ const MAX_ATTEMPTS: u32 = 2;
 const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
 /// `ListSecrets` page size (the API's maximum).
 const LIST_PAGE_SIZE: i32 = 100;
-/// Stop listing after this many names: hints are a convenience, not worth unbounded calls.
+/// Stop listing after this many names (100 pages); the list is then marked incomplete and the
+/// resolver asks for candidate names one by one instead.
 const MAX_LISTED_NAMES: usize = 10_000;
 
 /// Error codes that mean "these credentials may not do this".
@@ -98,8 +100,9 @@ impl AwsProvider {
         }
     }
 
-    async fn list(&self) -> Result<Vec<String>, ProviderError> {
+    async fn list(&self) -> Result<SecretNames, ProviderError> {
         let mut names = Vec::new();
+        let mut complete = true;
         let mut pages = self
             .client
             .list_secrets()
@@ -114,10 +117,11 @@ impl AwsProvider {
                     .filter_map(|s| s.name().map(str::to_string)),
             );
             if names.len() >= MAX_LISTED_NAMES {
+                complete = false;
                 break;
             }
         }
-        Ok(names)
+        Ok(SecretNames { names, complete })
     }
 }
 
@@ -129,7 +133,7 @@ impl Provider for AwsProvider {
         Box::pin(self.get(name))
     }
 
-    fn list_secret_names(&self) -> BoxFuture<'_, Result<Vec<String>, ProviderError>> {
+    fn list_secret_names(&self) -> BoxFuture<'_, Result<SecretNames, ProviderError>> {
         Box::pin(self.list())
     }
 }

@@ -17,8 +17,17 @@ pub trait Provider: Send + Sync {
     fn get_secret<'a>(&'a self, name: &'a str)
         -> BoxFuture<'a, Result<SecretValue, ProviderError>>;
 
-    /// The names of the secrets the store holds (used for "did you mean" hints).
-    fn list_secret_names(&self) -> BoxFuture<'_, Result<Vec<String>, ProviderError>>;
+    /// The names of the secrets the store holds: for "did you mean" hints, and to skip
+    /// candidate names that do not exist without asking for each.
+    fn list_secret_names(&self) -> BoxFuture<'_, Result<SecretNames, ProviderError>>;
+}
+
+/// A provider's secret names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretNames {
+    pub names: Vec<String>,
+    /// `false` when the listing stopped early: a name missing from `names` may still exist.
+    pub complete: bool,
 }
 
 /// Why a provider could not give a secret. Details come from the provider (never a secret value).
@@ -52,6 +61,9 @@ pub(crate) mod fake {
     pub struct FakeProvider {
         secrets: Mutex<BTreeMap<String, String>>,
         failure: Mutex<Option<ProviderError>>,
+        list_failure: Mutex<Option<ProviderError>>,
+        /// Lists at most this many names (then says the list is incomplete).
+        list_cap: Mutex<Option<usize>>,
         gate: Option<Semaphore>,
         get_calls: AtomicUsize,
         list_calls: AtomicUsize,
@@ -92,6 +104,17 @@ pub(crate) mod fake {
         /// Every later call fails with `err` (`None`: answer normally again).
         pub fn fail_with(&self, err: Option<ProviderError>) {
             *self.failure.lock().unwrap() = err;
+        }
+
+        /// Every later listing fails with `err` (`None`: list normally again); values still
+        /// answer.
+        pub fn fail_list_with(&self, err: Option<ProviderError>) {
+            *self.list_failure.lock().unwrap() = err;
+        }
+
+        /// Later listings stop after `cap` names and say so.
+        pub fn cap_list(&self, cap: usize) {
+            *self.list_cap.lock().unwrap() = Some(cap);
         }
 
         pub fn release(&self, calls: usize) {
@@ -156,13 +179,18 @@ pub(crate) mod fake {
             })
         }
 
-        fn list_secret_names(&self) -> BoxFuture<'_, Result<Vec<String>, ProviderError>> {
+        fn list_secret_names(&self) -> BoxFuture<'_, Result<SecretNames, ProviderError>> {
             Box::pin(async move {
                 self.list_calls.fetch_add(1, Ordering::SeqCst);
-                if let Some(err) = self.failure.lock().unwrap().clone() {
+                let failure = self.failure.lock().unwrap().clone();
+                if let Some(err) = failure.or_else(|| self.list_failure.lock().unwrap().clone()) {
                     return Err(err);
                 }
-                Ok(self.secrets.lock().unwrap().keys().cloned().collect())
+                let mut names: Vec<String> = self.secrets.lock().unwrap().keys().cloned().collect();
+                let cap = self.list_cap.lock().unwrap().unwrap_or(usize::MAX);
+                let complete = names.len() <= cap;
+                names.truncate(cap);
+                Ok(SecretNames { names, complete })
             })
         }
     }
