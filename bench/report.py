@@ -1,23 +1,45 @@
 #!/usr/bin/env python3
 """Turns bench/run.sh's raw outputs (scenarios.tsv and one wrk output per scenario) into a
-Markdown table: printed, and written to --out."""
+Markdown report: printed, and written to --out.
+
+Ratios: "to baseline" divides by the mean req/s of the baseline runs (the default run has one at
+the start and one at the end; their spread shows how much the shared machine drifted); "vs"
+compares with the scenario named in the `ref` column (the native equivalent, or the local policy).
+"""
 import argparse
 import csv
 import datetime
+import json
 import os
 import platform
 import re
 import subprocess
 
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+BASELINE = re.compile(r"^baseline(-\d+)?$")
 
 
 def parse_wrk(text):
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    requests = int(re.search(r"^\s*(\d+) requests in", text, re.M).group(1))
     latency = {}
     for pct, value, unit in re.findall(r"^\s+(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M):
         latency[pct] = float(value) * UNITS_MS[unit]
-    return rps, latency.get("50"), latency.get("99")
+    return rps, requests, latency.get("50"), latency.get("99")
+
+
+def parse_perf(path):
+    """Counts from `perf stat -x,` output: {event: count}."""
+    counts = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                fields = line.strip().split(",")
+                if len(fields) > 2 and fields[0].isdigit():
+                    counts[fields[2].split(":")[0]] = int(fields[0])
+    except OSError:
+        pass
+    return counts
 
 
 def cpu_model():
@@ -44,18 +66,50 @@ def main():
     p.add_argument("--dir", required=True)
     p.add_argument("--wasm", required=True)
     p.add_argument("--envoy", required=True)
+    p.add_argument("--sidecar", default="")
     p.add_argument("--params", required=True)
     p.add_argument("--out", required=True)
     args = p.parse_args()
 
     with open(os.path.join(args.dir, "scenarios.tsv"), encoding="utf-8") as f:
         scenarios = list(csv.DictReader(f, delimiter="\t"))
+    try:
+        with open(os.path.join(args.dir, "clk_tck"), encoding="utf-8") as f:
+            clk_tck = int(f.read().strip())
+    except (OSError, ValueError):
+        clk_tck = 100
     rows = []
     for s in scenarios:
         with open(os.path.join(args.dir, s["scenario"] + ".wrk"), encoding="utf-8") as f:
-            rps, p50, p99 = parse_wrk(f.read())
-        rows.append({**s, "rps": rps, "p50": p50, "p99": p99})
-    baseline = next((r["rps"] for r in rows if r["scenario"] == "baseline"), None)
+            rps, requests, p50, p99 = parse_wrk(f.read())
+
+        def per_request_us(ticks):
+            return int(ticks) / clk_tck * 1e6 / requests if requests else None
+
+        perf = parse_perf(os.path.join(args.dir, s["scenario"] + ".perf"))
+        instructions = perf.get("instructions")
+        cycles = perf.get("cycles")
+        rows.append(
+            {
+                **s,
+                "kinstr": instructions / requests / 1000 if instructions and requests else None,
+                "kcycles": cycles / requests / 1000 if cycles and requests else None,
+                "rps": rps,
+                "p50": p50,
+                "p99": p99,
+                "envoy_us": per_request_us(s["envoy_ticks"]),
+                "other_us": per_request_us(s["other_ticks"]),
+            }
+        )
+    by_name = {r["scenario"]: r for r in rows}
+    baselines = [r["rps"] for r in rows if BASELINE.match(r["scenario"])]
+    baseline = sum(baselines) / len(baselines) if baselines else None
+
+    def rps_of(name):
+        if name == "baseline":
+            return baseline
+        r = by_name.get(name)
+        return r["rps"] if r else None
 
     envoy_version = subprocess.run(
         [args.envoy, "--version"], capture_output=True, text=True, check=False
@@ -65,29 +119,91 @@ def main():
     def ms(v):
         return "n/a" if v is None else f"{v:.2f} ms"
 
+    def us(v):
+        return "n/a" if v is None else f"{v:.0f} µs"
+
+    def kilo(v):
+        return "n/a" if v is None else f"{v:.0f} k"
+
+    sidecar_build = "release" if "/release/" in args.sidecar else "debug" if "/debug/" in args.sidecar else "?"
+    # Written by run.sh when the last scenario ended (the report may be rendered again later).
+    info = {}
+    try:
+        with open(os.path.join(args.dir, "run-info.json"), encoding="utf-8") as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        pass
+    finished = info.get("finished") or f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}"
     lines = [
         "# Benchmark results (bench/run.sh)",
         "",
-        f"* date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"* machine: {os.cpu_count()} CPUs, {cpu_model()}; load average at the end: {load_average()}",
-        f"* Envoy {envoy_version}",
-        f"* load: {args.params}; route: direct_response 200 \"ok\"; header `apikey` with a key of the middle consumer",
-        f"* filter .wasm (wasm-release): {wasm_kb:.0f} KB",
-        "",
-        "| scenario | description | req/s | p50 | p99 | ratio to baseline | ready after | Envoy RSS |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        f"* date: {finished}",
+        f"* machine: {os.cpu_count()} CPUs, {cpu_model()}; load average at the end: "
+        f"{info.get('loadavg') or load_average()}",
+        f"* Envoy {envoy_version}" + (f"; filter and sidecar built from {info['commit']}" if info.get("commit") else ""),
+        f"* load: {args.params}; route: direct_response 200 \"ok\"",
+        f"* filter .wasm (wasm-release): {wasm_kb:.0f} KB; sidecar: {sidecar_build} build",
     ]
-    for r in rows:
-        ratio = f"{r['rps'] / baseline:.2f}" if baseline else "n/a"
+    if len(baselines) > 1:
+        spread = (max(baselines) - min(baselines)) / baseline * 100
         lines.append(
-            f"| {r['scenario']} | {r['description']} | {r['rps']:.0f} | {ms(r['p50'])} | {ms(r['p99'])} "
-            f"| {ratio} | {r['ready_s']} s | {int(r['rss_kb']) / 1024:.0f} MiB |"
+            f"* baseline runs: {', '.join(f'{b:.0f}' for b in baselines)} req/s "
+            f"(spread {spread:.0f}% of their mean {baseline:.0f}, which the ratios use)"
         )
     lines += [
         "",
-        "\"ready after\": from starting Envoy until the key is accepted (for the Wasm filter this",
-        "includes resolving every reference through the sidecar). RSS: VmRSS of the Envoy process",
-        "after the run. The machine is shared: compare ratios within one run, not across runs.",
+        "| scenario | description | req/s | p50 | p99 | to baseline | vs | Envoy CPU / req | Envoy cycles / req | Envoy instr. / req | load | ready after | Envoy RSS |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ratio = f"{r['rps'] / baseline:.2f}" if baseline else "n/a"
+        ref = r["ref"]
+        vs = ""
+        if ref not in ("-", "") and ref != "baseline":
+            ref_rps = rps_of(ref)
+            vs = f"{r['rps'] / ref_rps:.2f}x {ref}" if ref_rps else f"n/a ({ref} not run)"
+        lines.append(
+            f"| {r['scenario']} | {r['description']} | {r['rps']:.0f} | {ms(r['p50'])} | {ms(r['p99'])} "
+            f"| {ratio} | {vs} | {us(r['envoy_us'])} | {kilo(r['kcycles'])} | {kilo(r['kinstr'])} | {r['load1']} | {r['ready_s']} s "
+            f"| {int(r['rss_kb']) / 1024:.0f} MiB |"
+        )
+
+    goals = [r for r in rows if r["goal_ref"] not in ("-", "")]
+    if goals:
+        lines += [
+            "",
+            "| goal | measured | met |",
+            "|---|---:|:---:|",
+        ]
+        for r in goals:
+            ref_rps = rps_of(r["goal_ref"])
+            minimum = float(r["goal_min"])
+            if ref_rps:
+                ratio = r["rps"] / ref_rps
+                measured, met = f"{ratio:.2f}x", "yes" if ratio >= minimum else "**no**"
+            else:
+                measured, met = f"n/a ({r['goal_ref']} not run)", "n/a"
+            lines.append(f"| {r['scenario']} >= {minimum:.2f}x {r['goal_ref']} | {measured} | {met} |")
+
+    notes = []
+    for r in rows:
+        if r["scenario"].startswith("wasm-limit-redis") and r["other_us"] is not None:
+            notes.append(f"{r['scenario']}: sidecar + Redis CPU {r['other_us']:.0f} µs per request")
+        if r["errors"] not in ("-", ""):
+            notes.append(f"{r['scenario']}: wrk socket errors: {r['errors']}")
+    if notes:
+        lines += [""] + [f"* {n}" for n in notes]
+    lines += [
+        "",
+        "\"vs\": req/s divided by that of the named scenario (same run). \"Envoy CPU / req\": user +",
+        "system CPU time of the Envoy process during the measured run divided by the requests served",
+        "(less sensitive to other load than req/s). \"Envoy cycles / req\", \"Envoy instr. / req\": CPU",
+        "cycles and instructions of the Envoy process in that time per request (perf stat; cycles",
+        "track the CPU time precisely, instructions hardly depend on other load at all).",
+        "\"load\": 1-minute load average when the scenario started. \"ready after\": from starting",
+        "Envoy until the credential is accepted (for the Wasm filter this includes resolving every",
+        "reference through the sidecar). RSS: VmRSS of the Envoy process after the run. The machine",
+        "is shared: compare ratios within one run, not across runs.",
         "",
     ]
     text = "\n".join(lines)

@@ -1,23 +1,40 @@
 #!/usr/bin/env bash
-# Load benchmark: Envoy with no auth filter (baseline), Envoy's native api_key_auth, and the
-# secret-auth Wasm filter (key-auth), with 1 and with 10,000 consumers. Every Envoy answers from a
-# direct_response route, so the filter is all that differs. The Wasm filter's keys live in ONE
-# moto secret (bench-keys, one JSON field per consumer) and are resolved through the real sidecar.
+# Load benchmark of the secret-auth Wasm filter against Envoy with no filter (baseline) and against
+# Envoy's native filters, all in ONE run so that the ratios compare like with like. Every Envoy
+# answers from a direct_response route, so the filter is all that differs. The Wasm filter's
+# secrets live in moto (bench-keys: one JSON field per key-auth consumer; bench-creds: basic
+# password, jwt secret / public key, hmac secret) and are resolved through the real sidecar.
 # Results: a table on stdout and in bench/results/latest.md. Logs: .run/bench/.
 #
 # Knobs (environment): BENCH_DURATION (s, default 10), BENCH_CONNECTIONS (default 16),
-# BENCH_CONSUMERS (default 10000), BENCH_SCENARIOS (default "baseline native-1 wasm-1 native-N wasm-N"),
-# BENCH_READY_SECONDS (how long Envoy may take to accept the key, default 180),
-# BENCH_SKIP_BUILD=1 (use the .wasm and sidecar already built).
+# BENCH_CONSUMERS (default 10000), BENCH_SCENARIOS (default: all, see DEFAULT_SCENARIOS),
+# BENCH_READY_SECONDS (how long Envoy may take to accept the credential, default 180),
+# BENCH_SKIP_BUILD=1 (use the .wasm and sidecar already built),
+# BENCH_SIDECAR_BIN (another sidecar binary, e.g. a release build; default: the debug build).
 set -euo pipefail
 source "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
 
+DEFAULT_SCENARIOS="baseline
+    wasm-noop wasm-noop-get wasm-noop-set wasm-noop-calls wasm-empty
+    native-1 wasm-1 native-N wasm-N
+    native-basic wasm-basic
+    native-jwt-hs256 wasm-jwt-hs256 native-jwt-rs256 wasm-jwt-rs256 native-jwt-rs256-cache
+    wasm-hmac
+    native-limit wasm-limit-local wasm-limit-redis wasm-limit-redis-sync
+    baseline"
 DURATION="${BENCH_DURATION:-10}"
 CONNECTIONS="${BENCH_CONNECTIONS:-16}"
 CONSUMERS="${BENCH_CONSUMERS:-10000}"
-SCENARIOS="${BENCH_SCENARIOS:-baseline native-1 wasm-1 native-N wasm-N}"
+SCENARIOS="$(echo ${BENCH_SCENARIOS:-$DEFAULT_SCENARIOS})"   # word-split: one line
 READY_SECONDS="${BENCH_READY_SECONDS:-180}"   # resolving N references the first time may take a while
+SYNC_INTERVAL=0.1                             # wasm-limit-redis-sync
+HUGE_COUNT=1000000000                         # gen_envoy.py's HUGE_COUNT: limits never run out
+
+for scenario in $SCENARIOS; do
+    [[ " $(echo $DEFAULT_SCENARIOS) " == *" $scenario "* ]] ||
+        die "unknown scenario $scenario (known: $(echo $DEFAULT_SCENARIOS))"
+done
 
 "$ROOT/scripts/deps.sh"
 if [ -n "${BENCH_SKIP_BUILD:-}" ]; then
@@ -26,6 +43,15 @@ if [ -n "${BENCH_SKIP_BUILD:-}" ]; then
 else
     "$ROOT/scripts/build.sh"
 fi
+# The reference filter that does (almost) nothing (bench/noop-filter, not a workspace member).
+NOOP_WASM="$TARGET_DIR/bench-noop-filter/wasm32-wasip1/release/bench_noop_filter.wasm"
+if [[ " $SCENARIOS " == *" wasm-noop"* ]] && { [ -z "${BENCH_SKIP_BUILD:-}" ] || [ ! -f "$NOOP_WASM" ]; }; then
+    log "building the no-op reference filter: $NOOP_WASM"
+    cargo build --release --target wasm32-wasip1 --manifest-path bench/noop-filter/Cargo.toml \
+        --target-dir "$TARGET_DIR/bench-noop-filter"
+fi
+SIDECAR_BIN="${BENCH_SIDECAR_BIN:-$SIDECAR_BIN}"
+[ -x "$SIDECAR_BIN" ] || die "no sidecar binary at $SIDECAR_BIN"
 
 OUT="$RUN_DIR/bench"
 rm -rf "$OUT"
@@ -51,7 +77,25 @@ wait_for() { # SECONDS NAME CMD...
     done
 }
 
-# --- moto with the keys, and the sidecar ------------------------------------------------------
+# cpu_ticks NAME: user + system CPU time (clock ticks, all threads) of the process started as NAME.
+cpu_ticks() {
+    local pid
+    pid="$(bg_pid "$1")" || { echo 0; return; }
+    # Fields after the ")" that ends the command name: utime is the 12th, stime the 13th.
+    sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0
+}
+
+# Instructions the Envoy process runs per request: unlike time, hardly affected by other load.
+PERF_OK=""
+if command -v perf >/dev/null &&
+    perf stat -x, -e instructions -o "$OUT/perf-probe" -- true >/dev/null 2>&1 &&
+    grep -q '^[0-9]' "$OUT/perf-probe"; then
+    PERF_OK=1
+else
+    log "perf cannot count instructions here: the instructions column will be empty"
+fi
+
+# --- moto with the secrets, and the sidecar ----------------------------------------------------
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
 unset AWS_ENDPOINT_URL AWS_PROFILE
 MOTO_PORT="$(free_port)"
@@ -66,6 +110,15 @@ json.dump({f"consumer-{i}": f"bench-{i}-{secrets.token_hex(12)}" for i in range(
 ' "$CONSUMERS" >"$KEYS" )
 "$PY" scripts/put_secret.py --endpoint "http://127.0.0.1:$MOTO_PORT" bench-keys --value-file "$KEYS"
 key_of() { "$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$KEYS" "$1"; }
+
+# basic / jwt / hmac credentials: creds.json (all), moto-creds.json (what moto holds), client.json.
+"$PY" bench/creds.py make --dir "$OUT"
+"$PY" scripts/put_secret.py --endpoint "http://127.0.0.1:$MOTO_PORT" bench-creds --value-file "$OUT/moto-creds.json"
+# client_headers KIND good|bad: the request's header lines, one per line.
+client_headers() {
+    "$PY" -c 'import json, sys; print("\n".join(json.load(open(sys.argv[1]))[sys.argv[2]][sys.argv[3]]))' \
+        "$OUT/client.json" "$1" "$2"
+}
 
 SECRET_SIDECAR_TOKEN="$(random_token)"
 export SECRET_SIDECAR_TOKEN
@@ -90,59 +143,231 @@ bg_start sidecar "$OUT/sidecar.log" env RUST_LOG=warn "$SIDECAR_BIN" --config "$
 wait_for 30 sidecar "${CURL[@]}" -f -H "Authorization: Bearer $SECRET_SIDECAR_TOKEN" \
     "http://127.0.0.1:$SIDECAR_PORT/healthz"
 
-# --- scenarios --------------------------------------------------------------------------------
-printf 'scenario\tdescription\tready_s\trss_kb\n' >"$OUT/scenarios.tsv"
+# --- Redis, for the limit-count redis policy ----------------------------------------------------
+REDIS_PORT=""
+if [[ " $SCENARIOS " == *" wasm-limit-redis"* ]]; then
+    command -v redis-server >/dev/null || die "redis-server is needed for the wasm-limit-redis* scenarios"
+    REDIS_PORT="$(free_port)"
+    bg_start redis "$OUT/redis.log" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
+        --save "" --appendonly no --protected-mode no
+    wait_for 30 redis redis-cli -p "$REDIS_PORT" ping
+fi
 
-run_scenario() { # NAME FILTER CONSUMERS DESCRIPTION
-    local name="$1" filter="$2" consumers="$3" description="$4"
-    local port admin key="" header=()
+# --- scenarios --------------------------------------------------------------------------------
+printf 'scenario\tdescription\tref\tgoal_ref\tgoal_min\tready_s\trss_kb\tload1\tenvoy_ticks\tother_ticks\terrors\n' \
+    >"$OUT/scenarios.tsv"
+CLK_TCK="$(getconf CLK_TCK)"
+echo "$CLK_TCK" >"$OUT/clk_tck"
+
+# What the scenario being set up needs (set by setup_scenario):
+GEN=()     # gen_envoy.py arguments
+GOOD=()    # header lines of a request that must be accepted (and is used for the load)
+BAD=()     # header lines of a request that must be refused with 401 (auth scenarios)
+CHECK=none # none | auth | limit | redis: the check before the load
+
+# quota_remaining PORT: the X-RateLimit-Remaining of one accepted request (fails otherwise).
+quota_remaining() {
+    local headers code remaining
+    headers="$("${CURL[@]}" -o /dev/null -D - "http://127.0.0.1:$1/")" || return 1
+    code="$(awk 'NR == 1 {print $2}' <<<"$headers")"
+    remaining="$(tr -d '\r' <<<"$headers" | awk -F': ' 'tolower($1) == "x-ratelimit-remaining" {print $2}')"
+    [ "$code" = 200 ] && [ -n "$remaining" ] || return 1
+    echo "$remaining"
+}
+
+# check_before_load NAME PORT: the credential is accepted (done by the caller) and a wrong one is
+# refused; for limit-count, the counter counts (there is no credential, and nothing to refuse
+# with a count that never runs out).
+check_before_load() {
+    local name="$1" port="$2" code first second
+    local bad_args=()
+    for h in "${BAD[@]}"; do bad_args+=(-H "$h"); done
+    case "$CHECK" in
+        none) ;;
+        auth)
+            code="$("${CURL[@]}" -o /dev/null -w '%{http_code}' "${bad_args[@]}" "http://127.0.0.1:$port/")"
+            [ "$code" = 401 ] || die "$name: a wrong credential got $code, expected 401"
+            ;;
+        limit | redis)
+            first="$(quota_remaining "$port")" || die "$name: no 200 with X-RateLimit-Remaining"
+            second="$(quota_remaining "$port")" || die "$name: no 200 with X-RateLimit-Remaining"
+            ((second < first)) || die "$name: X-RateLimit-Remaining did not go down ($first, then $second)"
+            if [ "$CHECK" = redis ]; then
+                # The counter is in Redis (with sync_interval, after the next push).
+                local deadline=$((SECONDS + 5)) counted=""
+                while ((SECONDS < deadline)); do
+                    counted="$(redis-cli -p "$REDIS_PORT" --scan --pattern 'limit-count:*' | head -1)"
+                    if [ -n "$counted" ]; then
+                        local value
+                        value="$(redis-cli -p "$REDIS_PORT" get "$counted")"
+                        ((value < HUGE_COUNT)) && break
+                    fi
+                    counted=""
+                    sleep 0.2
+                done
+                [ -n "$counted" ] || die "$name: no counter in Redis after 5 s"
+                log "$name: Redis counter $counted = $(redis-cli -p "$REDIS_PORT" get "$counted")"
+            fi
+            ;;
+    esac
+}
+
+setup_scenario() { # SCENARIO: sets GEN, GOOD, BAD, CHECK
+    local scenario="$1" key
+    GEN=() GOOD=() BAD=() CHECK=auth
+    case "$scenario" in
+        baseline) GEN=(--filter none) CHECK=none ;;
+        native-1 | wasm-1 | native-N | wasm-N)
+            local n=1
+            [[ "$scenario" == *-N ]] && n="$CONSUMERS"
+            GEN=(--filter "${scenario%-*}" --consumers "$n" --keys-file "$KEYS")
+            key="$(key_of "consumer-$((n / 2))")"
+            GOOD=("apikey: $key") BAD=("apikey: not-a-key")
+            ;;
+        wasm-noop) GEN=(--filter wasm-noop --noop-mode noop --wasm "$NOOP_WASM") CHECK=none ;;
+        wasm-noop-calls)
+            GEN=(--filter wasm-noop --noop-mode key-auth-calls --wasm "$NOOP_WASM") CHECK=none
+            GOOD=("apikey: $(key_of consumer-0)")
+            ;;
+        wasm-noop-get | wasm-noop-set)
+            GEN=(--filter wasm-noop --noop-mode "${scenario#wasm-noop-}-only" --wasm "$NOOP_WASM") CHECK=none
+            GOOD=("apikey: $(key_of consumer-0)")
+            ;;
+        wasm-empty) GEN=(--filter wasm-key --consumers 0 --no-plugins) CHECK=none ;;
+        native-basic | wasm-basic)
+            GEN=(--filter "$scenario" --creds-file "$OUT/creds.json")
+            mapfile -t GOOD < <(client_headers basic good)
+            mapfile -t BAD < <(client_headers basic bad)
+            ;;
+        native-jwt-hs256 | wasm-jwt-hs256 | native-jwt-rs256 | wasm-jwt-rs256 | native-jwt-rs256-cache)
+            local alg="${scenario#*-jwt-}"
+            alg="${alg%-cache}"
+            GEN=(--filter "${scenario%%-*}-jwt" --alg "${alg^^}" --creds-file "$OUT/creds.json")
+            [[ "$scenario" == *-cache ]] && GEN+=(--jwt-cache)
+            mapfile -t GOOD < <(client_headers "jwt-$alg" good)
+            mapfile -t BAD < <(client_headers "jwt-$alg" bad)
+            ;;
+        wasm-hmac)
+            # Signed now: valid for clock_skew (300 s), longer than the scenario.
+            local signed
+            signed="$("$PY" bench/creds.py hmac --dir "$OUT")"
+            GEN=(--filter wasm-hmac --creds-file "$OUT/creds.json")
+            mapfile -t GOOD < <("$PY" -c 'import json, sys; print("\n".join(json.load(sys.stdin)["good"]))' <<<"$signed")
+            mapfile -t BAD < <("$PY" -c 'import json, sys; print("\n".join(json.load(sys.stdin)["bad"]))' <<<"$signed")
+            ;;
+        native-limit) GEN=(--filter native-limit) CHECK=limit ;;
+        wasm-limit-local) GEN=(--filter wasm-limit --limit-policy local) CHECK=limit ;;
+        wasm-limit-redis | wasm-limit-redis-sync)
+            GEN=(--filter wasm-limit --limit-policy redis --redis-port "$REDIS_PORT") CHECK=redis
+            [[ "$scenario" == *-sync ]] && GEN+=(--sync-interval "$SYNC_INTERVAL")
+            redis-cli -p "$REDIS_PORT" flushall >/dev/null
+            ;;
+    esac
+}
+
+# run_scenario NAME DESCRIPTION REF GOAL_REF GOAL_MIN (after setup_scenario)
+run_scenario() {
+    local name="$1" description="$2" ref="$3" goal_ref="$4" goal_min="$5"
+    local port admin load1 good_args=()
+    for h in "${GOOD[@]}"; do good_args+=(-H "$h"); done
     port="$(free_port)" admin="$(free_port)"
-    if [ "$filter" != none ]; then
-        key="$(key_of "consumer-$((consumers / 2))")"
-        header=(-H "apikey: $key")
-    fi
-    "$PY" bench/gen_envoy.py --filter "$filter" --consumers "$consumers" --port "$port" \
-        --admin-port "$admin" --sidecar-port "$SIDECAR_PORT" --wasm "$WASM" --keys-file "$KEYS" \
-        --out "$OUT/$name.envoy.json"
+    load1="$(cut -d' ' -f1 /proc/loadavg)"
+    # GEN comes last: its --wasm (the no-op filter) wins over the default.
+    "$PY" bench/gen_envoy.py --port "$port" --admin-port "$admin" --sidecar-port "$SIDECAR_PORT" \
+        --wasm "$WASM" "${GEN[@]}" --out "$OUT/$name.envoy.json"
     local started=$SECONDS
     bg_start "envoy-$name" "$OUT/$name.envoy.log" "${PIN_ENVOY[@]}" "$ENVOY_BIN" \
         -c "$OUT/$name.envoy.json" --disable-hot-restart --concurrency 1 -l warn
     wait_for 60 "envoy-$name" "${CURL[@]}" -f "http://127.0.0.1:$admin/ready"
-    # Ready means: the key (resolved through the sidecar, for the Wasm filter) is accepted.
-    ok() { [ "$("${CURL[@]}" -o /dev/null -w '%{http_code}' "${header[@]}" "http://127.0.0.1:$port/")" = 200 ]; }
+    # Ready means: the credential (resolved through the sidecar, for the Wasm filter) is accepted.
+    ok() { [ "$("${CURL[@]}" -o /dev/null -w '%{http_code}' "${good_args[@]}" "http://127.0.0.1:$port/")" = 200 ]; }
     wait_for "$READY_SECONDS" "envoy-$name" ok
     local ready_s=$((SECONDS - started))
-    if [ "$filter" != none ]; then
-        local denied
-        denied="$("${CURL[@]}" -o /dev/null -w '%{http_code}' -H 'apikey: not-a-key' "http://127.0.0.1:$port/")"
-        [ "$denied" = 401 ] || die "$name: a wrong key got $denied, expected 401"
-    fi
+    check_before_load "$name" "$port"
 
     log "$name: warm-up 2s, then ${DURATION}s with $CONNECTIONS connections"
-    "${PIN_WRK[@]}" wrk -t1 -c"$CONNECTIONS" -d2s "${header[@]}" "http://127.0.0.1:$port/" >/dev/null
-    "${PIN_WRK[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${header[@]}" \
+    "${PIN_WRK[@]}" wrk -t1 -c"$CONNECTIONS" -d2s "${good_args[@]}" "http://127.0.0.1:$port/" >/dev/null
+    local envoy0 other0 envoy1 other1
+    if [ -n "$PERF_OK" ]; then
+        bg_start "perf-$name" "$OUT/$name.perf.log" perf stat -x, -e instructions,cycles \
+            -o "$OUT/$name.perf" -p "$(bg_pid "envoy-$name")"
+    fi
+    envoy0="$(cpu_ticks "envoy-$name")"
+    other0=$(($(cpu_ticks sidecar) + $(cpu_ticks redis)))
+    "${PIN_WRK[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${good_args[@]}" \
         "http://127.0.0.1:$port/" >"$OUT/$name.wrk"
+    envoy1="$(cpu_ticks "envoy-$name")"
+    other1=$(($(cpu_ticks sidecar) + $(cpu_ticks redis)))
+    if [ -n "$PERF_OK" ]; then
+        # perf stat writes its counts on SIGINT; give it a moment before bg_stop's SIGTERM.
+        local perf_pid i
+        perf_pid="$(bg_pid "perf-$name")"
+        kill -INT "$perf_pid" 2>/dev/null || true
+        for i in $(seq 50); do kill -0 "$perf_pid" 2>/dev/null || break; sleep 0.1; done
+        bg_stop "perf-$name"
+    fi
     if grep -q 'Non-2xx' "$OUT/$name.wrk"; then
         cat "$OUT/$name.wrk" >&2
         die "$name: some answers were not 200: the numbers would not measure the happy path"
     fi
+    local errors
+    errors="$(sed -n 's/^ *Socket errors: *//p' "$OUT/$name.wrk")"
+    [ -z "$errors" ] || log "$name: wrk reports socket errors: $errors"
     local rss
     rss="$(awk '/^VmRSS:/ {print $2}' "/proc/$(bg_pid "envoy-$name")/status")"
-    printf '%s\t%s\t%s\t%s\n' "$name" "$description" "$ready_s" "$rss" >>"$OUT/scenarios.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$description" "$ref" "$goal_ref" \
+        "$goal_min" "$ready_s" "$rss" "$load1" $((envoy1 - envoy0)) $((other1 - other0)) "${errors:--}" \
+        >>"$OUT/scenarios.tsv"
     bg_stop "envoy-$name"
 }
 
+baselines=0
 for scenario in $SCENARIOS; do
+    setup_scenario "$scenario"
+    N="$CONSUMERS"
     case "$scenario" in
-        baseline) run_scenario baseline none 0 "no auth filter" ;;
-        native-1) run_scenario native-1 native 1 "Envoy api_key_auth, 1 consumer" ;;
-        wasm-1) run_scenario wasm-1 wasm 1 "secret-auth key-auth, 1 consumer" ;;
-        native-N) run_scenario "native-$CONSUMERS" native "$CONSUMERS" "Envoy api_key_auth, $CONSUMERS consumers" ;;
-        wasm-N) run_scenario "wasm-$CONSUMERS" wasm "$CONSUMERS" "secret-auth key-auth, $CONSUMERS consumers" ;;
-        *) die "unknown scenario $scenario" ;;
+        baseline)
+            baselines=$((baselines + 1))
+            name=baseline
+            ((baselines == 1)) || name="baseline-$baselines"
+            run_scenario "$name" "no filter" - - - ;;
+        native-1) run_scenario native-1 "Envoy api_key_auth, 1 consumer" baseline - - ;;
+        wasm-1) run_scenario wasm-1 "key-auth, 1 consumer" native-1 baseline 0.9 ;;
+        native-N) run_scenario "native-$N" "Envoy api_key_auth, $N consumers" baseline - - ;;
+        wasm-N) run_scenario "wasm-$N" "key-auth, $N consumers" "native-$N" baseline 0.9 ;;
+        wasm-noop) run_scenario wasm-noop "reference proxy-wasm filter doing nothing" baseline - - ;;
+        wasm-noop-calls)
+            run_scenario wasm-noop-calls "reference filter: key-auth's host calls only (1 get, 3 set)" \
+                wasm-noop - - ;;
+        wasm-noop-get) run_scenario wasm-noop-get "reference filter: 1 get header" wasm-noop - - ;;
+        wasm-noop-set) run_scenario wasm-noop-set "reference filter: 2 set + 1 remove header" wasm-noop - - ;;
+        wasm-empty) run_scenario wasm-empty "this filter, no plugin, no consumer" wasm-noop - - ;;
+        native-basic) run_scenario native-basic "Envoy basic_auth (htpasswd SHA)" baseline - - ;;
+        wasm-basic) run_scenario wasm-basic "basic-auth" native-basic native-basic 1.0 ;;
+        native-jwt-hs256) run_scenario native-jwt-hs256 "Envoy jwt_authn HS256 (oct JWK)" baseline - - ;;
+        wasm-jwt-hs256) run_scenario wasm-jwt-hs256 "jwt-auth HS256" native-jwt-hs256 native-jwt-hs256 1.0 ;;
+        native-jwt-rs256) run_scenario native-jwt-rs256 "Envoy jwt_authn RS256 (RSA JWK)" baseline - - ;;
+        native-jwt-rs256-cache)
+            run_scenario native-jwt-rs256-cache "Envoy jwt_authn RS256, jwt_cache_config on" baseline - - ;;
+        wasm-jwt-rs256) run_scenario wasm-jwt-rs256 "jwt-auth RS256" native-jwt-rs256 native-jwt-rs256 1.0 ;;
+        wasm-hmac) run_scenario wasm-hmac "hmac-auth hmac-sha256, @request-target date" baseline baseline 0.85 ;;
+        native-limit) run_scenario native-limit "Envoy local_ratelimit, never empty" baseline - - ;;
+        wasm-limit-local)
+            run_scenario wasm-limit-local "limit-count local, key remote_addr" native-limit native-limit 0.9 ;;
+        wasm-limit-redis)
+            run_scenario wasm-limit-redis "limit-count redis, a sidecar call per request" wasm-limit-local - - ;;
+        wasm-limit-redis-sync)
+            run_scenario wasm-limit-redis-sync "limit-count redis, sync_interval $SYNC_INTERVAL s" \
+                wasm-limit-local wasm-limit-local 0.8 ;;
     esac
 done
 
+"$PY" -c 'import datetime, json, sys
+json.dump({"finished": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+           "loadavg": " ".join(open("/proc/loadavg").read().split()[:3]), "commit": sys.argv[1]},
+          open(sys.argv[2], "w"))' "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" \
+    "$OUT/run-info.json"
 "$PY" bench/report.py --dir "$OUT" --wasm "$WASM" --envoy "$ENVOY_BIN" \
-    --params "wrk -t1 -c$CONNECTIONS -d${DURATION}s; Envoy --concurrency 1${PIN_ENVOY:+, Envoy pinned to CPU 0 and wrk to CPU 1}" \
+    --params "wrk -t1 -c$CONNECTIONS -d${DURATION}s (after a 2 s warm-up); Envoy --concurrency 1${PIN_ENVOY:+, Envoy pinned to CPU 0 and wrk to CPU 1 (moto, sidecar and Redis unpinned)}" \
+    --sidecar "$SIDECAR_BIN" \
     --out bench/results/latest.md

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Credentials for bench/run.sh's basic-auth, jwt-auth and hmac-auth scenarios.
+
+    creds.py make --dir DIR
+        writes DIR/creds.json (everything: what the native filters get inline, the client's
+        tokens), DIR/moto-creds.json (only the values the Wasm filter references, stored in moto
+        as the secret `bench-creds`), DIR/client.json (request headers: good and wrong ones)
+    creds.py hmac --dir DIR [--method GET] [--path /]
+        prints, as JSON, a request signed now (hmac-sha256, headers "@request-target date"):
+        {"good": [header lines], "bad": [header lines with a wrong signature]}
+"""
+import argparse
+import base64
+import email.utils
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import sys
+import time
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+# Far in the future: the benchmark must not see an expired token.
+FAR_EXP = 4_102_444_800  # 2100-01-01
+
+
+def b64url_uint(n):
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def write(path, obj):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(obj, f)
+
+
+def make(directory):
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    other_rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = rsa_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    numbers = rsa_key.public_key().public_numbers()
+    creds = {
+        "basic-user": "bench-user",
+        "basic-password": "pw-" + secrets.token_urlsafe(18),
+        "jwt-hs256-key": "bench-jwt-hs256",
+        "jwt-hs256-secret": secrets.token_urlsafe(32),
+        "jwt-rs256-key": "bench-jwt-rs256",
+        "jwt-rs256-public-key": public_pem,
+        "jwt-rs256-jwk": {"kty": "RSA", "n": b64url_uint(numbers.n), "e": b64url_uint(numbers.e)},
+        "hmac-key-id": "bench-hmac-key",
+        "hmac-secret": secrets.token_urlsafe(32),
+    }
+    moto = {k: creds[k] for k in ("basic-password", "jwt-hs256-secret", "jwt-rs256-public-key", "hmac-secret")}
+
+    def basic(user, password):
+        return "Authorization: Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    def bearer(token):
+        return f"Authorization: Bearer {token}"
+
+    hs_claims = {"key": creds["jwt-hs256-key"], "exp": FAR_EXP}
+    rs_claims = {"key": creds["jwt-rs256-key"], "exp": FAR_EXP}
+    client = {
+        "basic": {
+            "good": [basic(creds["basic-user"], creds["basic-password"])],
+            "bad": [basic(creds["basic-user"], "not-the-password")],
+        },
+        "jwt-hs256": {
+            "good": [bearer(jwt.encode(hs_claims, creds["jwt-hs256-secret"], algorithm="HS256"))],
+            "bad": [bearer(jwt.encode(hs_claims, "not-the-secret-" + "x" * 32, algorithm="HS256"))],
+        },
+        "jwt-rs256": {
+            "good": [bearer(jwt.encode(rs_claims, rsa_key, algorithm="RS256"))],
+            "bad": [bearer(jwt.encode(rs_claims, other_rsa, algorithm="RS256"))],
+        },
+    }
+    write(os.path.join(directory, "creds.json"), creds)
+    write(os.path.join(directory, "moto-creds.json"), moto)
+    write(os.path.join(directory, "client.json"), client)
+
+
+def sign_hmac(directory, method, path):
+    with open(os.path.join(directory, "creds.json"), encoding="utf-8") as f:
+        creds = json.load(f)
+    key_id = creds["hmac-key-id"]
+    date = email.utils.formatdate(time.time(), usegmt=True)
+    signing = f"{key_id}\n{method} {path}\ndate: {date}\n".encode()
+
+    def header(secret):
+        mac = hmac.new(secret.encode(), signing, hashlib.sha256).digest()
+        return (
+            f'Authorization: Signature keyId="{key_id}",algorithm="hmac-sha256",'
+            f'headers="@request-target date",signature="{base64.b64encode(mac).decode()}"'
+        )
+
+    json.dump(
+        {"good": [f"Date: {date}", header(creds["hmac-secret"])], "bad": [f"Date: {date}", header("not-the-secret")]},
+        sys.stdout,
+    )
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("make")
+    m.add_argument("--dir", required=True)
+    h = sub.add_parser("hmac")
+    h.add_argument("--dir", required=True)
+    h.add_argument("--method", default="GET")
+    h.add_argument("--path", default="/")
+    args = p.parse_args()
+    if args.cmd == "make":
+        make(args.dir)
+    else:
+        sign_hmac(args.dir, args.method, args.path)
+
+
+if __name__ == "__main__":
+    main()
