@@ -447,14 +447,23 @@ impl Drop for Request {
     }
 }
 
-/// Request headers, read one at a time on demand.
-struct Headers;
+/// Request headers, read one at a time on demand, each at most once per decision (a host call
+/// costs microseconds; checks may ask for the same header twice, e.g. hmac-auth's `date`).
+#[derive(Default)]
+struct Headers {
+    seen: Vec<(String, Option<String>)>,
+}
 
 impl RequestView for Headers {
     fn header(&mut self, name: &str) -> Option<String> {
-        hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+        if let Some((_, v)) = self.seen.iter().find(|(n, _)| n == name) {
+            return v.clone();
+        }
+        let value = hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
             .ok()
-            .flatten()
+            .flatten();
+        self.seen.push((name.to_string(), value.clone()));
+        value
     }
 
     fn now_s(&mut self) -> u64 {
@@ -523,10 +532,10 @@ fn reply(reject: &auth::Reject, quota: Option<&[(&'static str, String); 3]>) {
     );
 }
 
-/// Variables for rate-limit keys, read from Envoy on demand.
-struct Vars;
+/// Variables for rate-limit keys, read from Envoy on demand (sharing the auth's header reads).
+struct Vars<'a>(&'a mut Headers);
 
-impl VarSource for Vars {
+impl VarSource for Vars<'_> {
     fn remote_addr(&mut self) -> Option<String> {
         let address = hostcalls::get_property(vec!["source", "address"])
             .ok()
@@ -538,7 +547,7 @@ impl VarSource for Vars {
         route_name()
     }
     fn header(&mut self, name: &str) -> Option<String> {
-        Headers.header(name)
+        self.0.header(name)
     }
 }
 
@@ -596,12 +605,13 @@ fn degrade(opts: &LimitOptions, reason: &str) -> Verdict {
 /// Counts the request against its limit-count counter.
 fn rate_limit(
     rt: &Runtime,
+    headers: &mut Headers,
     opts: &LimitOptions,
     consumer: Option<&str>,
     state: &mut ReqState,
     body_check: Option<BodyCheck>,
 ) -> Verdict {
-    let key = limit_key::resolve(&opts.key, consumer, &mut Vars);
+    let key = limit_key::resolve(&opts.key, consumer, &mut Vars(headers));
     let counter = opts.counter_key(&key);
     let now = ProxyHost.now_ms();
     let verdict = match &opts.policy {
@@ -646,7 +656,8 @@ fn process(rt: &Runtime, state: &Rc<RefCell<ReqState>>) -> Verdict {
         None
     };
     let plugins = rt.plugins_for(route.as_deref());
-    let (consumer, body_check) = match auth::authenticate(plugins, rt.credentials(), &mut Headers) {
+    let mut headers = Headers::default();
+    let (consumer, body_check) = match auth::authenticate(plugins, rt.credentials(), &mut headers) {
         None => {
             set_header(CONSUMER_USERNAME, None);
             set_header(CREDENTIAL_IDENTIFIER, None);
@@ -682,7 +693,14 @@ fn process(rt: &Runtime, state: &Rc<RefCell<ReqState>>) -> Verdict {
         }
     };
     match &plugins.limit_count {
-        Some(opts) => rate_limit(rt, opts, consumer, &mut state.borrow_mut(), body_check),
+        Some(opts) => rate_limit(
+            rt,
+            &mut headers,
+            opts,
+            consumer,
+            &mut state.borrow_mut(),
+            body_check,
+        ),
         None => match body_check {
             Some(check) => Verdict::NeedBody(check),
             None => Verdict::Continue,

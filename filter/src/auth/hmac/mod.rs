@@ -162,12 +162,15 @@ pub fn check(opts: &HmacAuthOptions, index: &HmacIndex, req: &mut dyn RequestVie
     signing.push('\n');
     for h in &signed {
         let lower = h.to_ascii_lowercase();
-        if let Some(value) = req.header(&lower) {
-            signing.push_str(h);
-            signing.push_str(": ");
-            signing.push_str(&value);
-            signing.push('\n');
-        } else if lower == "@request-target" {
+        // No request header can be named "@request-target": do not ask the host for it.
+        if lower != "@request-target" {
+            if let Some(value) = req.header(&lower) {
+                signing.push_str(h);
+                signing.push_str(": ");
+                signing.push_str(&value);
+                signing.push('\n');
+            }
+        } else {
             let method = req.header(":method").unwrap_or_default();
             let path = req.header(":path").unwrap_or_else(|| "/".into());
             signing.push_str(&method);
