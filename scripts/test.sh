@@ -4,8 +4,11 @@
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
-# A fresh CI clone gains nothing from incremental compilation, and pays for it.
-if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
+# A fresh CI clone gains nothing from incremental compilation and full debug info, and pays for
+# both (backtraces keep their line numbers).
+if [ "${CI:-}" = true ]; then
+    export CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=line-tables-only
+fi
 
 step() {
     local name="$1"; shift
