@@ -211,7 +211,10 @@ pub fn compile(
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        ConfigError::new(path, ConfigErrorKind::Syntax(e.into_inner().to_string()))
+        ConfigError::new(
+            path,
+            ConfigErrorKind::Syntax(redact_value(e.into_inner().to_string())),
+        )
     })?;
     Compiler {
         env,
@@ -220,6 +223,20 @@ pub fn compile(
         warnings: Vec::new(),
     }
     .compile(raw)
+}
+
+/// serde quotes the offending value in type errors (`invalid type: integer `123`, expected a
+/// string`); a sensitive field given the wrong type must not end up in Envoy's log, so the value
+/// is dropped and only its kind kept. Field and variant names (`unknown field `x``) are kept.
+fn redact_value(message: String) -> String {
+    if !(message.starts_with("invalid type:") || message.starts_with("invalid value:")) {
+        return message;
+    }
+    let expected = message.find(", expected").unwrap_or(message.len());
+    match message[..expected].find(['`', '"']) {
+        Some(quote) => format!("{}{}", message[..quote].trim_end(), &message[expected..]),
+        None => message,
+    }
 }
 
 struct Compiler<'a> {

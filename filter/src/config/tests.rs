@@ -504,3 +504,28 @@ fn invalid_limit_count() {
     ))
     .is_ok());
 }
+
+#[test]
+fn type_errors_never_echo_the_value() {
+    let mut cfg = base();
+    cfg["consumers"][2]["credentials"][0]["key"] = json!(987654321);
+    let msg = compile_json(cfg).unwrap_err().to_string();
+    assert!(
+        msg.starts_with("consumers[2].credentials[0]: invalid type: integer, expected a string"),
+        "{msg}"
+    );
+    assert!(!msg.contains("987654321"), "{msg}");
+    let mut cfg = base();
+    cfg["refresh_interval_s"] = json!("s3cr3t");
+    let msg = compile_json(cfg).unwrap_err().to_string();
+    assert!(
+        msg.starts_with("refresh_interval_s: invalid type: string, expected u64"),
+        "{msg}"
+    );
+    assert!(!msg.contains("s3cr3t"), "{msg}");
+    // names of fields and variants are not values: they stay
+    assert_eq!(
+        redact_value("unknown field `kee`".into()),
+        "unknown field `kee`"
+    );
+}
