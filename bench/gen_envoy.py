@@ -78,6 +78,8 @@ def wasm_filter(args, consumers, plugins):
                 },
                 # Required with Envoy >= 1.35 (docs/DESIGN.md, "Envoy wiring").
                 "allow_on_headers_stop_iteration": True,
+                # As in every shipped config: never fail open (docs/SECURITY.md).
+                "failure_policy": "FAIL_RELOAD",
                 "vm_config": {
                     "vm_id": "envoy-secret-auth",
                     "runtime": "envoy.wasm.runtime.v8",
@@ -103,6 +105,7 @@ def wasm_noop(args):
                     "value": args.noop_mode,
                 },
                 "allow_on_headers_stop_iteration": True,
+                "failure_policy": "FAIL_RELOAD",
                 "vm_config": {
                     "vm_id": "bench-noop",
                     "runtime": "envoy.wasm.runtime.v8",
@@ -349,6 +352,10 @@ def main():
                                     "typed_config": {
                                         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                                         "stat_prefix": "bench",
+                                        # As in every shipped config (docs/SECURITY.md).
+                                        "common_http_protocol_options": {
+                                            "headers_with_underscores_action": "DROP_HEADER"
+                                        },
                                         "route_config": {
                                             "name": "bench",
                                             "virtual_hosts": [

@@ -16,6 +16,6 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/secret-sidecar /usr/local/bin/secret-sidecar
 USER 65532:65532
-EXPOSE 7070
+# No EXPOSE: the sidecar listens on the loopback of the namespace it shares with Envoy.
 ENTRYPOINT ["/usr/local/bin/secret-sidecar"]
 CMD ["--config", "/etc/secret-sidecar/sidecar.toml"]

@@ -610,6 +610,8 @@ pub fn render_envoy_config(
                     "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                         "stat_prefix": "ingress_http",
+                        // As in every shipped config (docs/SECURITY.md).
+                        "common_http_protocol_options": {"headers_with_underscores_action": "DROP_HEADER"},
                         "route_config": {
                             "name": "local_route",
                             "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]
@@ -627,6 +629,7 @@ pub fn render_envoy_config(
                                             "value": spec.filter.to_string()
                                         },
                                         "allow_on_headers_stop_iteration": true,
+                                        "failure_policy": "FAIL_RELOAD",
                                         "vm_config": {
                                             "vm_id": "envoy-secret-auth",
                                             "runtime": "envoy.wasm.runtime.v8",
