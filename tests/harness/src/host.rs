@@ -12,7 +12,9 @@ use wasmtime_wasi::WasiCtxBuilder;
 use crate::engine;
 use crate::shared::SharedStore;
 use crate::state::{CallResponse, Proxy, StreamState, VmState};
-use crate::types::{header, HttpCall, LocalReply, LogLevel, Outcome, Status, Stream};
+use crate::types::{
+    header, lossy, ByteHeaders, HttpCall, LocalReply, LogLevel, Outcome, Status, Stream,
+};
 use crate::Headers;
 
 const OUTPUT_CAPACITY: usize = 64 << 20;
@@ -220,9 +222,28 @@ impl Host {
         Ok(result?.is_none_or(|ok| ok != 0))
     }
 
-    /// Whether an earlier call trapped.
+    /// Whether an earlier call trapped (a Rust panic in the module, an `unreachable`, an
+    /// undefined import called, ...). A dead VM refuses every later call, like Envoy's.
     pub fn is_dead(&self) -> bool {
         self.dead.is_some()
+    }
+
+    /// Why the VM died: the export that trapped, the trap, and what the module had written to
+    /// stderr. What the module logged before dying (a proxy-wasm panic hook logs the panic
+    /// message at `Critical`) stays readable in `logs()`.
+    pub fn dead_reason(&self) -> Option<&str> {
+        self.dead.as_deref()
+    }
+
+    /// Everything a panic in the module can have printed: the captured log lines and stderr,
+    /// one string (for asserting that no request data is in it).
+    pub fn panic_output(&self) -> String {
+        let mut out = String::new();
+        for (level, line) in self.logs() {
+            out.push_str(&format!("[{level:?}] {line}\n"));
+        }
+        out.push_str(&self.stderr());
+        out
     }
 
     // ---- time ------------------------------------------------------------------------------
@@ -334,6 +355,17 @@ impl Host {
     /// names are lower-cased like Envoy's codecs do. Properties set with `set_property` so far
     /// are the stream's properties.
     pub fn request(&mut self, headers: &[(&str, &str)], end_of_stream: bool) -> Result<Stream> {
+        self.request_bytes(headers, end_of_stream)
+    }
+
+    /// `request` with names and values given as any bytes (`&[u8]`, `&str`, `Vec<u8>`, ...),
+    /// not only UTF-8: the module reads them unchanged (names lower-cased for ASCII letters),
+    /// through `proxy_get_header_map_value` as well as `proxy_get_header_map_pairs`.
+    pub fn request_bytes<K, V>(&mut self, headers: &[(K, V)], end_of_stream: bool) -> Result<Stream>
+    where
+        K: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
         let root = self.root_id()?;
         let id = self.new_context_id();
         let stream = StreamState::new(owned_lower(headers), self.proxy().properties.clone());
@@ -410,11 +442,13 @@ impl Host {
             (id as i32, len_i32(headers.len())?, end_of_stream as i32),
         )?;
         self.after_op()?;
-        Ok(self
-            .stream_mut(stream)?
-            .response_headers
-            .clone()
-            .unwrap_or_default())
+        Ok(lossy(
+            &self
+                .stream_mut(stream)?
+                .response_headers
+                .clone()
+                .unwrap_or_default(),
+        ))
     }
 
     /// Ends the stream: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`. Its callouts still
@@ -433,6 +467,26 @@ impl Host {
         self.after_op()
     }
 
+    /// Drops what the host remembers of a finished stream (for long runs such as fuzzing: a
+    /// finished stream's state is otherwise kept for `outcome` and `request_headers`). Returns
+    /// whether it was finished and is now forgotten; later reads see an unknown stream.
+    pub fn forget(&mut self, stream: Stream) -> bool {
+        let streams = &mut self.proxy_mut().streams;
+        if streams.get(&stream.0).is_some_and(|s| s.deleted) {
+            streams.remove(&stream.0);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The size of the module's linear memory, in bytes (0 before `start`).
+    pub fn memory_bytes(&self) -> usize {
+        self.proxy()
+            .memory
+            .map_or(0, |memory| memory.data_size(&self.store))
+    }
+
     /// The stream's state. A `Stream` of another `Host` reads as `Reset`.
     pub fn outcome(&self, stream: Stream) -> Outcome {
         self.proxy()
@@ -446,8 +500,14 @@ impl Host {
     }
 
     /// The request headers as they went upstream (when the stream continued), or as they are
-    /// now if it has not continued.
+    /// now if it has not continued. Bytes that are not UTF-8 read as U+FFFD: see
+    /// `request_headers_bytes`.
     pub fn request_headers(&self, stream: Stream) -> Headers {
+        lossy(&self.request_headers_bytes(stream))
+    }
+
+    /// `request_headers` as raw bytes.
+    pub fn request_headers_bytes(&self, stream: Stream) -> ByteHeaders {
         self.proxy()
             .streams
             .get(&stream.0)
@@ -462,6 +522,11 @@ impl Host {
     /// First value of one forwarded request header.
     pub fn request_header(&self, stream: Stream, name: &str) -> Option<String> {
         header(&self.request_headers(stream), name).map(str::to_owned)
+    }
+
+    /// First value of one forwarded request header, as raw bytes.
+    pub fn request_header_bytes(&self, stream: Stream, name: &[u8]) -> Option<Vec<u8>> {
+        crate::types::header_bytes(&self.request_headers_bytes(stream), name).map(<[u8]>::to_vec)
     }
 
     /// The request body as the filter left it.
@@ -639,10 +704,10 @@ impl Host {
     }
 }
 
-fn owned_lower(headers: &[(&str, &str)]) -> Headers {
+fn owned_lower<K: AsRef<[u8]>, V: AsRef<[u8]>>(headers: &[(K, V)]) -> ByteHeaders {
     headers
         .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), (*v).to_owned()))
+        .map(|(k, v)| (k.as_ref().to_ascii_lowercase(), v.as_ref().to_vec()))
         .collect()
 }
 

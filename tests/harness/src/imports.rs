@@ -12,8 +12,8 @@ use wasmtime::{bail, format_err as anyhow, Caller, Linker, Memory, Result};
 use crate::shared::MetricKind;
 use crate::state::{Pending, VmState};
 use crate::types::{
-    buffer_type, header, map_type, stream_type, Headers, HttpCall, LocalReply, LogLevel, Outcome,
-    Status,
+    buffer_type, header_bytes, lossy, map_type, stream_type, ByteHeaders, HttpCall, LocalReply,
+    LogLevel, Outcome, Status,
 };
 
 type C<'a> = Caller<'a, VmState>;
@@ -204,7 +204,7 @@ fn return_bytes(c: &mut C<'_>, bytes: &[u8], ptr_ptr: i32, size_ptr: i32) -> Res
 // ---- header maps -----------------------------------------------------------------------------
 
 /// The proxy-wasm map encoding: count, (key len, value len) pairs, then NUL-terminated data.
-pub(crate) fn encode_pairs(pairs: &[(String, String)]) -> Vec<u8> {
+pub(crate) fn encode_pairs(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
     for (k, v) in pairs {
@@ -212,15 +212,15 @@ pub(crate) fn encode_pairs(pairs: &[(String, String)]) -> Vec<u8> {
         out.extend_from_slice(&(v.len() as u32).to_le_bytes());
     }
     for (k, v) in pairs {
-        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(k);
         out.push(0);
-        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(v);
         out.push(0);
     }
     out
 }
 
-pub(crate) fn decode_pairs(bytes: &[u8]) -> Result<Headers> {
+pub(crate) fn decode_pairs(bytes: &[u8]) -> Result<ByteHeaders> {
     fn u32_at(bytes: &[u8], at: usize) -> Result<usize> {
         let raw = bytes
             .get(at..at + 4)
@@ -244,15 +244,12 @@ pub(crate) fn decode_pairs(bytes: &[u8]) -> Result<Headers> {
             .get(data..data + value_len)
             .ok_or_else(|| anyhow!("truncated header map"))?;
         data += value_len + 1;
-        pairs.push((
-            String::from_utf8_lossy(key).into_owned(),
-            String::from_utf8_lossy(value).into_owned(),
-        ));
+        pairs.push((key.to_vec(), value.to_vec()));
     }
     Ok(pairs)
 }
 
-fn lower(pairs: Headers) -> Headers {
+fn lower(pairs: ByteHeaders) -> ByteHeaders {
     pairs
         .into_iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
@@ -261,7 +258,7 @@ fn lower(pairs: Headers) -> Headers {
 
 /// A map the module may read. `None` when Envoy would have none (e.g. request headers from the
 /// root context, or the callout response headers of a failed callout).
-fn readable_map(c: &mut C<'_>, map: i32) -> Option<Headers> {
+fn readable_map(c: &mut C<'_>, map: i32) -> Option<ByteHeaders> {
     let proxy = &mut c.data_mut().proxy;
     match map {
         map_type::HTTP_CALL_RESPONSE_HEADERS => {
@@ -274,7 +271,7 @@ fn readable_map(c: &mut C<'_>, map: i32) -> Option<Headers> {
     }
 }
 
-fn with_writable_map(c: &mut C<'_>, map: i32, f: impl FnOnce(&mut Headers)) -> i32 {
+fn with_writable_map(c: &mut C<'_>, map: i32, f: impl FnOnce(&mut ByteHeaders)) -> i32 {
     match c
         .data_mut()
         .proxy
@@ -314,14 +311,14 @@ fn proxy_get_header_map_value(
     ptr_ptr: i32,
     size_ptr: i32,
 ) -> Result<i32> {
-    let key = read_string(&mut c, key_ptr, key_len)?;
+    let key = read(&mut c, key_ptr, key_len)?;
     let Some(headers) = readable_map(&mut c, map) else {
         return Ok(Status::BadArgument.code());
     };
     // Like Envoy: the first value only.
-    match header(&headers, &key) {
+    match header_bytes(&headers, &key) {
         Some(value) => {
-            return_bytes(&mut c, value.as_bytes(), ptr_ptr, size_ptr)?;
+            return_bytes(&mut c, value, ptr_ptr, size_ptr)?;
             Ok(OK)
         }
         None => Ok(Status::NotFound.code()),
@@ -336,8 +333,8 @@ fn proxy_replace_header_map_value(
     value_ptr: i32,
     value_len: i32,
 ) -> Result<i32> {
-    let key = read_string(&mut c, key_ptr, key_len)?.to_ascii_lowercase();
-    let value = read_string(&mut c, value_ptr, value_len)?;
+    let key = read(&mut c, key_ptr, key_len)?.to_ascii_lowercase();
+    let value = read(&mut c, value_ptr, value_len)?;
     // Envoy's setCopy: every existing value goes, the new one is appended.
     Ok(with_writable_map(&mut c, map, |headers| {
         headers.retain(|(k, _)| *k != key);
@@ -351,7 +348,7 @@ fn proxy_remove_header_map_value(
     key_ptr: i32,
     key_len: i32,
 ) -> Result<i32> {
-    let key = read_string(&mut c, key_ptr, key_len)?.to_ascii_lowercase();
+    let key = read(&mut c, key_ptr, key_len)?.to_ascii_lowercase();
     Ok(with_writable_map(&mut c, map, |headers| {
         headers.retain(|(k, _)| *k != key)
     }))
@@ -365,8 +362,8 @@ fn proxy_add_header_map_value(
     value_ptr: i32,
     value_len: i32,
 ) -> Result<i32> {
-    let key = read_string(&mut c, key_ptr, key_len)?.to_ascii_lowercase();
-    let value = read_string(&mut c, value_ptr, value_len)?;
+    let key = read(&mut c, key_ptr, key_len)?.to_ascii_lowercase();
+    let value = read(&mut c, value_ptr, value_len)?;
     Ok(with_writable_map(&mut c, map, |headers| {
         headers.push((key, value))
     }))
@@ -670,7 +667,11 @@ fn proxy_send_local_response(
 ) -> Result<i32> {
     let details = read_string(&mut c, details_ptr, details_len)?;
     let body = read(&mut c, body_ptr, body_len)?;
-    let headers = lower(decode_pairs(&read(&mut c, headers_ptr, headers_len)?)?);
+    let headers = lossy(&lower(decode_pairs(&read(
+        &mut c,
+        headers_ptr,
+        headers_len,
+    )?)?));
     let proxy = &mut c.data_mut().proxy;
     let active = proxy.active;
     let Some(stream) = proxy.active_stream() else {
@@ -728,7 +729,11 @@ fn proxy_http_call(
     let upstream = read_string(&mut c, upstream_ptr, upstream_len)?;
     let headers = lower(decode_pairs(&read(&mut c, headers_ptr, headers_len)?)?);
     let body = read(&mut c, body_ptr, body_len)?;
-    let trailers = lower(decode_pairs(&read(&mut c, trailers_ptr, trailers_len)?)?);
+    let trailers = lossy(&lower(decode_pairs(&read(
+        &mut c,
+        trailers_ptr,
+        trailers_len,
+    )?)?));
     let proxy = &mut c.data_mut().proxy;
     if let Some(status) = proxy.http_call_error {
         return Ok(status.code());
@@ -739,7 +744,7 @@ fn proxy_http_call(
     }
     let missing: Vec<&str> = [":method", ":path", ":authority"]
         .into_iter()
-        .filter(|name| header(&headers, name).is_none())
+        .filter(|name| header_bytes(&headers, name.as_bytes()).is_none())
         .collect();
     if !missing.is_empty() {
         // Envoy refuses a callout without these.
@@ -749,6 +754,7 @@ fn proxy_http_call(
         ));
         return Ok(Status::BadArgument.code());
     }
+    let headers = lossy(&headers);
     let token = proxy.next_token;
     proxy.next_token = proxy.next_token.wrapping_add(1).max(1);
     let timeout_ms = timeout_ms as u32;
@@ -846,16 +852,17 @@ mod tests {
 
     #[test]
     fn header_maps_round_trip_in_the_proxy_wasm_encoding() {
-        let pairs: Headers = vec![
-            (":path".into(), "/a".into()),
-            ("x".into(), String::new()),
-            ("x".into(), "2".into()),
+        let pairs: ByteHeaders = vec![
+            (b":path".to_vec(), b"/a".to_vec()),
+            (b"x".to_vec(), Vec::new()),
+            (b"x".to_vec(), b"2".to_vec()),
+            (b"x-\xff".to_vec(), b"\xff\xfe\x00\x80".to_vec()),
         ];
         let bytes = encode_pairs(&pairs);
-        assert_eq!(&bytes[..4], &3u32.to_le_bytes());
+        assert_eq!(&bytes[..4], &4u32.to_le_bytes());
         assert_eq!(&bytes[4..12], &[5, 0, 0, 0, 2, 0, 0, 0]);
         assert_eq!(decode_pairs(&bytes).unwrap(), pairs);
-        assert_eq!(decode_pairs(&[]).unwrap(), Headers::new());
+        assert_eq!(decode_pairs(&[]).unwrap(), ByteHeaders::new());
         assert!(decode_pairs(&bytes[..bytes.len() - 3]).is_err());
     }
 }

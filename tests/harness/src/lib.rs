@@ -36,7 +36,8 @@ use anyhow::{bail, Result};
 
 pub use host::{Host, HostOptions};
 pub use types::{
-    header, header_all, Headers, HttpCall, LocalReply, LogLevel, Outcome, Status, Stream,
+    header, header_all, header_bytes, ByteHeaders, Headers, HttpCall, LocalReply, LogLevel,
+    Outcome, Status, Stream,
 };
 
 /// The workspace root (two levels above this crate).

@@ -8,7 +8,7 @@ use wasmtime::{Memory, TypedFunc};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::shared::SharedStore;
-use crate::types::{map_type, Headers, HttpCall, LogLevel, Outcome, Status};
+use crate::types::{map_type, ByteHeaders, HttpCall, LogLevel, Outcome, Status};
 
 /// The shared store's lock was poisoned by a panic on another test thread.
 #[derive(Debug)]
@@ -29,9 +29,9 @@ pub(crate) struct VmState {
 
 /// An answer being delivered by `proxy_on_http_call_response`; `None` while delivering a failure.
 pub(crate) struct CallResponse {
-    pub headers: Headers,
+    pub headers: ByteHeaders,
     pub body: Vec<u8>,
-    pub trailers: Headers,
+    pub trailers: ByteHeaders,
 }
 
 pub(crate) struct Pending {
@@ -40,23 +40,23 @@ pub(crate) struct Pending {
 }
 
 pub(crate) struct StreamState {
-    pub request_headers: Headers,
-    pub request_trailers: Option<Headers>,
+    pub request_headers: ByteHeaders,
+    pub request_trailers: Option<ByteHeaders>,
     pub request_body: Vec<u8>,
     pub buffering_request_body: bool,
-    pub response_headers: Option<Headers>,
-    pub response_trailers: Option<Headers>,
+    pub response_headers: Option<ByteHeaders>,
+    pub response_trailers: Option<ByteHeaders>,
     pub response_body: Vec<u8>,
     pub outcome: Outcome,
     /// The request headers at the moment the stream went on upstream.
-    pub forwarded: Option<Headers>,
+    pub forwarded: Option<ByteHeaders>,
     pub local_reply_sent: bool,
     pub properties: HashMap<Vec<u8>, Vec<u8>>,
     pub deleted: bool,
 }
 
 impl StreamState {
-    pub fn new(request_headers: Headers, properties: HashMap<Vec<u8>, Vec<u8>>) -> Self {
+    pub fn new(request_headers: ByteHeaders, properties: HashMap<Vec<u8>, Vec<u8>>) -> Self {
         Self {
             request_headers,
             request_trailers: None,
@@ -73,7 +73,7 @@ impl StreamState {
         }
     }
 
-    pub fn map(&self, map: i32) -> Option<&Headers> {
+    pub fn map(&self, map: i32) -> Option<&ByteHeaders> {
         match map {
             map_type::REQUEST_HEADERS => Some(&self.request_headers),
             map_type::REQUEST_TRAILERS => self.request_trailers.as_ref(),
@@ -83,7 +83,7 @@ impl StreamState {
         }
     }
 
-    pub fn map_mut(&mut self, map: i32) -> Option<&mut Headers> {
+    pub fn map_mut(&mut self, map: i32) -> Option<&mut ByteHeaders> {
         match map {
             map_type::REQUEST_HEADERS => Some(&mut self.request_headers),
             map_type::REQUEST_TRAILERS => self.request_trailers.as_mut(),

@@ -2,8 +2,32 @@
 
 use std::borrow::Cow;
 
-/// Headers as (lower-case name, value) pairs, in order.
+/// Headers as (lower-case name, value) pairs, in order (bytes that are not UTF-8 read as U+FFFD).
 pub type Headers = Vec<(String, String)>;
+
+/// Headers as the host keeps them: raw bytes, any byte allowed in names and values.
+pub type ByteHeaders = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// First value of `name` (ASCII case-insensitive) in byte `headers`.
+pub fn header_bytes<'a>(headers: &'a [(Vec<u8>, Vec<u8>)], name: &[u8]) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice())
+}
+
+/// Byte headers as text (lossy: bytes that are not UTF-8 become U+FFFD).
+pub fn lossy(headers: &[(Vec<u8>, Vec<u8>)]) -> Headers {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                String::from_utf8_lossy(k).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect()
+}
 
 /// First value of `name` (case-insensitive) in `headers`.
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {

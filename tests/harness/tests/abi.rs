@@ -402,3 +402,52 @@ fn undefined_imports_trap_when_called() {
     let err = host.request(&[("x-grpc", "1")], true).unwrap_err();
     assert!(format!("{err:#}").contains("proxy_grpc_call"), "{err:#}");
 }
+
+#[test]
+fn byte_headers_reach_the_module_unchanged() {
+    let mut host = started();
+    let value: &[u8] = b"\xff\xfe k\x80\xc3(";
+    let s = host
+        .request_bytes(
+            &[
+                (b":path".as_slice(), b"/a\xff?q=\xfe".as_slice()),
+                (b"X-A", value),
+                (b"X-\xe9t\xff", b"\x01\x7f"),
+            ],
+            true,
+        )
+        .unwrap();
+    assert_eq!(host.outcome(s), Outcome::Continue);
+    // `x-b := x-a` went through proxy_get_header_map_value and proxy_replace_header_map_value.
+    assert_eq!(host.request_header_bytes(s, b"x-b").as_deref(), Some(value));
+    assert_eq!(
+        host.request_header_bytes(s, b":path").as_deref(),
+        Some(b"/a\xff?q=\xfe".as_slice())
+    );
+    // Names are lower-cased for ASCII letters only, like Envoy's codecs.
+    assert_eq!(
+        host.request_header_bytes(s, b"x-\xe9t\xff").as_deref(),
+        Some(b"\x01\x7f".as_slice())
+    );
+    // The text view is lossy, never an error.
+    assert_eq!(
+        host.request_header(s, "x-b").as_deref(),
+        Some("\u{fffd}\u{fffd} k\u{fffd}\u{fffd}(")
+    );
+    assert!(!host.is_dead());
+}
+
+#[test]
+fn a_dead_vm_says_why_and_keeps_what_the_module_printed() {
+    let mut host = started();
+    assert!(host.dead_reason().is_none());
+    host.request(&[("x-trap", "1")], true).unwrap_err();
+    assert!(host.is_dead());
+    let reason = host.dead_reason().unwrap();
+    assert!(
+        reason.contains("proxy_on_request_headers trapped"),
+        "{reason}"
+    );
+    assert!(reason.contains("boom"), "{reason}");
+    assert!(host.panic_output().contains("boom"));
+}
