@@ -5,7 +5,19 @@
 //!   `(secret name, key)` splits to try, longest secret name first (as APISIX 3.18 does).
 //! * `$env://NAME[/key]`: an environment variable, optionally a JSON field of its value.
 //!
-//! Any other string is a plain value and is used as is.
+//! Any other string is a plain value and is used as is, except a *near miss*: a string that looks
+//! like an attempt at a reference but is not one exactly is an error, never a literal (it would
+//! otherwise become a credential nobody meant). Let `t` be the string with leading and trailing
+//! whitespace removed, compared ASCII case-insensitively. It is a near miss, unless it is exactly
+//! a `$secret://` or `$env://` reference with no surrounding whitespace, when `t`
+//!
+//! 1. starts with `$secret:`, `$secrets:` or `$env:` (`$Secret://`, `$secret:/`, `$env:X`), or
+//! 2. starts with `$`, a scheme name (an ASCII letter, then letters, digits, `+`, `-`, `.`) and
+//!    `:/` (`$vault://`, `$aws:/x`), or
+//! 3. starts with `secret:/`, `secrets:/` or `env:/` (the `$` forgotten: `secret://aws/...`).
+//!
+//! So `a$secret://x`, `pass://word`, `https://x`, `$SECRET`, `$envy` and `$Passw0rd:x` stay
+//! plain values: `://` in the middle of a value, or a `$word` with no `:/`, is not a reference.
 
 mod value;
 
@@ -127,6 +139,14 @@ pub enum ParseError {
     MissingEnvName,
     /// Starts like a reference (`$secret:` or `$env:`) but not with `://`.
     MalformedPrefix,
+    /// A reference with whitespace before or after it.
+    SurroundingWhitespace,
+    /// `$SECRET://`, `$Env://`: the prefix is lower case.
+    PrefixCase { expected: &'static str },
+    /// `secret://...`, `env://...`: the `$` is missing.
+    MissingDollar { expected: &'static str },
+    /// `$secrets://`, `$vault://`, `$aws:/`: a `$scheme:/` that is not `$secret://` or `$env://`.
+    UnknownScheme,
 }
 
 impl fmt::Display for ParseError {
@@ -158,6 +178,22 @@ impl fmt::Display for ParseError {
                 f,
                 "looks like a reference but does not start with \"$secret://\" or \"$env://\""
             ),
+            ParseError::SurroundingWhitespace => write!(
+                f,
+                "looks like a reference but has whitespace before or after it; remove the whitespace"
+            ),
+            ParseError::PrefixCase { expected } => write!(
+                f,
+                "looks like a reference but the prefix is not lower case; write \"{expected}\""
+            ),
+            ParseError::MissingDollar { expected } => write!(
+                f,
+                "looks like a reference without its '$'; write \"{expected}\""
+            ),
+            ParseError::UnknownScheme => write!(
+                f,
+                "looks like a reference but only \"$secret://\" and \"$env://\" are references (a literal value cannot start with \"$<name>:/\")"
+            ),
         }
     }
 }
@@ -165,23 +201,81 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 /// Parses `s`: `Ok(None)` for a plain value, `Ok(Some(_))` for a reference, `Err` for a string that
-/// is meant as a reference but is malformed.
+/// is meant as a reference but is malformed, or a near miss (see the crate documentation).
 pub fn parse(s: &str) -> Result<Option<Reference>, ParseError> {
     if let Some(rest) = s.strip_prefix(SECRET_PREFIX) {
+        if s.trim_end() != s {
+            return Err(ParseError::SurroundingWhitespace);
+        }
         return parse_secret(rest).map(|r| Some(Reference::Secret(r)));
     }
     if let Some(rest) = s.strip_prefix(ENV_PREFIX) {
+        if s.trim_end() != s {
+            return Err(ParseError::SurroundingWhitespace);
+        }
         return parse_env(rest).map(|r| Some(Reference::Env(r)));
     }
-    if s.starts_with("$secret:") || s.starts_with("$env:") {
-        return Err(ParseError::MalformedPrefix);
+    match near_miss(s) {
+        Some(e) => Err(e),
+        None => Ok(None),
     }
-    Ok(None)
 }
 
-/// True when `s` is (or is meant to be) a reference rather than a plain value.
+/// True when `s` is (or is meant to be) a reference rather than a plain value: a reference, a
+/// malformed one, or a near miss.
 pub fn is_reference(s: &str) -> bool {
-    s.starts_with("$secret:") || s.starts_with("$env:")
+    s.starts_with(SECRET_PREFIX) || s.starts_with(ENV_PREFIX) || near_miss(s).is_some()
+}
+
+/// Why `s`, which does not start with an exact prefix, looks like a reference attempt; `None`
+/// for a plain value.
+fn near_miss(s: &str) -> Option<ParseError> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    // the prefix the writer most likely meant
+    let meant = |l: &str| {
+        if l.starts_with("$env") || l.starts_with("env") {
+            ENV_PREFIX
+        } else {
+            SECRET_PREFIX
+        }
+    };
+    if t.starts_with(SECRET_PREFIX) || t.starts_with(ENV_PREFIX) {
+        // a reference with whitespace around it
+        return Some(ParseError::SurroundingWhitespace);
+    }
+    if lower.starts_with(SECRET_PREFIX) || lower.starts_with(ENV_PREFIX) {
+        return Some(ParseError::PrefixCase {
+            expected: meant(&lower),
+        });
+    }
+    if lower.starts_with("$secret:") || lower.starts_with("$env:") {
+        return Some(ParseError::MalformedPrefix);
+    }
+    if lower.starts_with("$secrets:") {
+        return Some(ParseError::UnknownScheme);
+    }
+    if ["secret:/", "secrets:/", "env:/"]
+        .iter()
+        .any(|p| lower.starts_with(p))
+    {
+        return Some(ParseError::MissingDollar {
+            expected: meant(&lower),
+        });
+    }
+    if let Some(rest) = lower.strip_prefix('$') {
+        let scheme_len = rest
+            .char_indices()
+            .find(|&(i, c)| {
+                !(c.is_ascii_alphabetic()
+                    || (i > 0 && (c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))))
+            })
+            .map_or(rest.len(), |(i, _)| i);
+        if scheme_len > 0 && rest[scheme_len..].starts_with(":/") {
+            return Some(ParseError::UnknownScheme);
+        }
+    }
+    None
 }
 
 fn parse_secret(rest: &str) -> Result<SecretRef, ParseError> {
@@ -247,10 +341,23 @@ mod tests {
         for s in [
             "alice-key",
             "",
-            "secret://aws/x/y",
+            "   ",
             "$SECRET",
             "$envy",
+            "$secret",
             "a$secret://aws/p/s",
+            // `://` in the middle of a value, a URL, a `$word` without `:/`
+            "pass://word",
+            "hunter2://x",
+            "https://example.com/x",
+            "x $secret://aws/p/s/k",
+            "$Passw0rd:x",
+            "$abc:def",
+            "$:/x",
+            "$1a:/x",
+            "secretly",
+            "environment:/x",
+            "secret:x",
         ] {
             assert_eq!(parse(s), Ok(None), "{s}");
             assert!(!is_reference(s), "{s}");
@@ -324,6 +431,95 @@ mod tests {
         assert!(ParseError::UnknownManager("awss".into())
             .to_string()
             .contains("\"awss\""));
+    }
+
+    #[test]
+    fn near_misses_are_errors_not_literals() {
+        let secret = SECRET_PREFIX;
+        let env = ENV_PREFIX;
+        let cases = [
+            // surrounding whitespace (any Unicode whitespace)
+            (" $secret://aws/p/s/k", ParseError::SurroundingWhitespace),
+            ("$secret://aws/p/s/k ", ParseError::SurroundingWhitespace),
+            ("\t$env://X\n", ParseError::SurroundingWhitespace),
+            ("$env://X ", ParseError::SurroundingWhitespace),
+            (
+                "\u{a0}$secret://aws/p/s/k",
+                ParseError::SurroundingWhitespace,
+            ),
+            // case
+            (
+                "$Secret://aws/p/s/k",
+                ParseError::PrefixCase { expected: secret },
+            ),
+            (
+                "$SECRET://aws/p/s/k",
+                ParseError::PrefixCase { expected: secret },
+            ),
+            (
+                " $SECRET://aws/p/s/k",
+                ParseError::PrefixCase { expected: secret },
+            ),
+            ("$ENV://X", ParseError::PrefixCase { expected: env }),
+            ("$Env://X/k", ParseError::PrefixCase { expected: env }),
+            // slashes
+            ("$secret:/aws/p/s", ParseError::MalformedPrefix),
+            ("$secret:aws/p/s", ParseError::MalformedPrefix),
+            ("$Secret:/aws/p/s", ParseError::MalformedPrefix),
+            ("$env:/X", ParseError::MalformedPrefix),
+            ("$env:X", ParseError::MalformedPrefix),
+            ("$secret:", ParseError::MalformedPrefix),
+            // no '$'
+            (
+                "secret://aws/p/s/k",
+                ParseError::MissingDollar { expected: secret },
+            ),
+            (
+                "Secret://aws/p/s/k",
+                ParseError::MissingDollar { expected: secret },
+            ),
+            (
+                "secrets://aws/p/s/k",
+                ParseError::MissingDollar { expected: secret },
+            ),
+            (
+                "secret:/aws/p/s/k",
+                ParseError::MissingDollar { expected: secret },
+            ),
+            (
+                " secret://aws/p/s/k",
+                ParseError::MissingDollar { expected: secret },
+            ),
+            ("env://X", ParseError::MissingDollar { expected: env }),
+            ("ENV:/X", ParseError::MissingDollar { expected: env }),
+            // other `$scheme:/`
+            ("$secrets://aws/p/s/k", ParseError::UnknownScheme),
+            ("$secrets:aws", ParseError::UnknownScheme),
+            ("$vault://v/s", ParseError::UnknownScheme),
+            ("$aws:/p/s", ParseError::UnknownScheme),
+            ("$s3cret://aws/p/s/k", ParseError::UnknownScheme),
+            ("$my-secret.v2://x", ParseError::UnknownScheme),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse(input), Err(want.clone()), "{input:?}");
+            assert!(is_reference(input), "{input:?}");
+        }
+        // messages say what to write and never repeat the input (it may be a password)
+        assert_eq!(
+            ParseError::PrefixCase { expected: secret }.to_string(),
+            "looks like a reference but the prefix is not lower case; write \"$secret://\""
+        );
+        assert_eq!(
+            ParseError::MissingDollar { expected: env }.to_string(),
+            "looks like a reference without its '$'; write \"$env://\""
+        );
+        assert_eq!(
+            ParseError::SurroundingWhitespace.to_string(),
+            "looks like a reference but has whitespace before or after it; remove the whitespace"
+        );
+        assert!(ParseError::UnknownScheme
+            .to_string()
+            .contains("only \"$secret://\" and \"$env://\" are references"));
     }
 
     #[test]
