@@ -88,6 +88,30 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| manifest.to_path_buf())
 }
 
+/// A YAML file (a shipped Envoy config, `docker-compose.yaml`) as JSON, read with the venv's
+/// Python (PyYAML, installed with moto by `scripts/deps.sh`).
+pub fn yaml_file_as_json(path: &Path) -> Result<Value> {
+    let python = workspace_root().join(".venv/bin/python");
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)",
+        ])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("starting {}: run scripts/deps.sh", python.display()))?;
+    if !out.status.success() {
+        bail!(
+            "reading {} as YAML failed ({}): {}",
+            path.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| format!("{} as JSON", path.display()))
+}
+
 /// A fresh directory for one test's generated configs and logs: `<root>/.run/e2e/<name>`.
 pub fn test_dir(name: &str) -> Result<PathBuf> {
     let dir = workspace_root().join(".run/e2e").join(name);
@@ -326,6 +350,16 @@ impl Moto {
             .ok_or_else(|| anyhow!("moto GetSecretValue answered without SecretString: {answer}"))
     }
 
+    /// Deletes a secret: with `recovery_window_days` it is only marked for deletion (AWS answers
+    /// every read with "marked for deletion" until the window ends); with `None` at once.
+    pub async fn delete_secret(&self, name: &str, recovery_window_days: Option<u32>) -> Result<()> {
+        let body = match recovery_window_days {
+            Some(days) => json!({"SecretId": name, "RecoveryWindowInDays": days}),
+            None => json!({"SecretId": name, "ForceDeleteWithoutRecovery": true}),
+        };
+        self.call("DeleteSecret", body).await.map(drop)
+    }
+
     /// Stores a new current version of a secret (a rotation).
     pub async fn put_secret_value(&self, name: &str, value: &Value) -> Result<()> {
         self.call(
@@ -373,6 +407,11 @@ token_env = "SECRET_SIDECAR_TOKEN"
 [cache]
 ttl_seconds = {ttl}
 not_found_ttl_seconds = {not_found}
+
+# /v1/limit may use the tests' Redis servers and clusters (free loopback ports)
+[limit]
+redis = ["127.0.0.1:*"]
+redis_clusters = [["127.0.0.1:*"]]
 
 [[providers]]
 id = "{PROVIDER_ID}"
@@ -556,6 +595,8 @@ pub struct EnvoySpec {
     pub token: String,
     /// Extra routes before the catch-all `/` route (named `ip`): `(route name, path prefix)`.
     pub extra_routes: Vec<(String, String)>,
+    /// Envoy's `--concurrency` (worker threads): 2 unless a test needs one ("the same worker").
+    pub concurrency: u32,
 }
 
 impl EnvoySpec {
@@ -566,6 +607,7 @@ impl EnvoySpec {
             sidecar_port,
             token: token.to_owned(),
             extra_routes: Vec::new(),
+            concurrency: 2,
         }
     }
 }
@@ -673,6 +715,8 @@ pub struct EnvoyConfig {
     pub admin_port: u16,
     /// Put into Envoy's environment as `SECRET_SIDECAR_TOKEN`.
     pub token: String,
+    /// Envoy's `--concurrency`.
+    pub concurrency: u32,
 }
 
 /// How an Envoy that was expected not to start ended up.
@@ -694,6 +738,7 @@ impl Envoy {
             listener_port,
             admin_port,
             token: spec.token.clone(),
+            concurrency: spec.concurrency,
         };
         Envoy::spawn_config(paths, dir, &config)
     }
@@ -708,7 +753,7 @@ impl Envoy {
             .args([
                 "--disable-hot-restart",
                 "--concurrency",
-                "2",
+                &config.concurrency.to_string(),
                 "-l",
                 "info",
                 "--component-log-level",
@@ -813,6 +858,18 @@ impl Envoy {
         format!("http://127.0.0.1:{}{path}", self.admin_port)
     }
 
+    /// The value of the counter or gauge `name` from the admin `/stats`, `None` when Envoy has
+    /// no such stat.
+    pub async fn stat(&self, name: &str) -> Result<Option<u64>> {
+        let stats = get(&self.admin_url(&format!("/stats?filter=^{name}$")), &[]).await?;
+        let prefix = format!("{name}: ");
+        Ok(stats
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|n| n.trim().parse().ok()))
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.process.pid()
     }
@@ -836,6 +893,37 @@ impl Envoy {
         .await;
         found.with_context(|| format!("Envoy log tail:\n{}", tail(&self.logs(), 40)))
     }
+}
+
+/// Starts Envoy with `filter` as the filter configuration and expects it to refuse it, with a log
+/// line containing every one of `needles` (e.g. the field's path and the problem). Returns
+/// Envoy's log.
+pub async fn assert_filter_config_refused(
+    test_name: &str,
+    filter: Value,
+    needles: &[&str],
+) -> Result<String> {
+    let paths = Paths::locate()?;
+    let dir = test_dir(test_name)?;
+    // Nothing listens on these ports: a refused config never gets that far.
+    let spec = EnvoySpec::new(filter, free_port()?, free_port()?, "unused-token");
+    let failed = Envoy::start_expecting_failure(&paths, &dir, &spec).await?;
+    if let Some(status) = failed.status {
+        if status.success() {
+            bail!("Envoy exited with {status}");
+        }
+    }
+    if !failed
+        .logs
+        .lines()
+        .any(|line| needles.iter().all(|n| line.contains(n)))
+    {
+        bail!(
+            "no log line contains all of {needles:?}; log tail:\n{}",
+            tail(&failed.logs, 30)
+        );
+    }
+    Ok(failed.logs)
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -912,9 +1000,18 @@ impl Reply {
 
 /// `GET url` with the given headers, on a new connection.
 pub async fn get(url: &str, headers: &[(&str, &str)]) -> Result<Reply> {
+    let bytes: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+    get_bytes(url, &bytes).await
+}
+
+/// `GET url` with header values given as bytes (which need not be UTF-8: HTTP allows bytes
+/// 0x80-0xFF in a value, and so do Envoy and reqwest), on a new connection.
+pub async fn get_bytes(url: &str, headers: &[(&str, &[u8])]) -> Result<Reply> {
     let mut request = client()?.get(url);
     for (name, value) in headers {
-        request = request.header(*name, *value);
+        let value = reqwest::header::HeaderValue::from_bytes(value)
+            .with_context(|| format!("header {name}: not a valid HTTP header value"))?;
+        request = request.header(*name, value);
     }
     let resp = request.send().await.with_context(|| format!("GET {url}"))?;
     let status = resp.status().as_u16();

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use auth_support::{
-    alice, alice_secret, basic, expect_consumer, expect_reject, filter_config, get, jwt_user, send,
-    AuthStack, Cases, Crypto, ALICE_CUSTOM_ID, ALICE_SECRET, EC_SECRET, RSA_SECRET,
+    alice, alice_hmac, alice_secret, basic, expect_consumer, expect_reject, filter_config, get,
+    jwt_user, send, with, AuthStack, Cases, Crypto, ALICE_CUSTOM_ID, ALICE_SECRET, EC_SECRET,
+    RSA_SECRET,
 };
 use e2e::{wait_for, Reply, SidecarCache};
 use serde_json::{json, Value};
@@ -39,14 +40,6 @@ fn crypto_spec() -> Value {
     let signed = |key: &str, alg: &str, user: &str| {
         json!({"payload": {"key": format!("{user}-key")}, "exp_in": 3600, "alg": alg,
                "private_key": key})
-    };
-    let alice_hmac = |method: &str, path: &str| {
-        json!({"key_id": "alice-keyid", "secret": "alice-secret-key", "method": method,
-               "path": path, "signed": ["@request-target", "date"]})
-    };
-    let with = |mut base: Value, field: &str, value: Value| {
-        base[field] = value;
-        base
     };
     json!({
         "tokens": {

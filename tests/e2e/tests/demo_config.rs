@@ -90,6 +90,7 @@ async fn demo_configs_serve_the_tutorial() -> Result<()> {
         listener_port,
         admin_port,
         token: sidecar.token().to_owned(),
+        concurrency: 2,
     };
     let envoy = Envoy::start_with_config(&paths, &dir, &config).await?;
 

@@ -4,10 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use e2e::{
-    free_port, get, test_dir, wait_for, Envoy, EnvoySpec, Paths, SidecarCache, Stack,
-    SIDECAR_CLUSTER,
-};
+use e2e::{assert_filter_config_refused, get, wait_for, SidecarCache, Stack, SIDECAR_CLUSTER};
 use serde_json::{json, Value};
 
 const ALICE_REF: &str = "$secret://aws/my-secrets-manager/alice-credentials/alice-key-auth";
@@ -261,44 +258,24 @@ async fn typo_in_reference_is_logged_with_did_you_mean_and_disables_the_credenti
     Ok(())
 }
 
-/// Starts Envoy with `filter` and expects the config to be refused with a log line containing
-/// every one of `needles`.
-async fn assert_refused(test_name: &str, filter: Value, needles: &[&str]) -> Result<()> {
-    let paths = Paths::locate()?;
-    let dir = test_dir(test_name)?;
-    // Nothing listens on these ports: a refused config never gets that far.
-    let spec = EnvoySpec::new(filter, free_port()?, free_port()?, "unused-token");
-    let failed = Envoy::start_expecting_failure(&paths, &dir, &spec).await?;
-    if let Some(status) = failed.status {
-        assert!(!status.success(), "Envoy exited with {status}");
-    }
-    let named = failed
-        .logs
-        .lines()
-        .find(|line| needles.iter().all(|n| line.contains(n)));
-    assert!(
-        named.is_some(),
-        "no log line contains all of {needles:?}; log:\n{}",
-        failed.logs
-    );
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_field_in_filter_config_is_refused() -> Result<()> {
     let mut filter = filter_config(json!([consumer("alice", "alice-key-auth", ALICE_REF)]), 30);
     filter["sidecar"]["timeuot_ms"] = json!(2000);
-    assert_refused("unknown_field", filter, &["sidecar", "timeuot_ms"]).await
+    assert_filter_config_refused("unknown_field", filter, &["sidecar", "timeuot_ms"])
+        .await
+        .map(drop)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_reference_in_filter_config_is_refused() -> Result<()> {
     let bad = "$secret://awss/my-secrets-manager/alice-credentials/alice-key-auth";
     let filter = filter_config(json!([consumer("alice", "alice-key-auth", bad)]), 30);
-    assert_refused(
+    assert_filter_config_refused(
         "bad_reference",
         filter,
         &["consumers[0].credentials[0].key", "awss"],
     )
     .await
+    .map(drop)
 }

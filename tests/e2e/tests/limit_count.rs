@@ -179,13 +179,10 @@ async fn parallel_gets(url: &str, tasks: usize, per_task: usize) -> Result<Vec<R
 /// How many requests Envoy has sent to the sidecar (its cluster's `upstream_rq_total`).
 async fn sidecar_calls(envoy: &Envoy) -> Result<u64> {
     let name = format!("cluster.{SIDECAR_CLUSTER}.upstream_rq_total");
-    let stats = get(&envoy.admin_url(&format!("/stats?filter={name}")), &[]).await?;
-    stats
-        .body
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| anyhow!("no {name} in {}", stats.body))
+    envoy
+        .stat(&name)
+        .await?
+        .ok_or_else(|| anyhow!("Envoy has no stat {name}"))
 }
 
 fn ensure_fast(test: &str, started: Instant, limit: Duration) -> Result<()> {

@@ -1,7 +1,10 @@
 //! Support for `auth_types.rs`: the tutorial's consumers and routes, a stack whose Envoy has one
 //! named route per auth type, credentials made by Python (PyJWT, `cryptography`, `hmac`), and
 //! checks that return errors instead of panicking, so that one shared stack can run many cases
-//! and report every failure.
+//! and report every failure. Also used by `attacks.rs`.
+
+// Each test crate uses a part of this module.
+#![allow(dead_code)]
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -67,6 +70,19 @@ pub fn jwt_user(username: &str, algorithm: &str, secret: &str) -> Value {
     })
 }
 
+/// What [`Crypto`] needs to sign a request of alice's (hmac-auth, hmac-sha256) to `method path`,
+/// signing `@request-target` and `date`.
+pub fn alice_hmac(method: &str, path: &str) -> Value {
+    json!({"key_id": "alice-keyid", "secret": "alice-secret-key", "method": method,
+           "path": path, "signed": ["@request-target", "date"]})
+}
+
+/// `base` with `field` set to `value`.
+pub fn with(mut base: Value, field: &str, value: Value) -> Value {
+    base[field] = value;
+    base
+}
+
 /// Envoy routes (name, path prefix) besides the catch-all `/` route, which is named `ip`.
 pub const ROUTES: &[(&str, &str)] = &[
     ("basic", "/basic"),
@@ -109,11 +125,29 @@ pub fn filter_config(consumers: Value, refresh_interval_s: u64) -> Value {
 #[derive(Debug)]
 pub struct AuthStack {
     pub envoy: Envoy,
-    /// Held so that they run as long as the stack.
+    /// Held so that it runs as long as the stack.
     _upstream: Upstream,
-    _sidecar: Sidecar,
+    pub sidecar: Sidecar,
     pub moto: Moto,
     pub dir: PathBuf,
+}
+
+/// What a test may change in an [`AuthStack`]'s Envoy.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Routes `(name, path prefix)` put before [`ROUTES`].
+    pub routes: Vec<(&'static str, &'static str)>,
+    /// Envoy's `--concurrency`.
+    pub concurrency: u32,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            routes: Vec::new(),
+            concurrency: 2,
+        }
+    }
 }
 
 impl AuthStack {
@@ -122,6 +156,18 @@ impl AuthStack {
         secrets: &[(&str, Value)],
         cache: SidecarCache,
         filter: Value,
+    ) -> Result<AuthStack> {
+        let options = StackOptions::default();
+        AuthStack::start_with(test_name, secrets, cache, filter, &options).await
+    }
+
+    /// [`AuthStack::start`] with more routes or another worker count.
+    pub async fn start_with(
+        test_name: &str,
+        secrets: &[(&str, Value)],
+        cache: SidecarCache,
+        filter: Value,
+        options: &StackOptions,
     ) -> Result<AuthStack> {
         let paths = Paths::locate()?;
         let dir = test_dir(test_name)?;
@@ -132,10 +178,13 @@ impl AuthStack {
         let sidecar = Sidecar::start(&paths, &dir, &moto, cache).await?;
         let upstream = Upstream::start().await?;
         let mut spec = EnvoySpec::new(filter, upstream.port(), sidecar.port(), sidecar.token());
-        spec.extra_routes = ROUTES
+        spec.extra_routes = options
+            .routes
             .iter()
+            .chain(ROUTES)
             .map(|(n, p)| ((*n).to_owned(), (*p).to_owned()))
             .collect();
+        spec.concurrency = options.concurrency;
         let listener_port = free_port()?;
         let admin_port = free_port()?;
         let mut config = render_envoy_config(&spec, &paths.wasm, listener_port, admin_port);
@@ -146,12 +195,13 @@ impl AuthStack {
             listener_port,
             admin_port,
             token: sidecar.token().to_owned(),
+            concurrency: options.concurrency,
         };
         let envoy = Envoy::start_with_config(&paths, &dir, &config).await?;
         Ok(AuthStack {
             envoy,
             _upstream: upstream,
-            _sidecar: sidecar,
+            sidecar,
             moto,
             dir,
         })
@@ -232,10 +282,14 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> Result<Reply> {
 
 /// `Basic base64(user:password)`.
 pub fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))
+}
+
+/// Standard base64 with padding.
+pub fn base64(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let input = format!("{user}:{password}");
     let mut out = String::new();
-    for chunk in input.as_bytes().chunks(3) {
+    for chunk in input.chunks(3) {
         let b = [
             chunk[0],
             chunk.get(1).copied().unwrap_or(0),
@@ -250,7 +304,7 @@ pub fn basic(user: &str, password: &str) -> String {
             }
         }
     }
-    format!("Basic {out}")
+    out
 }
 
 /// The request reached the upstream as `consumer` with `credential`; `custom_id` is the
@@ -359,8 +413,10 @@ impl Cases {
 // ------------------------------------------------------------------------------------------------
 // Credentials made by Python
 
-/// Generates RSA and EC key pairs, JWTs (PyJWT, plus a hand-made HS256 token keyed with an RSA
-/// public key PEM, which PyJWT refuses to make) and hmac-auth signatures (Python's `hmac`).
+/// Generates RSA and EC key pairs, JWTs (PyJWT, plus hand-made HS256 tokens keyed with an RSA
+/// public key PEM or an empty secret, which PyJWT refuses to make) and hmac-auth signatures
+/// (Python's `hmac`; `omit` leaves listed headers out of the request and the signing string,
+/// `x_date` adds a fresh `X-Date`).
 /// Input: `{"tokens": {name: spec}, "hmac": {name: spec}}` on stdin; output on stdout:
 /// `{"public_keys": {"rsa": pem, "ec": pem}, "tokens": {name: jwt}, "hmac": {name: headers}}`.
 const CRYPTO_PY: &str = r#"
@@ -390,11 +446,13 @@ def token(t):
     payload = dict(t["payload"])
     if "exp_in" in t:
         payload["exp"] = now + t["exp_in"]
-    if "hs256_with_public_key_of" in t:
+    if "hs256_with_public_key_of" in t or "hs256_by_hand" in t:
+        # By hand: PyJWT refuses both a PEM and an empty string as an HMAC key.
         signing = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + \
             b64url(json.dumps(payload).encode())
-        mac = hmac.new(public_pem(t["hs256_with_public_key_of"]).encode(), signing.encode(),
-                       hashlib.sha256).digest()
+        key = public_pem(t["hs256_with_public_key_of"]) if "hs256_with_public_key_of" in t \
+            else t["hs256_by_hand"]
+        mac = hmac.new(key.encode(), signing.encode(), hashlib.sha256).digest()
         return signing + "." + b64url(mac)
     key = keys[t["private_key"]] if "private_key" in t else t.get("secret")
     return jwt.encode(payload, key, algorithm=t["alg"])
@@ -404,8 +462,12 @@ def signature(h):
     if "digest_of" in h:
         headers["digest"] = "SHA-256=" + base64.b64encode(
             hashlib.sha256(h["digest_of"].encode()).digest()).decode()
+    # "omit": named in headers="..." but neither signed nor sent (a replay attempt).
+    omit = h.get("omit", [])
     lines = [h["key_id"]]
     for name in h["signed"]:
+        if name in omit:
+            continue
         if name == "@request-target":
             lines.append(h["method"] + " " + h["path"])
         else:
@@ -416,6 +478,10 @@ def signature(h):
     mac = hmac.new(h["secret"].encode(), ("\n".join(lines) + "\n").encode(), digestmod).digest()
     headers["authorization"] = 'Signature keyId="%s",algorithm="%s",headers="%s",signature="%s"' % (
         h["key_id"], algorithm, " ".join(h["signed"]), base64.b64encode(mac).decode())
+    for name in omit:
+        headers.pop(name, None)
+    if h.get("x_date"):
+        headers["x-date"] = formatdate(now, usegmt=True)
     return headers
 
 json.dump({
