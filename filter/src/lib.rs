@@ -6,6 +6,7 @@ pub mod config;
 pub mod limit;
 pub mod runtime;
 pub mod secrets;
+pub mod throttle;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;

@@ -13,7 +13,9 @@ fn reject(message: &'static str, detail: &'static str) -> Reject {
 pub type BasicIndex = super::named::NamedIndex;
 
 /// Splits `Basic <base64(user:password)>` (scheme case-insensitive) into user and password.
-fn parse(header: &str) -> Option<(String, String)> {
+/// A header or a decoded pair that is not UTF-8 is malformed.
+fn parse(header: &[u8]) -> Option<(String, String)> {
+    let header = std::str::from_utf8(header).ok()?;
     let (scheme, rest) = header.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
@@ -63,6 +65,47 @@ mod tests {
             (0, "alice".to_string(), SecretValue::new("alice-password")),
             (1, "bob".to_string(), SecretValue::new("pa:ss")),
         ])
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_malformed() {
+        let opts = BasicAuthOptions {
+            hide_credentials: false,
+            anonymous: None,
+        };
+        for value in [
+            &b"Basic \xff\xfe"[..],
+            b"\xffasic YWxpY2U6YWxpY2UtcGFzc3dvcmQ=",
+        ] {
+            let d = check(
+                &opts,
+                &index(),
+                &mut FakeRequest::bytes(&[("authorization", value)]),
+            );
+            assert_eq!(
+                message(&d),
+                "{\"message\":\"Invalid authorization in request\"}\n"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_password_never_matches() {
+        let index = BasicIndex::build([(0, "alice".to_string(), SecretValue::new(""))]);
+        let opts = BasicAuthOptions {
+            hide_credentials: false,
+            anonymous: None,
+        };
+        // base64("alice:") = YWxpY2U6
+        let d = check(
+            &opts,
+            &index,
+            &mut FakeRequest::new(&[("authorization", "Basic YWxpY2U6")]),
+        );
+        assert_eq!(
+            message(&d),
+            "{\"message\":\"Invalid user authorization\"}\n"
+        );
     }
 
     fn run(auth: Option<&str>, hide: bool) -> Decision {

@@ -76,6 +76,10 @@ impl KeyIndex {
         let mut shared: HashMap<KeyDigest, Vec<usize>, BuildHasherDefault<DigestHasher>> =
             HashMap::default();
         for (credential, key) in keys {
+            // An empty key would let an empty header in: never indexed (fail closed).
+            if key.expose().is_empty() {
+                continue;
+            }
             let d = digest(key.expose().as_bytes());
             if let Some(group) = shared.get_mut(&d) {
                 group.push(credential);
@@ -93,10 +97,10 @@ impl KeyIndex {
         (index, groups)
     }
 
-    /// The credential whose key is `presented`, if any.
-    pub fn lookup(&self, presented: &str) -> Option<usize> {
-        let (credential, key) = self.map.get(&digest(presented.as_bytes()))?;
-        key.ct_eq_bytes(presented.as_bytes()).then_some(*credential)
+    /// The credential whose key is `presented` (the raw bytes the client sent), if any.
+    pub fn lookup(&self, presented: &[u8]) -> Option<usize> {
+        let (credential, key) = self.map.get(&digest(presented))?;
+        key.ct_eq_bytes(presented).then_some(*credential)
     }
 
     pub fn len(&self) -> usize {
@@ -114,7 +118,8 @@ impl std::fmt::Debug for KeyIndex {
     }
 }
 
-/// The APISIX key-auth check: the header, else the query argument.
+/// The APISIX key-auth check: the header, else the query argument. Keys are compared as the
+/// bytes the client sent, so a value that is not UTF-8 is simply a key that matches nobody.
 pub fn check(opts: &KeyAuthOptions, index: &KeyIndex, req: &mut dyn RequestView) -> Decision {
     let (key, from_query) = match req.header(&opts.header) {
         Some(k) => (k, false),
@@ -175,14 +180,15 @@ mod tests {
         let idx = index();
         assert_eq!(idx.len(), 2);
         assert_eq!(
-            idx.lookup("carol-key"),
+            idx.lookup(b"carol-key"),
             None,
             "a shared key authenticates nobody"
         );
-        assert_eq!(idx.lookup("alice-key"), Some(0));
-        assert_eq!(idx.lookup("bob-key"), Some(1));
-        assert_eq!(idx.lookup("alice-ke"), None);
-        assert_eq!(idx.lookup(""), None);
+        assert_eq!(idx.lookup(b"alice-key"), Some(0));
+        assert_eq!(idx.lookup(b"bob-key"), Some(1));
+        assert_eq!(idx.lookup(b"alice-ke"), None);
+        assert_eq!(idx.lookup(b""), None);
+        assert_eq!(idx.lookup(b"\xff\xfe"), None);
     }
 
     /// One row per documented behaviour: (headers, hide_credentials, expected decision).
@@ -240,7 +246,7 @@ mod tests {
             (
                 vec![(":path", "/ip?a=1&apikey=bob-key")],
                 true,
-                allow(1, Some(Hide::Path("/ip?a=1".into()))),
+                allow(1, Some(Hide::Path(b"/ip?a=1".to_vec()))),
             ),
             (
                 vec![(":path", "/ip?apikey=alice%2Dkey")],
@@ -252,6 +258,42 @@ mod tests {
             let mut req = FakeRequest::new(&headers);
             assert_eq!(check(&opts(hide), &idx, &mut req), want, "{headers:?}");
         }
+    }
+
+    #[test]
+    fn empty_keys_are_never_indexed() {
+        let (idx, dups) = KeyIndex::build([(0, SecretValue::new("")), (1, SecretValue::new(""))]);
+        assert!(idx.is_empty());
+        assert!(dups.is_empty());
+        assert_eq!(idx.lookup(b""), None);
+        for headers in [
+            vec![(":path", "/ip"), ("apikey", "")],
+            vec![(":path", "/ip?apikey=")],
+            vec![(":path", "/ip?apikey")],
+        ] {
+            let mut req = FakeRequest::new(&headers);
+            assert!(
+                matches!(check(&opts(false), &idx, &mut req), Decision::Reject(_)),
+                "{headers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_an_invalid_key() {
+        let idx = index();
+        for value in [&b"\xff\xfe"[..], b"alice-key\xff", b"\xc3"] {
+            let mut req = FakeRequest::bytes(&[(":path", b"/ip"), ("apikey", value)]);
+            assert_eq!(
+                check(&opts(false), &idx, &mut req),
+                Decision::Reject(invalid())
+            );
+        }
+        let mut req = FakeRequest::bytes(&[(":path", b"/ip?apikey=%ff\xfe")]);
+        assert_eq!(
+            check(&opts(false), &idx, &mut req),
+            Decision::Reject(invalid())
+        );
     }
 
     #[test]

@@ -21,9 +21,11 @@ pub const CREDENTIAL_IDENTIFIER: &str = "x-credential-identifier";
 pub const CONSUMER_CUSTOM_ID: &str = "x-consumer-custom-id";
 
 /// Lazy access to the request: each call is a host call in Envoy, so checks ask only for what
-/// they need. Names are lowercase; pseudo-headers (`:path`, `:method`) included.
+/// they need. Names are lowercase; pseudo-headers (`:path`, `:method`) included. Values are the
+/// bytes the client sent: nothing guarantees they are UTF-8, so each check decides what a value
+/// that is not valid where it is read means (always a refusal, never a panic).
 pub trait RequestView {
-    fn header(&mut self, name: &str) -> Option<String>;
+    fn header(&mut self, name: &str) -> Option<Vec<u8>>;
     /// Seconds since the Unix epoch (read only by checks that need it).
     fn now_s(&mut self) -> u64;
 }
@@ -86,9 +88,9 @@ pub enum Hide {
     /// Remove this header.
     Header(String),
     /// Replace `:path` (a query argument removed).
-    Path(String),
+    Path(Vec<u8>),
     /// Replace a header's value (removed when empty), e.g. a cookie taken out of `Cookie`.
-    SetHeader(String, String),
+    SetHeader(String, Vec<u8>),
 }
 
 /// The body must be read and match this `Digest` header before the request may continue.
@@ -196,7 +198,7 @@ pub(crate) mod tests {
 
     /// A request whose header reads are recorded, to check that decisions read only what they need.
     pub struct FakeRequest {
-        headers: Vec<(String, String)>,
+        headers: Vec<(String, Vec<u8>)>,
         now: u64,
         pub reads: Vec<String>,
     }
@@ -206,7 +208,19 @@ pub(crate) mod tests {
             FakeRequest {
                 headers: headers
                     .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                    .collect(),
+                now: 0,
+                reads: Vec::new(),
+            }
+        }
+
+        /// A request with raw byte values (not necessarily UTF-8).
+        pub fn bytes(headers: &[(&str, &[u8])]) -> Self {
+            FakeRequest {
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_vec()))
                     .collect(),
                 now: 0,
                 reads: Vec::new(),
@@ -220,7 +234,7 @@ pub(crate) mod tests {
     }
 
     impl RequestView for FakeRequest {
-        fn header(&mut self, name: &str) -> Option<String> {
+        fn header(&mut self, name: &str) -> Option<Vec<u8>> {
             self.reads.push(name.to_string());
             self.headers
                 .iter()

@@ -11,10 +11,13 @@ pub struct NamedIndex {
 }
 
 impl NamedIndex {
+    /// Builds the index; an empty secret is never indexed (it would accept an empty password or
+    /// sign with an empty key): that credential matches nobody.
     pub fn build(entries: impl IntoIterator<Item = (usize, String, SecretValue)>) -> Self {
         NamedIndex {
             map: entries
                 .into_iter()
+                .filter(|(_, _, secret)| !secret.expose().is_empty())
                 .map(|(credential, name, secret)| (name, (credential, secret)))
                 .collect(),
         }

@@ -1,35 +1,48 @@
 //! Query-string helpers for credentials passed as arguments (`/ip?apikey=...`).
 
-/// The decoded value of the first argument `name` in the query of `path`.
-pub fn find_arg(path: &str, name: &str) -> Option<String> {
-    let (_, query) = path.split_once('?')?;
+/// The decoded value of the first argument `name` in the query of `path` (raw bytes: the
+/// decoded value need not be UTF-8).
+pub fn find_arg(path: &[u8], name: &str) -> Option<Vec<u8>> {
+    let query = split_query(path)?.1;
     query
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-        .find(|(k, _)| *k == name)
+        .split(|b| *b == b'&')
+        .map(|pair| match pair.iter().position(|b| *b == b'=') {
+            Some(i) => (
+                pair.get(..i).unwrap_or_default(),
+                pair.get(i + 1..).unwrap_or_default(),
+            ),
+            None => (pair, &[][..]),
+        })
+        .find(|(k, _)| *k == name.as_bytes())
         .map(|(_, v)| percent_decode(v))
 }
 
 /// `path` without any argument `name` (and without a trailing `?` if none remain).
-pub fn remove_arg(path: &str, name: &str) -> String {
-    let Some((base, query)) = path.split_once('?') else {
-        return path.to_string();
+pub fn remove_arg(path: &[u8], name: &str) -> Vec<u8> {
+    let Some((base, query)) = split_query(path) else {
+        return path.to_vec();
     };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| pair.split('=').next() != Some(name))
+    let kept: Vec<&[u8]> = query
+        .split(|b| *b == b'&')
+        .filter(|pair| pair.split(|b| *b == b'=').next() != Some(name.as_bytes()))
         .collect();
-    if kept.iter().all(|p| p.is_empty()) {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
+    let mut out = base.to_vec();
+    if !kept.iter().all(|p| p.is_empty()) {
+        out.push(b'?');
+        out.extend_from_slice(&kept.join(&b'&'));
     }
+    out
+}
+
+/// `(path, query)` split at the first `?`.
+fn split_query(path: &[u8]) -> Option<(&[u8], &[u8])> {
+    let i = path.iter().position(|b| *b == b'?')?;
+    Some((path.get(..i)?, path.get(i + 1..)?))
 }
 
 /// `application/x-www-form-urlencoded` decoding as nginx does it for arguments: `%XX` and `+`.
-/// Invalid escapes are kept as they are; invalid UTF-8 is replaced.
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
+/// Invalid escapes are kept as they are; the result is raw bytes.
+pub fn percent_decode(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
@@ -57,7 +70,7 @@ pub fn percent_decode(s: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 fn hex(c: u8) -> Option<u8> {
@@ -75,22 +88,22 @@ mod tests {
 
     #[test]
     fn find() {
-        let rows: &[(&str, &str, Option<&str>)] = &[
-            ("/ip?apikey=alice-key", "apikey", Some("alice-key")),
+        let rows: &[(&str, &str, Option<&[u8]>)] = &[
+            ("/ip?apikey=alice-key", "apikey", Some(b"alice-key")),
             (
                 "/ip?a=1&apikey=x%2By+z&apikey=second",
                 "apikey",
-                Some("x+y z"),
+                Some(b"x+y z"),
             ),
-            ("/ip?apikey", "apikey", Some("")),
+            ("/ip?apikey", "apikey", Some(b"")),
             ("/ip?apikeyx=1", "apikey", None),
             ("/ip", "apikey", None),
             ("/ip?", "apikey", None),
-            ("/ip?k=%zz%4", "k", Some("%zz%4")),
-            ("/ip?k=%ff", "k", Some("\u{fffd}")),
+            ("/ip?k=%zz%4", "k", Some(b"%zz%4")),
+            ("/ip?k=%ff", "k", Some(b"\xff")),
         ];
         for (path, name, want) in rows {
-            assert_eq!(find_arg(path, name).as_deref(), *want, "{path}");
+            assert_eq!(find_arg(path.as_bytes(), name).as_deref(), *want, "{path}");
         }
     }
 
@@ -105,7 +118,21 @@ mod tests {
             ("/ip", "/ip"),
         ];
         for (path, want) in rows {
-            assert_eq!(remove_arg(path, "apikey"), want, "{path}");
+            assert_eq!(
+                remove_arg(path.as_bytes(), "apikey"),
+                want.as_bytes(),
+                "{path}"
+            );
         }
+    }
+
+    #[test]
+    fn raw_bytes_pass_through() {
+        assert_eq!(find_arg(b"/p?k=\xff\xfe&x", "k"), Some(vec![0xff, 0xfe]));
+        assert_eq!(
+            remove_arg(b"/\xff?k=1&j=\xfe", "k"),
+            b"/\xff?j=\xfe".to_vec()
+        );
+        assert_eq!(find_arg(b"\xff?\xff=1", "k"), None);
     }
 }

@@ -26,6 +26,8 @@ pub enum ConfigErrorKind {
     EnvKey { name: String, error: ExtractError },
     /// A `$secret://` reference where only a plain value or `$env://` is allowed.
     SecretNotAllowed,
+    /// `sidecar.token` is not an `$env://` reference.
+    TokenNotFromEnv,
     /// Another consumer already has this username.
     DuplicateUsername(String),
     /// Another credential already has this id.
@@ -75,6 +77,12 @@ impl fmt::Display for ConfigErrorKind {
                 f,
                 "must be a plain value or an $env:// reference ($secret:// cannot be used here: \
                  it is needed before secrets can be resolved)"
+            ),
+            TokenNotFromEnv => write!(
+                f,
+                "must be an $env:// reference: a plain token would be shown by Envoy's \
+                 /config_dump; give Envoy the token in its environment and pass it to the VM with \
+                 vm_config.environment_variables.host_env_keys"
             ),
             DuplicateUsername(u) => write!(f, "duplicate consumer username \"{u}\""),
             DuplicateCredentialId(i) => write!(f, "duplicate credential id \"{i}\""),

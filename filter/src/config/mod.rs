@@ -22,6 +22,8 @@ pub type RefId = usize;
 pub struct Config {
     pub sidecar: Option<Sidecar>,
     pub refresh_interval: Duration,
+    /// How long a resolved value stays in force without a fresh answer from the sidecar.
+    pub max_stale: Duration,
     pub startup_wait: Duration,
     pub consumers: Vec<Consumer>,
     /// Every credential of every consumer, flattened.
@@ -254,6 +256,15 @@ impl Compiler<'_> {
                 ConfigErrorKind::TooSmall { min: 1 },
             ));
         }
+        // Values must be able to outlive one refresh, or every credential would blink out.
+        if raw.max_stale_s <= raw.refresh_interval_s {
+            return Err(ConfigError::new(
+                "max_stale_s",
+                ConfigErrorKind::TooSmall {
+                    min: raw.refresh_interval_s.saturating_add(1),
+                },
+            ));
+        }
         let mut consumers = Vec::with_capacity(raw.consumers.len());
         let mut credentials = Vec::new();
         let mut usernames = HashMap::new();
@@ -332,6 +343,7 @@ impl Compiler<'_> {
             config: Config {
                 sidecar,
                 refresh_interval: Duration::from_secs(raw.refresh_interval_s),
+                max_stale: Duration::from_secs(raw.max_stale_s),
                 startup_wait: Duration::from_millis(raw.startup_wait_ms),
                 consumers,
                 credentials,
@@ -373,19 +385,19 @@ impl Compiler<'_> {
         };
         let kind = match raw {
             RawCredential::KeyAuth { key, .. } => CredentialKind::KeyAuth {
-                key: self.sensitive(&format!("{path}.key"), &key)?,
+                key: self.sensitive(&format!("{path}.key"), key.as_str())?,
             },
             RawCredential::BasicAuth {
                 username, password, ..
             } => CredentialKind::BasicAuth {
                 username: non_empty("username", username)?,
-                password: self.sensitive(&format!("{path}.password"), &password)?,
+                password: self.sensitive(&format!("{path}.password"), password.as_str())?,
             },
             RawCredential::HmacAuth {
                 key_id, secret_key, ..
             } => CredentialKind::HmacAuth {
                 key_id: non_empty("key_id", key_id)?,
-                secret_key: self.sensitive(&format!("{path}.secret_key"), &secret_key)?,
+                secret_key: self.sensitive(&format!("{path}.secret_key"), secret_key.as_str())?,
             },
             RawCredential::JwtAuth {
                 key,
@@ -418,7 +430,7 @@ impl Compiler<'_> {
                     }
                 };
                 let field_path = format!("{path}.{field}");
-                let material = self.sensitive(&field_path, &value)?;
+                let material = self.sensitive(&field_path, value.as_str())?;
                 // A literal key is checked now; a referenced one when it resolves.
                 if let Source::Value(v) = &material {
                     VerifyKey::new(algorithm, v.expose(), base64_secret).map_err(|e| {
@@ -509,21 +521,21 @@ impl Compiler<'_> {
                 ConfigErrorKind::TooSmall { min: 1 },
             ));
         }
-        let token = match secret_ref::parse(&raw.token) {
+        let token = match secret_ref::parse(raw.token.as_str()) {
             Err(e) => {
                 return Err(ConfigError::new(
                     "sidecar.token",
                     ConfigErrorKind::Reference(e),
                 ))
             }
-            Ok(Some(Reference::Secret(_))) => {
+            // A plain token would be readable by anyone with Envoy's /config_dump.
+            Ok(Some(Reference::Secret(_)) | None) => {
                 return Err(ConfigError::new(
                     "sidecar.token",
-                    ConfigErrorKind::SecretNotAllowed,
+                    ConfigErrorKind::TokenNotFromEnv,
                 ))
             }
             Ok(Some(Reference::Env(e))) => self.env_value("sidecar.token", &e)?,
-            Ok(None) => SecretValue::new(raw.token),
         };
         if token.expose().is_empty() {
             return Err(ConfigError::new("sidecar.token", ConfigErrorKind::Empty));
@@ -707,8 +719,8 @@ fn limit_options(
         crate::limit::key::KeyError::UnknownKeyType(_) => syntax("key_type", e.to_string()),
         _ => syntax("key", e.to_string()),
     })?;
-    let credential = |field: &str, v: &Option<String>| -> Result<(), ConfigError> {
-        match v.as_deref().map(secret_ref::parse) {
+    let credential = |field: &str, v: &Option<raw::RawSecret>| -> Result<(), ConfigError> {
+        match v.as_ref().map(|v| secret_ref::parse(v.as_str())) {
             Some(Err(e)) => Err(err(field, ConfigErrorKind::Reference(e))),
             Some(Ok(Some(secret_ref::Reference::Env(_)))) => Err(syntax(
                 field,
@@ -772,6 +784,7 @@ fn limit_options(
             Policy::Redis {
                 backend,
                 sync_interval,
+                timeout: Duration::from_millis(l.redis_timeout),
             }
         }
         "redis-cluster" => {
@@ -787,6 +800,7 @@ fn limit_options(
             Policy::Redis {
                 backend,
                 sync_interval,
+                timeout: Duration::from_millis(l.redis_timeout),
             }
         }
         other => {

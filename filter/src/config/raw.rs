@@ -2,12 +2,38 @@
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::fmt;
+
+/// A field that may hold a secret (a key, a password, a token): a plain value or a reference.
+/// `Debug` shows references (they are addresses, not secrets) and hides plain values.
+#[derive(Deserialize, PartialEq, Eq, Clone, Default)]
+#[serde(transparent)]
+pub struct RawSecret(pub String);
+
+impl RawSecret {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.starts_with("$secret://") || self.0.starts_with("$env://") {
+            write!(f, "{:?}", self.0)
+        } else {
+            write!(f, "<redacted, {} bytes>", self.0.len())
+        }
+    }
+}
 
 fn default_refresh_interval_s() -> u64 {
     30
 }
 fn default_startup_wait_ms() -> u64 {
     5000
+}
+fn default_max_stale_s() -> u64 {
+    3600
 }
 fn default_authority() -> String {
     "secret-sidecar".to_string()
@@ -30,6 +56,8 @@ pub struct RawConfig {
     pub refresh_interval_s: u64,
     #[serde(default = "default_startup_wait_ms")]
     pub startup_wait_ms: u64,
+    #[serde(default = "default_max_stale_s")]
+    pub max_stale_s: u64,
     #[serde(default)]
     pub consumers: Vec<RawConsumer>,
     #[serde(default)]
@@ -46,7 +74,7 @@ pub struct RawSidecar {
     pub authority: String,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    pub token: String,
+    pub token: RawSecret,
     #[serde(default = "default_resolve_path")]
     pub path: String,
 }
@@ -66,18 +94,18 @@ pub struct RawConsumer {
 pub enum RawCredential {
     KeyAuth {
         id: String,
-        key: String,
+        key: RawSecret,
     },
     BasicAuth {
         id: String,
         username: String,
-        password: String,
+        password: RawSecret,
     },
     JwtAuth {
         id: String,
         key: String,
-        secret: Option<String>,
-        public_key: Option<String>,
+        secret: Option<RawSecret>,
+        public_key: Option<RawSecret>,
         #[serde(default = "default_jwt_algorithm")]
         algorithm: String,
         #[serde(default)]
@@ -90,7 +118,7 @@ pub enum RawCredential {
     HmacAuth {
         id: String,
         key_id: String,
-        secret_key: String,
+        secret_key: RawSecret,
     },
 }
 
@@ -158,8 +186,8 @@ pub struct RawLimitCount {
     pub redis_host: Option<String>,
     #[serde(default = "default_redis_port")]
     pub redis_port: u16,
-    pub redis_username: Option<String>,
-    pub redis_password: Option<String>,
+    pub redis_username: Option<RawSecret>,
+    pub redis_password: Option<RawSecret>,
     #[serde(default)]
     pub redis_database: u32,
     #[serde(default = "default_redis_timeout")]

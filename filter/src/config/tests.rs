@@ -182,7 +182,15 @@ fn invalid_configs_name_the_field_and_the_problem() {
         ),
         (
             |c| c["sidecar"]["token"] = json!("$secret://aws/p/s/k"),
-            "sidecar.token: must be a plain value or an $env:// reference",
+            "sidecar.token: must be an $env:// reference",
+        ),
+        (
+            |c| c["sidecar"]["token"] = json!("t0ken"),
+            "sidecar.token: must be an $env:// reference: a plain token would be shown by Envoy's /config_dump",
+        ),
+        (
+            |c| c["max_stale_s"] = json!(30),
+            "max_stale_s: must be at least 31",
         ),
         (
             |c| c["sidecar"]["token"] = json!("$env://NOPE"),
@@ -447,7 +455,11 @@ fn limit_count_options() {
         Policy::Redis {
             backend,
             sync_interval,
+            timeout,
         } => {
+            // redis_timeout's default, also what a request waits for its counter
+            assert_eq!(*timeout, Duration::from_millis(1000));
+            assert_eq!(backend["timeout_ms"], 1000);
             assert_eq!(backend["password"], "$secret://aws/sm/redis/password");
             assert_eq!(backend["port"], 6380);
             assert_eq!(backend["policy"], "redis");

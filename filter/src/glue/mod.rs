@@ -1,6 +1,9 @@
 //! The only code that names proxy_wasm: the root context (configure, ticks, sidecar callouts),
 //! the HTTP context (per-request decision), and the host calls behind [`runtime::Host`].
-//! Host calls are made through `hostcalls`, whose errors are handled, never unwrapped.
+//! Host calls go through [`abi`], where every status is handled and request data is read as
+//! bytes; nothing a client sends can make this code panic.
+
+mod abi;
 
 use crate::auth::{
     self, BodyCheck, Decision, Hide, RequestView, CONSUMER_CUSTOM_ID, CONSUMER_USERNAME,
@@ -11,18 +14,21 @@ use crate::limit::key::{self as limit_key, VarSource};
 use crate::limit::local::{self, Hit, SharedStore, StoreError};
 use crate::limit::{self, remote, LimitOptions, Policy};
 use crate::runtime::{Host, Level, Runtime, LIMIT_PATH};
+use crate::throttle::LogThrottle;
+use abi::Buffer;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Status};
+use proxy_wasm::types::{Action, ContextType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 const LOG_PREFIX: &str = "envoy-secret-auth: ";
 
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
+    // Not the SDK's logger: its panic hook logs the panic message, which may hold request data.
+    abi::install_panic_hook();
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
@@ -57,9 +63,34 @@ enum Phase {
     Done,
 }
 
-// The last rate-limit backend error logged (one line per change, not per request).
+// The last rate-limit backend error logged (one line per change, not per request), and the
+// throttle for log lines clients can cause (failed hmac-auth requests).
 thread_local! {
     static LAST_LIMIT_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+    static REJECT_LOG: RefCell<LogThrottle> = RefCell::new(LogThrottle::new(REJECT_LOG_PERIOD_MS));
+}
+
+/// At most one log line per worker per period for refusals whose reason only the log shows.
+const REJECT_LOG_PERIOD_MS: u64 = 10_000;
+
+/// Logs a refusal's hidden reason, throttled: a client controls how many of these there are.
+fn log_reject(reject: &auth::Reject) {
+    let now = ProxyHost.now_ms();
+    let line = REJECT_LOG.with(|t| t.borrow_mut().admit(now));
+    if let Some(suppressed) = line {
+        let more = if suppressed > 0 {
+            format!(
+                " ({suppressed} more such refusals in the previous {}s)",
+                REJECT_LOG_PERIOD_MS / 1000
+            )
+        } else {
+            String::new()
+        };
+        log(
+            Level::Warn,
+            &format!("{}: {}{more}", reject.body.trim_end(), reject.detail),
+        );
+    }
 }
 
 /// The counter store answered: log once that it works again after a logged failure.
@@ -91,21 +122,33 @@ struct ProxyHost;
 
 fn log(level: Level, message: &str) {
     let level = match level {
-        Level::Info => LogLevel::Info,
-        Level::Warn => LogLevel::Warn,
-        Level::Error => LogLevel::Error,
+        Level::Info => abi::Level::Info,
+        Level::Warn => abi::Level::Warn,
+        Level::Error => abi::Level::Error,
     };
     // Nothing sensible to do if logging itself fails.
-    let _ = hostcalls::log(level, &format!("{LOG_PREFIX}{message}"));
+    let _ = abi::log(level, &format!("{LOG_PREFIX}{message}"));
+}
+
+/// A POST to the sidecar; the callout's token.
+fn dispatch(sidecar: &Sidecar, path: &str, body: &[u8], timeout: Duration) -> Result<u32, String> {
+    let authorization = format!("Bearer {}", sidecar.token.expose());
+    let headers = vec![
+        (":method", "POST"),
+        (":path", path),
+        (":authority", sidecar.authority.as_str()),
+        ("content-type", "application/json"),
+        ("authorization", authorization.as_str()),
+    ];
+    // Through the SDK, which must register the callout to route its answer; Envoy answers
+    // this call only with statuses the SDK turns into errors (see `abi`).
+    hostcalls::dispatch_http_call(&sidecar.cluster, headers, Some(body), vec![], timeout)
+        .map_err(|status| format!("{status:?}"))
 }
 
 impl Host for ProxyHost {
     fn now_ms(&self) -> u64 {
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .and_then(|d| u64::try_from(d.as_millis()).ok())
-            .unwrap_or(0)
+        abi::now_ns().map(|ns| ns / 1_000_000).unwrap_or(0)
     }
 
     fn log(&self, level: Level, message: &str) {
@@ -113,28 +156,14 @@ impl Host for ProxyHost {
     }
 
     fn dispatch(&mut self, sidecar: &Sidecar, path: &str, body: Vec<u8>) -> Result<u32, String> {
-        let authorization = format!("Bearer {}", sidecar.token.expose());
-        let headers = vec![
-            (":method", "POST"),
-            (":path", path),
-            (":authority", sidecar.authority.as_str()),
-            ("content-type", "application/json"),
-            ("authorization", authorization.as_str()),
-        ];
-        hostcalls::dispatch_http_call(
-            &sidecar.cluster,
-            headers,
-            Some(&body),
-            vec![],
-            sidecar.timeout,
-        )
-        .map_err(|status| format!("{status:?}"))
+        dispatch(sidecar, path, &body, sidecar.timeout)
     }
 }
 
 impl Root {
     fn set_tick(&mut self, period: Duration) {
-        if period != self.tick && hostcalls::set_tick_period(period).is_ok() {
+        let ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+        if period != self.tick && abi::set_tick_period_ms(ms).is_ok() {
             self.tick = period;
         }
     }
@@ -155,12 +184,12 @@ impl Root {
         let mut limit_calls = HashMap::new();
         for (id, state) in ids {
             // The stream may be gone (client went away): then there is nothing to do.
-            if hostcalls::set_effective_context(id).is_err() {
+            if abi::set_effective_context(id).is_err() {
                 continue;
             }
             let verdict = process(rt, &state);
             if let Verdict::Continue = settle(verdict, id, &state, &mut limit_calls) {
-                let _ = hostcalls::resume_http_request();
+                let _ = abi::resume_request();
             }
         }
         drop(shared);
@@ -205,13 +234,13 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+        let bytes = match abi::buffer(Buffer::PluginConfiguration, 0, usize::MAX) {
             Ok(Some(b)) => b,
             Ok(None) => Vec::new(),
             Err(status) => {
                 log(
                     Level::Error,
-                    &format!("cannot read the plugin configuration: {status:?}"),
+                    &format!("cannot read the plugin configuration: {status}"),
                 );
                 return false;
             }
@@ -348,7 +377,7 @@ impl HttpContext for Request {
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
         if let Some(quota) = &self.state.borrow().quota {
             for (name, value) in quota {
-                let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+                let _ = abi::set_header(abi::Headers::Response, name, Some(value.as_bytes()));
             }
         }
         Action::Continue
@@ -385,11 +414,12 @@ fn callout_answer(num_headers: usize, body_size: usize) -> (Option<String>, Vec<
     let status = if num_headers == 0 {
         None
     } else {
-        hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        abi::header(abi::Headers::CallResponse, ":status")
             .ok()
             .flatten()
+            .and_then(|s| String::from_utf8(s).ok())
     };
-    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+    let body = abi::buffer(Buffer::CallResponseBody, 0, body_size)
         .ok()
         .flatten()
         .unwrap_or_default();
@@ -408,7 +438,7 @@ fn on_limit_answer(
     };
     // Read the answer before switching context: it belongs to the context that called.
     let (status, body) = callout_answer(num_headers, body_size);
-    if hostcalls::set_effective_context(id).is_err() {
+    if abi::set_effective_context(id).is_err() {
         return true;
     }
     let mut st = state.borrow_mut();
@@ -434,34 +464,36 @@ fn on_limit_answer(
         (v, _) => v,
     };
     if let Verdict::Continue = verdict {
-        let _ = hostcalls::resume_http_request();
+        let _ = abi::resume_request();
     }
     true
 }
 
 impl Drop for Request {
+    /// A request that ends early (client reset) leaves nothing behind: its place in the queue
+    /// for secrets, and its pending counter call (whose late answer is then ignored).
     fn drop(&mut self) {
         if let Ok(mut shared) = self.shared.try_borrow_mut() {
             shared.waiting.retain(|(id, _)| *id != self.id);
+            shared.limit_calls.retain(|_, (id, _)| *id != self.id);
         }
     }
 }
 
 /// Request headers, read one at a time on demand, each at most once per decision (a host call
 /// costs microseconds; checks may ask for the same header twice, e.g. hmac-auth's `date`).
+/// Values are raw bytes: nothing is assumed about their encoding.
 #[derive(Default)]
 struct Headers {
-    seen: Vec<(String, Option<String>)>,
+    seen: Vec<(String, Option<Vec<u8>>)>,
 }
 
 impl RequestView for Headers {
-    fn header(&mut self, name: &str) -> Option<String> {
+    fn header(&mut self, name: &str) -> Option<Vec<u8>> {
         if let Some((_, v)) = self.seen.iter().find(|(n, _)| n == name) {
             return v.clone();
         }
-        let value = hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-            .ok()
-            .flatten();
+        let value = abi::header(abi::Headers::Request, name).ok().flatten();
         self.seen.push((name.to_string(), value.clone()));
         value
     }
@@ -494,7 +526,7 @@ fn finish_body(check: &BodyCheck, body_size: usize) -> Verdict {
     let body = if body_size == 0 {
         Vec::new()
     } else {
-        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
+        abi::buffer(Buffer::RequestBody, 0, body_size)
             .ok()
             .flatten()
             .unwrap_or_default()
@@ -503,33 +535,26 @@ fn finish_body(check: &BodyCheck, body_size: usize) -> Verdict {
         Verdict::Continue
     } else {
         let reject = auth::hmac::digest_mismatch();
-        log(
-            Level::Warn,
-            &format!("{}: {}", reject.body.trim_end(), reject.detail),
-        );
+        log_reject(&reject);
         reply(&reject, None);
         Verdict::Replied
     }
 }
 
-fn set_header(name: &str, value: Option<&str>) {
+fn set_header(name: &str, value: Option<&[u8]>) {
     // Fails only if the stream is gone.
-    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value);
+    let _ = abi::set_header(abi::Headers::Request, name, value);
 }
 
 fn reply(reject: &auth::Reject, quota: Option<&[(&'static str, String); 3]>) {
-    let mut headers = vec![("content-type", "text/plain; charset=utf-8")];
+    let mut headers: Vec<(&str, &[u8])> = vec![("content-type", b"text/plain; charset=utf-8")];
     if let Some(w) = reject.www_authenticate {
-        headers.push(("www-authenticate", w));
+        headers.push(("www-authenticate", w.as_bytes()));
     }
     if let Some(q) = quota {
-        headers.extend(q.iter().map(|(n, v)| (*n, v.as_str())));
+        headers.extend(q.iter().map(|(n, v)| (*n, v.as_bytes())));
     }
-    let _ = hostcalls::send_http_response(
-        u32::from(reject.status),
-        headers,
-        Some(reject.body.as_bytes()),
-    );
+    let _ = abi::send_response(u32::from(reject.status), &headers, reject.body.as_bytes());
 }
 
 /// Variables for rate-limit keys, read from Envoy on demand (sharing the auth's header reads).
@@ -537,22 +562,20 @@ struct Vars<'a>(&'a mut Headers);
 
 impl VarSource for Vars<'_> {
     fn remote_addr(&mut self) -> Option<String> {
-        let address = hostcalls::get_property(vec!["source", "address"])
-            .ok()
-            .flatten()?;
+        let address = abi::property(&["source", "address"]).ok().flatten()?;
         let address = String::from_utf8(address).ok()?;
         Some(limit_key::strip_port(&address).to_string())
     }
     fn route_name(&mut self) -> Option<String> {
         route_name()
     }
-    fn header(&mut self, name: &str) -> Option<String> {
+    fn header(&mut self, name: &str) -> Option<Vec<u8>> {
         self.0.header(name)
     }
 }
 
 fn route_name() -> Option<String> {
-    hostcalls::get_property(vec!["xds", "route_name"])
+    abi::property(&["xds", "route_name"])
         .ok()
         .flatten()
         .and_then(|b| String::from_utf8(b).ok())
@@ -563,15 +586,12 @@ struct SharedData;
 
 impl SharedStore for SharedData {
     fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
-        match hostcalls::get_shared_data(key) {
-            Ok((Some(v), Some(cas))) => Some((v, cas)),
-            _ => None,
-        }
+        abi::shared_get(key).ok().flatten()
     }
     fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        match hostcalls::set_shared_data(key, Some(value), cas) {
+        match abi::shared_set(key, value, cas.unwrap_or(0)) {
             Ok(()) => Ok(()),
-            Err(Status::CasMismatch) => Err(StoreError::CasMismatch),
+            Err(status) if status.is_cas_mismatch() => Err(StoreError::CasMismatch),
             Err(_) => Err(StoreError::Failed),
         }
     }
@@ -602,6 +622,9 @@ fn degrade(opts: &LimitOptions, reason: &str) -> Verdict {
     }
 }
 
+/// What a per-request counter call may take beyond `redis_timeout`.
+const LIMIT_CALL_MARGIN: Duration = Duration::from_millis(100);
+
 /// Counts the request against its limit-count counter.
 fn rate_limit(
     rt: &Runtime,
@@ -624,8 +647,13 @@ fn rate_limit(
         Policy::Redis {
             sync_interval: Some(_),
             ..
-        } => apply_hit(opts, &rt.sync_hit(opts, &counter, now), state),
-        Policy::Redis { backend, .. } => {
+        } => match rt.sync_hit(opts, &counter, now) {
+            Some(hit) => apply_hit(opts, &hit, state),
+            None => degrade(opts, "too many sync_interval counters on this worker"),
+        },
+        Policy::Redis {
+            backend, timeout, ..
+        } => {
             let Some(sidecar) = rt.config().sidecar.as_ref() else {
                 return degrade(opts, "no sidecar configured");
             };
@@ -636,7 +664,10 @@ fn rate_limit(
                 cost: 1,
             };
             let body = remote::request_body(backend, std::slice::from_ref(&op));
-            return match ProxyHost.dispatch(sidecar, LIMIT_PATH, body) {
+            // The request waits for its counter as long as Redis may take (`redis_timeout`),
+            // plus a little for the sidecar, not the sidecar's (longer) resolve timeout.
+            let wait = timeout.saturating_add(LIMIT_CALL_MARGIN);
+            return match dispatch(sidecar, LIMIT_PATH, &body, wait) {
                 Ok(token) => Verdict::WaitLimit(token, Box::new(opts.clone()), body_check),
                 Err(e) => degrade(opts, &format!("could not call the sidecar: {e}")),
             };
@@ -671,22 +702,22 @@ fn process(rt: &Runtime, state: &Rc<RefCell<ReqState>>) -> Verdict {
                 reply(&auth::key::invalid(), None);
                 return Verdict::Replied;
             };
-            set_header(CONSUMER_USERNAME, Some(username));
-            set_header(CREDENTIAL_IDENTIFIER, credential_id);
-            set_header(CONSUMER_CUSTOM_ID, custom_id);
+            set_header(CONSUMER_USERNAME, Some(username.as_bytes()));
+            set_header(CREDENTIAL_IDENTIFIER, credential_id.map(str::as_bytes));
+            set_header(CONSUMER_CUSTOM_ID, custom_id.map(str::as_bytes));
             match allow.hide {
                 None => {}
                 Some(Hide::Header(h)) => set_header(&h, None),
                 Some(Hide::Path(p)) => set_header(":path", Some(&p)),
                 Some(Hide::SetHeader(h, v)) => {
-                    set_header(&h, (!v.is_empty()).then_some(v.as_str()))
+                    set_header(&h, (!v.is_empty()).then_some(v.as_slice()))
                 }
             }
             (Some(username), allow.body_check)
         }
         Some(Decision::Reject(r)) => {
             if r.log_detail {
-                log(Level::Warn, &format!("{}: {}", r.body.trim_end(), r.detail));
+                log_reject(&r);
             }
             reply(&r, None);
             return Verdict::Replied;

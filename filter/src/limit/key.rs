@@ -119,7 +119,17 @@ pub trait VarSource {
     /// The client's address without port.
     fn remote_addr(&mut self) -> Option<String>;
     fn route_name(&mut self) -> Option<String>;
-    fn header(&mut self, name: &str) -> Option<String>;
+    /// A request header's raw bytes.
+    fn header(&mut self, name: &str) -> Option<Vec<u8>>;
+}
+
+/// A header or argument value as part of a counter key: bytes that are not UTF-8 are replaced
+/// (a key only has to tell clients apart; it is never compared with a secret).
+fn text(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
 }
 
 /// The counter key. Variables that resolve to nothing count as empty; if no variable resolves,
@@ -139,8 +149,11 @@ pub fn resolve(spec: &KeySpec, consumer: Option<&str>, src: &mut dyn VarSource) 
                     Var::RemoteAddr => src.remote_addr(),
                     Var::ConsumerName => consumer.map(str::to_string),
                     Var::RouteName => src.route_name(),
-                    Var::Header(h) => src.header(h),
-                    Var::Arg(a) => src.header(":path").and_then(|p| query::find_arg(&p, a)),
+                    Var::Header(h) => src.header(h).map(text),
+                    Var::Arg(a) => src
+                        .header(":path")
+                        .and_then(|p| query::find_arg(&p, a))
+                        .map(text),
                 };
                 if let Some(value) = value.filter(|v| !v.is_empty()) {
                     key.push_str(&value);
@@ -182,11 +195,11 @@ mod tests {
         fn route_name(&mut self) -> Option<String> {
             Some("ip".into())
         }
-        fn header(&mut self, name: &str) -> Option<String> {
+        fn header(&mut self, name: &str) -> Option<Vec<u8>> {
             self.0
                 .iter()
                 .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
+                .map(|(_, v)| v.as_bytes().to_vec())
         }
     }
 

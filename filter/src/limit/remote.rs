@@ -5,6 +5,13 @@ use super::local::Hit;
 use serde::Deserialize;
 use std::collections::HashMap;
 
+/// The most ops the sidecar takes in one `/v1/limit` call; larger pushes are split.
+pub const MAX_OPS_PER_CALL: usize = 1000;
+
+/// The most `sync_interval` counters a worker keeps per scope. Past it, a new key is not
+/// counted: the request is judged as when the counter store fails (`allow_degradation`).
+pub const MAX_SYNC_COUNTERS: usize = 65_536;
+
 /// One counter operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Op {
@@ -91,9 +98,18 @@ impl Counter {
 /// A request is allowed while `remaining` as last seen in Redis, minus the hits not yet pushed,
 /// is positive. Traffic between two syncs may overshoot the limit (bounded by one interval's hits
 /// per worker and Envoy); in exchange no request waits for Redis.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SyncCounters {
     entries: HashMap<String, Entry>,
+    capacity: usize,
+    /// Hits of keys that could not be counted because the map was full.
+    dropped: u64,
+}
+
+impl Default for SyncCounters {
+    fn default() -> Self {
+        Self::with_capacity(MAX_SYNC_COUNTERS)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -110,9 +126,26 @@ struct Entry {
 }
 
 impl SyncCounters {
-    /// Counts a hit and decides it locally.
-    pub fn hit(&mut self, key: &str, limit: u64, window_s: u64, now_ms: u64) -> Hit {
+    pub fn with_capacity(capacity: usize) -> Self {
+        SyncCounters {
+            entries: HashMap::new(),
+            capacity,
+            dropped: 0,
+        }
+    }
+
+    /// Counts a hit and decides it locally; `None` when the key is new and the map is full
+    /// (even after dropping idle, expired counters).
+    pub fn hit(&mut self, key: &str, limit: u64, window_s: u64, now_ms: u64) -> Option<Hit> {
         let window_ms = window_s.saturating_mul(1000);
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(key) {
+            self.entries
+                .retain(|_, e| e.unsent + e.in_flight > 0 || now_ms < e.window_end_ms);
+            if self.entries.len() >= self.capacity {
+                self.dropped = self.dropped.saturating_add(1);
+                return None;
+            }
+        }
         let e = self
             .entries
             .entry(key.to_string())
@@ -142,7 +175,12 @@ impl SyncCounters {
         if hit.allowed() {
             e.unsent = e.unsent.saturating_add(1);
         }
-        hit
+        Some(hit)
+    }
+
+    /// Hits not counted because the map was full, since the start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     /// The deltas to push now (moved to in-flight). Entries long expired and idle are dropped.
@@ -260,7 +298,9 @@ mod tests {
     #[test]
     fn sync_counts_locally_then_pushes_deltas() {
         let mut s = SyncCounters::default();
-        let allowed: Vec<bool> = (0..4).map(|i| s.hit("k", 3, 60, i).allowed()).collect();
+        let allowed: Vec<bool> = (0..4)
+            .map(|i| s.hit("k", 3, 60, i).unwrap().allowed())
+            .collect();
         assert_eq!(
             allowed,
             [true, true, true, false],
@@ -289,9 +329,9 @@ mod tests {
             }],
             20,
         );
-        assert!(!s.hit("k", 3, 60, 21).allowed());
+        assert!(!s.hit("k", 3, 60, 21).unwrap().allowed());
         // the window ends when Redis said
-        assert!(s.hit("k", 3, 60, 50_020).allowed());
+        assert!(s.hit("k", 3, 60, 50_020).unwrap().allowed());
     }
 
     #[test]
@@ -303,7 +343,7 @@ mod tests {
         let mut passed_per_window = vec![0u32; 5];
         for step in 0..50u64 {
             let now = step * 100;
-            if s.hit("k", 3, 1, now).allowed() {
+            if s.hit("k", 3, 1, now).unwrap().allowed() {
                 passed_per_window[(now / 1000) as usize] += 1;
             }
             if now % 200 == 0 {
@@ -340,10 +380,10 @@ mod tests {
     #[test]
     fn failed_push_is_retried() {
         let mut s = SyncCounters::default();
-        s.hit("k", 10, 60, 0);
-        s.hit("k", 10, 60, 1);
+        s.hit("k", 10, 60, 0).unwrap();
+        s.hit("k", 10, 60, 1).unwrap();
         let ops = s.take_ops(2);
-        s.hit("k", 10, 60, 3);
+        s.hit("k", 10, 60, 3).unwrap();
         s.failed(&ops);
         assert_eq!(s.take_ops(4)[0].cost, 3);
     }
@@ -351,7 +391,7 @@ mod tests {
     #[test]
     fn idle_expired_entries_are_dropped() {
         let mut s = SyncCounters::default();
-        s.hit("k", 10, 1, 0);
+        s.hit("k", 10, 1, 0).unwrap();
         let ops = s.take_ops(1);
         s.answered(
             &ops,
@@ -364,5 +404,31 @@ mod tests {
         assert_eq!(s.len(), 1);
         s.take_ops(5_000);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn the_counter_map_is_bounded_and_counts_what_it_drops() {
+        let mut s = SyncCounters::with_capacity(3);
+        for k in ["a", "b", "c"] {
+            assert!(s.hit(k, 10, 60, 0).is_some());
+        }
+        assert!(
+            s.hit("d", 10, 60, 1).is_none(),
+            "full: a new key is not counted"
+        );
+        assert!(s.hit("a", 10, 60, 1).is_some(), "known keys still count");
+        assert_eq!((s.len(), s.dropped()), (3, 1));
+        // pushed, answered and expired counters make room again
+        let ops = s.take_ops(2);
+        let answers: Vec<Counter> = ops
+            .iter()
+            .map(|_| Counter {
+                remaining: 8,
+                reset_s: 1,
+            })
+            .collect();
+        s.answered(&ops, &answers, 2);
+        assert!(s.hit("d", 10, 60, 5_000).is_some());
+        assert_eq!(s.dropped(), 1);
     }
 }

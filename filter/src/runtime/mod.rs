@@ -75,6 +75,7 @@ impl Runtime {
                     Policy::Redis {
                         backend,
                         sync_interval: Some(every),
+                        ..
                     },
                 ..
             }) = &set.limit_count
@@ -130,7 +131,9 @@ impl Runtime {
     }
 
     /// Counts a hit under `sync_interval`: decided locally, pushed to Redis on the next tick.
-    pub fn sync_hit(&self, opts: &LimitOptions, key: &str, now_ms: u64) -> Hit {
+    /// `None` when the worker already tracks as many counters as it may (see
+    /// [`remote::MAX_SYNC_COUNTERS`]): the request is then judged as on a counter store failure.
+    pub fn sync_hit(&self, opts: &LimitOptions, key: &str, now_ms: u64) -> Option<Hit> {
         self.sync
             .borrow_mut()
             .entry(opts.scope.clone())
@@ -155,18 +158,19 @@ impl Runtime {
                 Some(c) => c.take_ops(now),
                 None => continue,
             };
-            if ops.is_empty() {
-                continue;
-            }
-            match host.dispatch(sidecar, LIMIT_PATH, remote::request_body(backend, &ops)) {
-                Ok(token) => {
-                    self.sync_calls.insert(token, (scope.clone(), ops));
-                }
-                Err(e) => {
-                    if let Some(c) = self.sync.borrow_mut().get_mut(scope) {
-                        c.failed(&ops);
+            // The sidecar takes at most MAX_OPS_PER_CALL ops a call: one call per chunk.
+            for chunk in ops.chunks(remote::MAX_OPS_PER_CALL) {
+                match host.dispatch(sidecar, LIMIT_PATH, remote::request_body(backend, chunk)) {
+                    Ok(token) => {
+                        self.sync_calls
+                            .insert(token, (scope.clone(), chunk.to_vec()));
                     }
-                    errors.push(format!("could not call the sidecar: {e}"));
+                    Err(e) => {
+                        if let Some(c) = self.sync.borrow_mut().get_mut(scope) {
+                            c.failed(chunk);
+                        }
+                        errors.push(format!("could not call the sidecar: {e}"));
+                    }
                 }
             }
         }
@@ -266,6 +270,8 @@ impl Runtime {
         if !self.sync_scopes.is_empty() {
             self.push_syncs(host, now);
         }
+        let (changed, notes) = self.table.expire(now, millis(self.config.max_stale));
+        self.applied(host, changed, notes);
         if !self.gate_open && now >= self.startup_deadline_ms {
             self.gate_open = true;
             host.log(
@@ -313,22 +319,27 @@ impl Runtime {
                 if self.last_batch_error.take().is_some() {
                     host.log(Level::Info, "the sidecar answers again");
                 }
-                let (changed, notes) = self.table.apply(&self.config, answers);
-                for note in notes {
-                    match note {
-                        Note::Info(m) => host.log(Level::Info, &m),
-                        Note::Warn(m) => host.log(Level::Warn, &m),
-                        Note::Error(m) => host.log(Level::Error, &m),
-                    }
-                }
-                if changed {
-                    self.rebuild(host);
-                }
+                let (changed, notes) = self.table.apply(&self.config, answers, now);
+                self.applied(host, changed, notes);
             }
             Err(e) => {
                 refresh.failed(now);
                 self.batch_failed(host, &e);
             }
+        }
+    }
+
+    /// Logs what a table update says and rebuilds the indexes if a value changed.
+    fn applied(&mut self, host: &mut dyn Host, changed: bool, notes: Vec<Note>) {
+        for note in notes {
+            match note {
+                Note::Info(m) => host.log(Level::Info, &m),
+                Note::Warn(m) => host.log(Level::Warn, &m),
+                Note::Error(m) => host.log(Level::Error, &m),
+            }
+        }
+        if changed {
+            self.rebuild(host);
         }
     }
 
@@ -360,7 +371,8 @@ impl Runtime {
         let mut jwt = Vec::new();
         let mut hmac = Vec::new();
         for (i, c) in self.config.credentials.iter().enumerate() {
-            let Some(secret) = value(c.kind.secret()) else {
+            // Unknown or empty: the credential matches nobody (fail closed).
+            let Some(secret) = value(c.kind.secret()).filter(|s| !s.expose().is_empty()) else {
                 continue;
             };
             match &c.kind {

@@ -42,7 +42,7 @@ const ALICE_REF: &str = "$secret://aws/my-secrets-manager/alice-credentials/alic
 
 fn runtime(host: &mut FakeHost) -> Runtime {
     let json = serde_json::json!({
-        "sidecar": {"cluster": "secret_sidecar", "token": "t"},
+        "sidecar": {"cluster": "secret_sidecar", "token": "$env://SIDECAR_TOKEN"},
         "refresh_interval_s": 30,
         "startup_wait_ms": 1000,
         "consumers": [
@@ -53,7 +53,7 @@ fn runtime(host: &mut FakeHost) -> Runtime {
         "routes": {"open": {}}
     });
     Runtime::new(
-        compile(json.to_string().as_bytes(), &|_| None).unwrap(),
+        compile(json.to_string().as_bytes(), &|_| Some("t".into())).unwrap(),
         host,
     )
 }
@@ -240,13 +240,13 @@ fn logs_never_contain_values() {
 
 fn sync_runtime(host: &mut FakeHost) -> Runtime {
     let json = serde_json::json!({
-        "sidecar": {"cluster": "secret_sidecar", "token": "t"},
+        "sidecar": {"cluster": "secret_sidecar", "token": "$env://SIDECAR_TOKEN"},
         "plugins": {"limit-count": {"count": 3, "time_window": 60, "policy": "redis",
                                      "redis_host": "127.0.0.1", "sync_interval": 0.2,
                                      "redis_password": "$secret://aws/sm/redis/password"}}
     });
     Runtime::new(
-        compile(json.to_string().as_bytes(), &|_| None).unwrap(),
+        compile(json.to_string().as_bytes(), &|_| Some("t".into())).unwrap(),
         host,
     )
 }
@@ -259,7 +259,7 @@ fn sync_interval_pushes_deltas_on_ticks() {
     assert!(rt.gate_open(), "no secrets to wait for");
     let opts = rt.plugins_for(None).limit_count.clone().unwrap();
     let allowed: Vec<bool> = (0..4)
-        .map(|_| rt.sync_hit(&opts, "k", host.now).allowed())
+        .map(|_| rt.sync_hit(&opts, "k", host.now).unwrap().allowed())
         .collect();
     assert_eq!(allowed, [true, true, true, false]);
     rt.on_tick(&mut host);
@@ -288,7 +288,7 @@ fn sync_interval_pushes_deltas_on_ticks() {
         !rt.on_sync_answer(&mut host, 999, Some("200"), b"{}"),
         "unknown tokens are not sync answers"
     );
-    assert!(!rt.sync_hit(&opts, "k", host.now).allowed());
+    assert!(!rt.sync_hit(&opts, "k", host.now).unwrap().allowed());
 }
 
 #[test]
@@ -324,4 +324,44 @@ fn failed_sync_push_is_logged_once_and_retried() {
         .filter(|(l, m)| *l == Level::Warn && m.contains("refused"))
         .count();
     assert_eq!(warns, 1, "the same failure is logged once");
+}
+
+#[test]
+fn sync_pushes_are_split_into_calls_the_sidecar_accepts() {
+    let mut host = FakeHost::default();
+    let mut rt = sync_runtime(&mut host);
+    let opts = rt.plugins_for(None).limit_count.clone().unwrap();
+    for i in 0..2_500 {
+        assert!(rt.sync_hit(&opts, &format!("k{i}"), 0).is_some());
+    }
+    rt.on_tick(&mut host);
+    let sizes: Vec<usize> = host
+        .calls
+        .iter()
+        .map(|(_, _, body)| {
+            let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+            v["ops"].as_array().unwrap().len()
+        })
+        .collect();
+    assert_eq!(sizes, [1000, 1000, 500]);
+    // each chunk is answered on its own; a failed chunk is pushed again, alone
+    let calls = host.calls.clone();
+    for (n, (token, _, body)) in calls.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let ops = v["ops"].as_array().unwrap().len();
+        if n == 1 {
+            rt.on_sync_answer(&mut host, *token, Some("502"), b"{}");
+        } else {
+            let results: Vec<serde_json::Value> = (0..ops)
+                .map(|_| serde_json::json!({"remaining": 2, "reset_s": 59}))
+                .collect();
+            let answer = serde_json::json!({ "results": results }).to_string();
+            assert!(rt.on_sync_answer(&mut host, *token, Some("200"), answer.as_bytes()));
+        }
+    }
+    host.now += 200;
+    rt.on_tick(&mut host);
+    assert_eq!(host.calls.len(), 4);
+    let v: serde_json::Value = serde_json::from_slice(&host.calls[3].2).unwrap();
+    assert_eq!(v["ops"].as_array().unwrap().len(), 1000);
 }

@@ -13,10 +13,17 @@ const TRANSIENT: &[&str] = &[
     "missing_result",
 ];
 
+/// The error code for a reference that resolved to an empty string (also the sidecar's).
+pub const EMPTY_VALUE: &str = "empty_value";
+/// The error code for a value that no fresh answer confirmed within `max_stale_s`.
+pub const STALE_EXPIRED: &str = "stale_expired";
+
 #[derive(Debug, Default)]
 struct Entry {
     value: Option<SecretValue>,
     stale: bool,
+    /// When a fresh (not stale) answer last confirmed `value`.
+    confirmed_ms: u64,
     /// The last error reported for this reference (to log each change once).
     error: Option<String>,
 }
@@ -35,6 +42,8 @@ pub struct SecretTable {
     entries: Vec<Entry>,
     /// For each reference, the credentials that use it (for log lines).
     users: Vec<Vec<String>>,
+    /// Each reference as written (for log lines).
+    names: Vec<String>,
 }
 
 impl SecretTable {
@@ -50,6 +59,7 @@ impl SecretTable {
         SecretTable {
             entries: (0..config.refs.len()).map(|_| Entry::default()).collect(),
             users,
+            names: config.refs.iter().map(ToString::to_string).collect(),
         }
     }
 
@@ -58,12 +68,26 @@ impl SecretTable {
         self.entries.get(id).and_then(|e| e.value.as_ref())
     }
 
-    /// Applies one answer per reference (in [`Config::refs`] order). Returns whether any usable
-    /// value changed, and the log lines to emit. Log lines name references, never values.
-    pub fn apply(&mut self, config: &Config, answers: Vec<Answer>) -> (bool, Vec<Note>) {
+    /// Applies one answer per reference (in [`Config::refs`] order), received at `now_ms`.
+    /// Returns whether any usable value changed, and the log lines to emit. Log lines name
+    /// references, never values. An empty value is an error (`empty_value`): it would let an
+    /// empty key or password in.
+    pub fn apply(
+        &mut self,
+        config: &Config,
+        answers: Vec<Answer>,
+        now_ms: u64,
+    ) -> (bool, Vec<Note>) {
         let mut changed = false;
         let mut notes = Vec::new();
         for (id, answer) in answers.into_iter().enumerate() {
+            let answer = match answer {
+                Answer::Value { value, .. } if value.expose().is_empty() => Answer::Error {
+                    code: EMPTY_VALUE.into(),
+                    message: "the reference resolves to an empty value".into(),
+                },
+                other => other,
+            };
             let (Some(entry), Some(reference)) = (self.entries.get_mut(id), config.refs.get(id))
             else {
                 continue;
@@ -71,6 +95,10 @@ impl SecretTable {
             let users = self.users.get(id).map(|u| u.join(", ")).unwrap_or_default();
             match answer {
                 Answer::Value { value, stale } => {
+                    // A stale first value is vouched for by the sidecar's own max_stale_s.
+                    if !stale || entry.value.is_none() {
+                        entry.confirmed_ms = now_ms;
+                    }
                     if entry.value.as_ref() != Some(&value) {
                         changed = true;
                         if entry.value.is_some() {
@@ -118,6 +146,32 @@ impl SecretTable {
         }
         (changed, notes)
     }
+
+    /// Disables values that no fresh answer confirmed for longer than `max_stale_ms` (the
+    /// sidecar or its provider has been failing): a revoked secret stops working within that
+    /// bound even when nobody can tell us it was revoked. Returns whether any value changed.
+    pub fn expire(&mut self, now_ms: u64, max_stale_ms: u64) -> (bool, Vec<Note>) {
+        let mut changed = false;
+        let mut notes = Vec::new();
+        for (id, entry) in self.entries.iter_mut().enumerate() {
+            if entry.value.is_some() && now_ms.saturating_sub(entry.confirmed_ms) > max_stale_ms {
+                entry.value = None;
+                changed = true;
+                let users = self.users.get(id).map(|u| u.join(", ")).unwrap_or_default();
+                let reference = self.names.get(id).map(String::as_str).unwrap_or("?");
+                let text = format!(
+                    "no fresh value from the sidecar for {}s, longer than max_stale_s \
+                     ({STALE_EXPIRED})",
+                    now_ms.saturating_sub(entry.confirmed_ms) / 1000
+                );
+                notes.push(Note::Error(format!(
+                    "{reference}: {text}; credential(s) {users} disabled"
+                )));
+                entry.error = Some(text);
+            }
+        }
+        (changed, notes)
+    }
 }
 
 #[cfg(test)]
@@ -127,12 +181,12 @@ mod tests {
 
     fn config() -> Config {
         let json = serde_json::json!({
-            "sidecar": {"cluster": "c", "token": "t"},
+            "sidecar": {"cluster": "c", "token": "$env://SIDECAR_TOKEN"},
             "consumers": [{"username": "alice", "credentials": [
                 {"id": "alice-key-auth", "type": "key-auth", "key": "$secret://aws/sm/alice-credentials/k"}
             ]}]
         });
-        compile(json.to_string().as_bytes(), &|_| None)
+        compile(json.to_string().as_bytes(), &|_| Some("t".into()))
             .unwrap()
             .config
     }
@@ -156,28 +210,28 @@ mod tests {
         let mut t = SecretTable::new(&cfg);
         assert!(t.value(0).is_none());
 
-        let (changed, notes) = t.apply(&cfg, vec![value("v1")]);
+        let (changed, notes) = t.apply(&cfg, vec![value("v1")], 0);
         assert!(changed);
         assert!(notes.is_empty());
         assert_eq!(t.value(0).unwrap().expose(), "v1");
 
-        let (changed, _) = t.apply(&cfg, vec![value("v1")]);
+        let (changed, _) = t.apply(&cfg, vec![value("v1")], 0);
         assert!(!changed, "same value is no change");
 
-        let (changed, notes) = t.apply(&cfg, vec![value("v2")]);
+        let (changed, notes) = t.apply(&cfg, vec![value("v2")], 0);
         assert!(changed);
         assert!(matches!(&notes[0], Note::Info(m) if m.contains("rotated")));
 
         // a transient failure keeps the value, and is logged once
-        let (changed, notes) = t.apply(&cfg, vec![error("provider_unreachable")]);
+        let (changed, notes) = t.apply(&cfg, vec![error("provider_unreachable")], 0);
         assert!(!changed);
         assert_eq!(t.value(0).unwrap().expose(), "v2");
         assert!(matches!(&notes[0], Note::Warn(m) if m.contains("keeping the last good value")));
-        let (_, notes) = t.apply(&cfg, vec![error("provider_unreachable")]);
+        let (_, notes) = t.apply(&cfg, vec![error("provider_unreachable")], 0);
         assert!(notes.is_empty(), "same error is not logged again");
 
         // a definitive one disables the credential
-        let (changed, notes) = t.apply(&cfg, vec![error("secret_not_found")]);
+        let (changed, notes) = t.apply(&cfg, vec![error("secret_not_found")], 0);
         assert!(changed);
         assert!(t.value(0).is_none());
         match &notes[0] {
@@ -190,7 +244,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
 
-        let (changed, notes) = t.apply(&cfg, vec![value("v3")]);
+        let (changed, notes) = t.apply(&cfg, vec![value("v3")], 0);
         assert!(changed);
         assert!(notes
             .iter()
@@ -201,7 +255,7 @@ mod tests {
     fn first_answer_error_disables_even_if_transient() {
         let cfg = config();
         let mut t = SecretTable::new(&cfg);
-        let (_, notes) = t.apply(&cfg, vec![error("provider_unreachable")]);
+        let (_, notes) = t.apply(&cfg, vec![error("provider_unreachable")], 0);
         assert!(t.value(0).is_none());
         assert!(matches!(&notes[0], Note::Error(_)));
     }
@@ -220,9 +274,63 @@ mod tests {
                 stale: true,
             },
         ] {
-            all.extend(t.apply(&cfg, vec![a]).1);
+            all.extend(t.apply(&cfg, vec![a], 0).1);
         }
         assert!(all.len() >= 3);
         assert!(all.iter().all(|n| !format!("{n:?}").contains("s3cr3t")));
+    }
+
+    #[test]
+    fn an_empty_value_disables_like_an_error() {
+        let cfg = config();
+        let mut t = SecretTable::new(&cfg);
+        let (changed, notes) = t.apply(&cfg, vec![value("")], 0);
+        assert!(!changed);
+        assert!(t.value(0).is_none());
+        assert!(
+            matches!(&notes[0], Note::Error(m) if m.contains("(empty_value)")
+            && m.contains("$secret://aws/sm/alice-credentials/k")
+            && m.contains("alice-key-auth disabled"))
+        );
+        t.apply(&cfg, vec![value("v1")], 0);
+        let (changed, _) = t.apply(&cfg, vec![value("")], 0);
+        assert!(changed, "rotated to empty: the old value is dropped too");
+        assert!(t.value(0).is_none());
+        // a stale empty value is no better
+        t.apply(&cfg, vec![value("v1")], 0);
+        let stale_empty = Answer::Value {
+            value: SecretValue::new(""),
+            stale: true,
+        };
+        t.apply(&cfg, vec![stale_empty], 0);
+        assert!(t.value(0).is_none());
+    }
+
+    #[test]
+    fn values_no_fresh_answer_confirms_expire_after_max_stale() {
+        let cfg = config();
+        let mut t = SecretTable::new(&cfg);
+        t.apply(&cfg, vec![value("v1")], 1_000);
+        assert_eq!(t.expire(61_000, 60_000), (false, vec![]));
+        // stale answers and transient errors keep the value but confirm nothing
+        let stale = Answer::Value {
+            value: SecretValue::new("v1"),
+            stale: true,
+        };
+        t.apply(&cfg, vec![stale], 30_000);
+        t.apply(&cfg, vec![error("provider_unreachable")], 50_000);
+        assert!(t.value(0).is_some());
+        let (changed, notes) = t.expire(61_001, 60_000);
+        assert!(changed);
+        assert!(t.value(0).is_none());
+        assert!(
+            matches!(&notes[0], Note::Error(m) if m.contains("stale_expired")
+            && m.contains("alice-key-auth disabled"))
+        );
+        assert_eq!(t.expire(70_000, 60_000), (false, vec![]), "logged once");
+        // a fresh answer brings it back
+        let (changed, _) = t.apply(&cfg, vec![value("v1")], 80_000);
+        assert!(changed);
+        assert!(t.value(0).is_some());
     }
 }

@@ -1,7 +1,9 @@
 //! hmac-auth, the APISIX 3.11+ scheme:
 //! `Authorization: Signature keyId="...",algorithm="hmac-sha256",headers="@request-target date",signature="..."`.
-//! The signing string is the keyId, then one `name: value` line per listed header present in the
-//! request (`@request-target` is `METHOD /path?query`), each line ending in `\n`.
+//! The signing string is the keyId, then one `name: value` line per listed header (`@request-target`
+//! is `METHOD /path?query`), each line ending in `\n`. Every listed header must be in the request,
+//! the request's time must come from a signed `date` (or `x-date`) header, and with
+//! `validate_request_body` the `digest` header must be signed.
 
 use super::{b64, http_date, Allow, BodyCheck, Decision, Hide, Reject, RequestView};
 use crate::config::HmacAuthOptions;
@@ -113,9 +115,15 @@ fn invalid(reason: impl Into<Cow<'static, str>>) -> Decision {
     Decision::Reject(Reject::generic(401, PREFIX, Some(REALM), reason.into()))
 }
 
+/// Signed header names that can carry the request's time, in the order they are looked for.
+const DATE_HEADERS: [&str; 2] = ["date", "x-date"];
+
 pub fn check(opts: &HmacAuthOptions, index: &HmacIndex, req: &mut dyn RequestView) -> Decision {
     let Some(auth) = req.header("authorization") else {
         return exposed("missing Authorization header");
+    };
+    let Ok(auth) = String::from_utf8(auth) else {
+        return exposed("Authorization header is not valid UTF-8");
     };
     let params = match parse(&auth) {
         Ok(p) => p,
@@ -139,53 +147,64 @@ pub fn check(opts: &HmacAuthOptions, index: &HmacIndex, req: &mut dyn RequestVie
     else {
         return invalid("Invalid algorithm");
     };
-    let Some(date) = req.header("date").or_else(|| req.header("x-date")) else {
+    let signed = params.headers.unwrap_or_default();
+    let is_signed = |name: &str| signed.iter().any(|h| h.eq_ignore_ascii_case(name));
+    if !opts.signed_headers.is_empty() && signed.is_empty() {
+        return invalid("headers missing");
+    }
+    for required in &opts.signed_headers {
+        if !is_signed(required) {
+            return invalid(format!("expected header \"{required}\" missing in signing"));
+        }
+    }
+    // Freshness comes only from a header the signature covers: an unsigned date could be
+    // replaced to replay an old signature forever.
+    let Some(date_name) = DATE_HEADERS.into_iter().find(|n| is_signed(n)) else {
+        return invalid("Date header not signed. failed to validate clock skew");
+    };
+    let Some(date) = req.header(date_name) else {
         return invalid("Date header missing. failed to validate clock skew");
     };
-    let Some(time) = http_date::parse(&date) else {
+    let Some(time) = std::str::from_utf8(&date).ok().and_then(http_date::parse) else {
         return invalid("Invalid GMT format time");
     };
     if req.now_s().abs_diff(time) > opts.clock_skew_s {
         return invalid("Clock skew exceeded");
     }
-    let signed = params.headers.unwrap_or_default();
-    if !opts.signed_headers.is_empty() && signed.is_empty() {
-        return invalid("headers missing");
+    if opts.validate_request_body && !is_signed("digest") {
+        return invalid("Invalid digest: the digest header is not signed");
     }
-    for required in &opts.signed_headers {
-        if !signed.iter().any(|h| h.eq_ignore_ascii_case(required)) {
-            return invalid(format!("expected header \"{required}\" missing in signing"));
-        }
-    }
-    let mut signing = String::with_capacity(128);
-    signing.push_str(key_id);
-    signing.push('\n');
+    let mut signing: Vec<u8> = Vec::with_capacity(128);
+    signing.extend_from_slice(key_id.as_bytes());
+    signing.push(b'\n');
     for h in &signed {
         let lower = h.to_ascii_lowercase();
         // No request header can be named "@request-target": do not ask the host for it.
-        if lower != "@request-target" {
-            if let Some(value) = req.header(&lower) {
-                signing.push_str(h);
-                signing.push_str(": ");
-                signing.push_str(&value);
-                signing.push('\n');
-            }
-        } else {
+        if lower == "@request-target" {
             let method = req.header(":method").unwrap_or_default();
-            let path = req.header(":path").unwrap_or_else(|| "/".into());
-            signing.push_str(&method);
-            signing.push(' ');
-            signing.push_str(&path);
-            signing.push('\n');
+            let path = req.header(":path").unwrap_or_else(|| b"/".to_vec());
+            signing.extend_from_slice(&method);
+            signing.push(b' ');
+            signing.extend_from_slice(&path);
+        } else {
+            // Every listed header must be there: skipping an absent one would let a signature
+            // made for one request pass for others.
+            let Some(value) = req.header(&lower) else {
+                return invalid("a header listed in headers is missing from the request");
+            };
+            signing.extend_from_slice(h.as_bytes());
+            signing.extend_from_slice(b": ");
+            signing.extend_from_slice(&value);
         }
+        signing.push(b'\n');
     }
     let valid = b64::standard(signature)
-        .is_some_and(|sig| algorithm.verify(secret.expose().as_bytes(), signing.as_bytes(), &sig));
+        .is_some_and(|sig| algorithm.verify(secret.expose().as_bytes(), &signing, &sig));
     if !valid {
         return invalid("Invalid signature");
     }
     let body_check = if opts.validate_request_body {
-        let Some(digest) = req.header("digest") else {
+        let Some(digest) = req.header("digest").and_then(|d| String::from_utf8(d).ok()) else {
             return invalid("Invalid digest");
         };
         Some(BodyCheck {

@@ -139,15 +139,14 @@ fn failures_have_apisix_messages() {
 #[test]
 fn x_date_and_skew_boundary() {
     let a = auth("hmac-sha256", SHA256);
-    // the signed header list says "date": X-Date is accepted for the skew check only, so the
-    // signature (over "date: ...") fails without a Date header, as in APISIX.
+    // the signed header list says "date": an unsigned X-Date never stands in for it
     let (ok, _, reason) = summary(&run(
         &opts(),
         &[("authorization", &a), ("x-date", DATE)],
         NOW,
     ));
     assert!(!ok);
-    assert!(reason.contains("Invalid signature"), "{reason}");
+    assert!(reason.contains("Date header missing"), "{reason}");
     assert!(
         summary(&run(
             &opts(),
@@ -156,6 +155,170 @@ fn x_date_and_skew_boundary() {
         ))
         .0
     );
+}
+
+/// Signs `signing` with alice's key, as an attacker who once saw a valid signature could not,
+/// but a client holding the key could: the point is which requests a signature covers.
+fn sign(signing: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(b"alice-secret-key").unwrap();
+    mac.update(signing.as_bytes());
+    b64::encode_standard(&mac.finalize().into_bytes())
+}
+
+fn signature_header(headers: &str, sig: &str) -> String {
+    format!(
+        r#"Signature keyId="alice-keyid",algorithm="hmac-sha256",headers="{headers}",signature="{sig}""#
+    )
+}
+
+/// The replay of issue #7: a signature over just "keyId\n" (headers="date", no Date header)
+/// with a fresh, unsigned X-Date must not pass, for any method, path or time.
+#[test]
+fn a_signature_that_covers_nothing_cannot_be_replayed() {
+    let o = HmacAuthOptions {
+        signed_headers: vec![],
+        ..opts()
+    };
+    let a = signature_header("date", &sign("alice-keyid\n"));
+    for now in [NOW, NOW + 86_400 * 365] {
+        let (ok, _, reason) = summary(&run(&o, &[("authorization", &a), ("x-date", DATE)], now));
+        assert!(!ok, "replayed at {now}");
+        assert!(reason.contains("Date header missing"), "{reason}");
+    }
+    // no headers at all: nothing carries the time
+    let a = format!(
+        r#"Signature keyId="alice-keyid",algorithm="hmac-sha256",signature="{}""#,
+        sign("alice-keyid\n")
+    );
+    let (ok, _, reason) = summary(&run(&o, &[("authorization", &a), ("x-date", DATE)], NOW));
+    assert!(!ok);
+    assert!(reason.contains("Date header not signed"), "{reason}");
+}
+
+#[test]
+fn every_listed_header_must_be_present() {
+    let o = HmacAuthOptions {
+        signed_headers: vec![],
+        ..opts()
+    };
+    // signed "date x-custom" but the request has no x-custom: refused, even though a signature
+    // over the lines that are present would match
+    let a = signature_header(
+        "date x-custom",
+        &sign(&format!("alice-keyid\ndate: {DATE}\n")),
+    );
+    let (ok, _, reason) = summary(&run(&o, &[("authorization", &a), ("date", DATE)], NOW));
+    assert!(!ok);
+    assert!(reason.contains("missing from the request"), "{reason}");
+    // with the header, a signature over every listed line passes
+    let a = signature_header(
+        "date x-custom",
+        &sign(&format!("alice-keyid\ndate: {DATE}\nx-custom: v\n")),
+    );
+    let (ok, _, reason) = summary(&run(
+        &o,
+        &[("authorization", &a), ("date", DATE), ("x-custom", "v")],
+        NOW,
+    ));
+    assert!(ok, "{reason}");
+}
+
+#[test]
+fn a_signed_x_date_carries_the_time() {
+    let o = HmacAuthOptions {
+        signed_headers: vec![],
+        ..opts()
+    };
+    let a = signature_header("x-date", &sign(&format!("alice-keyid\nx-date: {DATE}\n")));
+    assert!(summary(&run(&o, &[("authorization", &a), ("x-date", DATE)], NOW)).0);
+    let (ok, _, reason) = summary(&run(
+        &o,
+        &[("authorization", &a), ("x-date", DATE)],
+        NOW + 301,
+    ));
+    assert!(!ok);
+    assert!(reason.contains("Clock skew exceeded"), "{reason}");
+}
+
+#[test]
+fn with_body_validation_the_digest_must_be_signed() {
+    let o = HmacAuthOptions {
+        validate_request_body: true,
+        ..opts()
+    };
+    let signing = format!("alice-keyid\nGET /ip?x=1\ndate: {DATE}\n");
+    let a = signature_header("@request-target date", &sign(&signing));
+    let (ok, _, reason) = summary(&run(
+        &o,
+        &[
+            ("authorization", &a),
+            ("date", DATE),
+            ("digest", BODY_DIGEST),
+        ],
+        NOW,
+    ));
+    assert!(!ok);
+    assert!(reason.contains("digest header is not signed"), "{reason}");
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_refused() {
+    let a = auth("hmac-sha256", SHA256);
+    let rows: [Vec<(&str, &[u8])>; 3] = [
+        vec![
+            ("authorization", b"Signature keyId=\"\xff\""),
+            ("date", DATE.as_bytes()),
+        ],
+        vec![
+            ("authorization", a.as_bytes()),
+            ("date", b"Sat, 28 Nov 2026 \xff GMT"),
+        ],
+        vec![("authorization", a.as_bytes()), ("date", b"\xff\xfe")],
+    ];
+    for row in rows {
+        let mut h: Vec<(&str, &[u8])> = vec![(":method", b"GET"), (":path", b"/ip?x=1")];
+        h.extend(row);
+        let d = check(&opts(), &index(), &mut FakeRequest::bytes(&h).at(NOW));
+        assert!(!summary(&d).0, "{h:?}");
+    }
+    // a signed header whose value is not UTF-8 is signed as the bytes sent
+    let o = HmacAuthOptions {
+        signed_headers: vec![],
+        ..opts()
+    };
+    let mut mac =
+        <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(b"alice-secret-key").unwrap();
+    hmac::Mac::update(
+        &mut mac,
+        format!("alice-keyid\ndate: {DATE}\nx-b: ").as_bytes(),
+    );
+    hmac::Mac::update(&mut mac, b"\xff\n");
+    let sig = b64::encode_standard(&hmac::Mac::finalize(mac).into_bytes());
+    let a = signature_header("date x-b", &sig);
+    let h: Vec<(&str, &[u8])> = vec![
+        (":method", b"GET"),
+        (":path", b"/"),
+        ("authorization", a.as_bytes()),
+        ("date", DATE.as_bytes()),
+        ("x-b", b"\xff"),
+    ];
+    assert!(summary(&check(&o, &index(), &mut FakeRequest::bytes(&h).at(NOW))).0);
+}
+
+#[test]
+fn an_empty_secret_key_signs_nothing() {
+    let index = HmacIndex::build([(3, "alice-keyid".to_string(), SecretValue::new(""))]);
+    let a = auth("hmac-sha256", SHA256);
+    let mut base = vec![(":method", "GET"), (":path", "/ip?x=1")];
+    base.extend_from_slice(&[("authorization", a.as_str()), ("date", DATE)]);
+    let (ok, _, reason) = summary(&check(
+        &opts(),
+        &index,
+        &mut FakeRequest::new(&base).at(NOW),
+    ));
+    assert!(!ok);
+    assert!(reason.contains("Invalid key_id"), "{reason}");
 }
 
 #[test]

@@ -58,20 +58,31 @@ impl JwtIndex {
     }
 }
 
-/// Tokens whose signature verified, by SHA-256 of the token: bounded, oldest evicted first.
+/// Signature checks of asymmetric tokens by SHA-256 of the token: the credential checked and
+/// whether the signature verified. Failures are remembered too, so a garbage token replayed with
+/// a known `key` costs one signature check, not one per request. Bounded, oldest evicted first.
 #[derive(Default)]
 struct VerifiedCache {
-    entries: HashMap<[u8; 32], usize>,
+    entries: HashMap<[u8; 32], (usize, bool)>,
     order: VecDeque<[u8; 32]>,
 }
 
 impl VerifiedCache {
-    fn contains(&self, token: &[u8; 32], credential: usize) -> bool {
-        self.entries.get(token) == Some(&credential)
+    /// The remembered outcome for `token` checked against `credential`.
+    fn get(&self, token: &[u8; 32], credential: usize) -> Option<bool> {
+        match self.entries.get(token) {
+            Some((c, ok)) if *c == credential => Some(*ok),
+            _ => None,
+        }
     }
 
-    fn insert(&mut self, token: [u8; 32], credential: usize) {
-        if self.entries.insert(token, credential).is_none() {
+    #[cfg(test)]
+    fn contains(&self, token: &[u8; 32], credential: usize) -> bool {
+        self.get(token, credential) == Some(true)
+    }
+
+    fn insert(&mut self, token: [u8; 32], credential: usize, verified: bool) {
+        if self.entries.insert(token, (credential, verified)).is_none() {
             self.order.push_back(token);
         }
         while self.order.len() > CACHE_CAPACITY {
@@ -79,10 +90,6 @@ impl VerifiedCache {
                 self.entries.remove(&old);
             }
         }
-    }
-
-    fn remove(&mut self, token: &[u8; 32]) {
-        self.entries.remove(token);
     }
 }
 
@@ -93,14 +100,14 @@ enum Origin {
     Cookie,
 }
 
-fn find_token(opts: &JwtAuthOptions, req: &mut dyn RequestView) -> Option<(String, Origin)> {
+fn find_token(opts: &JwtAuthOptions, req: &mut dyn RequestView) -> Option<(Vec<u8>, Origin)> {
     if let Some(h) = req.header(&opts.header) {
         let token = h
-            .strip_prefix("Bearer ")
-            .or_else(|| h.strip_prefix("bearer "))
+            .strip_prefix(b"Bearer ")
+            .or_else(|| h.strip_prefix(b"bearer "))
             .unwrap_or(&h)
-            .trim()
-            .to_string();
+            .trim_ascii()
+            .to_vec();
         return Some((token, Origin::Header));
     }
     if let Some(t) = req
@@ -111,10 +118,14 @@ fn find_token(opts: &JwtAuthOptions, req: &mut dyn RequestView) -> Option<(Strin
     }
     let cookies = req.header("cookie")?;
     cookies
-        .split(';')
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == opts.cookie)
-        .map(|(_, v)| (v.to_string(), Origin::Cookie))
+        .split(|b| *b == b';')
+        .filter_map(|c| {
+            let c = c.trim_ascii();
+            let i = c.iter().position(|b| *b == b'=')?;
+            Some((c.get(..i)?, c.get(i + 1..)?))
+        })
+        .find(|(name, _)| *name == opts.cookie.as_bytes())
+        .map(|(_, v)| (v.to_vec(), Origin::Cookie))
 }
 
 /// A token split and decoded; the signature is checked separately.
@@ -166,6 +177,10 @@ pub fn check(opts: &JwtAuthOptions, index: &JwtIndex, req: &mut dyn RequestView)
     let Some((token, origin)) = find_token(opts, req) else {
         return Decision::Reject(reject(MISSING, "jwt_missing"));
     };
+    // A JWT is base64url and dots: bytes that are not UTF-8 are a malformed token.
+    let Ok(token) = String::from_utf8(token) else {
+        return Decision::Reject(reject(INVALID, "jwt_malformed"));
+    };
     let Some(parsed) = parse(&token) else {
         return Decision::Reject(reject(INVALID, "jwt_malformed"));
     };
@@ -193,14 +208,13 @@ pub fn check(opts: &JwtAuthOptions, index: &JwtIndex, req: &mut dyn RequestView)
     } else {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut cache = index.cache.borrow_mut();
-        if cache.contains(&digest, cred.credential) {
-            true
-        } else if cred.key.verify(cred.algorithm, input, &parsed.signature) {
-            cache.insert(digest, cred.credential);
-            true
-        } else {
-            cache.remove(&digest);
-            false
+        match cache.get(&digest, cred.credential) {
+            Some(verified) => verified,
+            None => {
+                let verified = cred.key.verify(cred.algorithm, input, &parsed.signature);
+                cache.insert(digest, cred.credential, verified);
+                verified
+            }
         }
     };
     if !verified {
@@ -212,12 +226,12 @@ pub fn check(opts: &JwtAuthOptions, index: &JwtIndex, req: &mut dyn RequestView)
             .header(":path")
             .map(|p| Hide::Path(query::remove_arg(&p, &opts.query))),
         Origin::Cookie => req.header("cookie").map(|c| {
-            let kept: Vec<&str> = c
-                .split(';')
-                .map(str::trim)
-                .filter(|kv| kv.split('=').next() != Some(opts.cookie.as_str()))
+            let kept: Vec<&[u8]> = c
+                .split(|b| *b == b';')
+                .map(<[u8]>::trim_ascii)
+                .filter(|kv| kv.split(|b| *b == b'=').next() != Some(opts.cookie.as_bytes()))
                 .collect();
-            Hide::SetHeader("cookie".into(), kept.join("; "))
+            Hide::SetHeader("cookie".into(), kept.join(&b"; "[..]))
         }),
     });
     Decision::Allow(Allow {

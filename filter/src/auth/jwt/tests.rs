@@ -257,7 +257,7 @@ fn asymmetric_verifications_are_cached_and_the_cache_is_bounded() {
     for i in 0..(CACHE_CAPACITY + 10) {
         let mut k = [0u8; 32];
         k[..8].copy_from_slice(&(i as u64).to_le_bytes());
-        cache.insert(k, 0);
+        cache.insert(k, 0, true);
     }
     assert_eq!(cache.entries.len(), CACHE_CAPACITY);
     assert_eq!(cache.order.len(), CACHE_CAPACITY);
@@ -265,6 +265,51 @@ fn asymmetric_verifications_are_cached_and_the_cache_is_bounded() {
         !cache.contains(&[0u8; 32], 0),
         "the oldest entry was evicted"
     );
+}
+
+#[test]
+fn failed_asymmetric_verifications_are_cached_too() {
+    let vectors: Vec<serde_json::Value> = serde_json::from_str(VECTORS).unwrap();
+    let rs = vectors.iter().find(|v| v["name"] == "rs256").unwrap();
+    let idx = index_for(JwtAlgorithm::RS256, rs["key"].as_str().unwrap());
+    let token = rs["token"].as_str().unwrap();
+    // same header and payload, a signature that does not verify
+    let (head, _) = token.rsplit_once('.').unwrap();
+    let forged = format!("{head}.AAAA");
+    for _ in 0..3 {
+        let d = check(
+            &opts(),
+            &idx,
+            &mut FakeRequest::new(&[("authorization", &forged)]).at(NOW),
+        );
+        assert_eq!(outcome(&d), "failed");
+    }
+    let digest: [u8; 32] = Sha256::digest(forged.as_bytes()).into();
+    assert_eq!(idx.cache.borrow().get(&digest, 7), Some(false));
+    assert_eq!(idx.cache.borrow().get(&digest, 8), None, "per credential");
+    // the genuine token still verifies
+    let d = check(
+        &opts(),
+        &idx,
+        &mut FakeRequest::new(&[("authorization", token)]).at(NOW),
+    );
+    assert_eq!(outcome(&d), "allow");
+}
+
+#[test]
+fn a_token_that_is_not_utf8_is_invalid() {
+    let idx = index_for(JwtAlgorithm::HS256, "alice-secret");
+    for value in [&b"Bearer \xff\xfe.\xff.\xff"[..], b"\xff"] {
+        let d = check(
+            &opts(),
+            &idx,
+            &mut FakeRequest::bytes(&[("authorization", value)]).at(NOW),
+        );
+        match d {
+            Decision::Reject(r) => assert_eq!(r.body, "{\"message\":\"JWT token invalid\"}\n"),
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
 #[test]
@@ -287,11 +332,11 @@ fn hide_credentials_per_origin() {
     let path = format!("/jwt?a=1&jwt={good}");
     assert_eq!(
         hide(&[(":path", &path)]),
-        Some(Hide::Path("/jwt?a=1".into()))
+        Some(Hide::Path(b"/jwt?a=1".to_vec()))
     );
     let cookie = format!("a=b; jwt={good}");
     assert_eq!(
         hide(&[("cookie", &cookie)]),
-        Some(Hide::SetHeader("cookie".into(), "a=b".into()))
+        Some(Hide::SetHeader("cookie".into(), b"a=b".to_vec()))
     );
 }
