@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use secret_ref::SecretValue;
 use serde::{Deserialize, Serialize};
 
+use crate::config::LimitConfig;
 use crate::limit::{self, Counter, LimitError, Store};
 use crate::resolve::{Resolution, Resolver};
 
@@ -33,15 +34,19 @@ struct Inner {
     token: SecretValue,
     resolver: Resolver,
     store: Store,
+    /// The Redis backends `/v1/limit` may connect to.
+    limit: LimitConfig,
 }
 
 impl AppState {
-    pub fn new(token: SecretValue, resolver: Resolver) -> Self {
+    /// `limit`: the Redis backends `/v1/limit` may use (the config's `[limit]`; empty: none).
+    pub fn new(token: SecretValue, resolver: Resolver, limit: LimitConfig) -> Self {
         AppState {
             inner: Arc::new(Inner {
                 token,
                 resolver,
                 store: Store::new(),
+                limit,
             }),
         }
     }
@@ -70,16 +75,20 @@ fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
     (!token.is_empty()).then_some(token)
 }
 
-/// Missing token: 401; wrong token: 403; both with an empty body. Constant-time comparison.
+/// Missing token: 401; wrong token: 403; both with an empty body, and the connection is closed
+/// (a client without the token does not get to keep a connection). Constant-time comparison.
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
     match bearer_token(req.headers()) {
         None => (
             StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
+            [
+                (header::WWW_AUTHENTICATE, "Bearer"),
+                (header::CONNECTION, "close"),
+            ],
         )
             .into_response(),
         Some(token) if state.inner.token.ct_eq_bytes(token) => next.run(req).await,
-        Some(_) => StatusCode::FORBIDDEN.into_response(),
+        Some(_) => (StatusCode::FORBIDDEN, [(header::CONNECTION, "close")]).into_response(),
     }
 }
 
@@ -228,7 +237,8 @@ async fn limit(State(state): State<AppState>, body: Result<Bytes, BytesRejection
         Ok(r) => r,
         Err(e) => return request_error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    match limit::run(&state.inner.store, &state.inner.resolver, &request).await {
+    let inner = &state.inner;
+    match limit::run(&inner.store, &inner.resolver, &inner.limit, &request).await {
         Ok(counters) => Json(LimitResponse {
             results: counters
                 .into_iter()
@@ -240,11 +250,16 @@ async fn limit(State(state): State<AppState>, body: Result<Bytes, BytesRejection
     }
 }
 
-/// `502 {"error": {"code", "message"}}`, logged once (the message never holds a credential).
+/// `502 {"error": {"code", "message"}}` (`403` for a backend the config does not allow),
+/// logged once (the message never holds a credential).
 fn limit_failure(e: &LimitError) -> Response {
     tracing::warn!(code = e.code(), error = %e, "limit request failed");
+    let status = match e {
+        LimitError::BackendNotAllowed { .. } => StatusCode::FORBIDDEN,
+        _ => StatusCode::BAD_GATEWAY,
+    };
     (
-        StatusCode::BAD_GATEWAY,
+        status,
         Json(LimitFailure {
             error: LimitFailureDetail {
                 code: e.code(),
@@ -275,7 +290,11 @@ mod tests {
         let cache = Cache::new(CacheConfig::default(), Arc::new(ManualClock::new()));
         let mut resolver = Resolver::new(cache);
         resolver.add_provider("my-secrets-manager", Manager::Aws, provider);
-        router(AppState::new(SecretValue::new(TOKEN), resolver))
+        router(AppState::new(
+            SecretValue::new(TOKEN),
+            resolver,
+            loopback_redis(),
+        ))
     }
 
     fn app() -> Router {
@@ -385,7 +404,11 @@ mod tests {
         let clock = Arc::new(ManualClock::new());
         let mut resolver = Resolver::new(Cache::new(CacheConfig::default(), clock.clone()));
         resolver.add_provider("my-secrets-manager", Manager::Aws, p.clone());
-        let app = router(AppState::new(SecretValue::new(TOKEN), resolver));
+        let app = router(AppState::new(
+            SecretValue::new(TOKEN),
+            resolver,
+            LimitConfig::default(),
+        ));
         let body = r#"{"refs":["$secret://aws/my-secrets-manager/s"]}"#;
         let (_, v) = send_json(app.clone(), post_resolve(Some(&bearer()), body)).await;
         assert_eq!(v["results"][0]["stale"], json!(false));
@@ -462,6 +485,46 @@ mod tests {
             send(app(), get_resolve).await.0,
             StatusCode::METHOD_NOT_ALLOWED
         );
+    }
+
+    /// Any Redis on 127.0.0.1 may be used.
+    fn loopback_redis() -> LimitConfig {
+        LimitConfig {
+            redis: vec![crate::config::AllowedAddr::parse("127.0.0.1:*").unwrap()],
+            redis_clusters: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn limit_refuses_unlisted_backends_with_403() {
+        let body = json!({
+            "backend": {"policy": "redis", "host": "198.51.100.7", "port": 6379,
+                        "password": "hunter2-plain"},
+            "ops": [{"key": "k", "limit": 3, "window_s": 60}]});
+        let (status, raw) = send(app(), post_limit(body.to_string())).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let v: Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(
+            v,
+            json!({"error": {"code": "backend_not_allowed",
+                             "message": "redis 198.51.100.7:6379 is not allowed: list it in the sidecar's [limit] redis setting to use it"}})
+        );
+        assert!(!String::from_utf8_lossy(&raw).contains("hunter2"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_closes_the_connection() {
+        let mut req = post_limit("{}");
+        req.headers_mut().remove(header::AUTHORIZATION);
+        let res = app().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(res.headers()[header::CONNECTION], "close");
+        let mut req = post_limit("{}");
+        req.headers_mut()
+            .insert(header::AUTHORIZATION, "Bearer nope".parse().unwrap());
+        let res = app().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert_eq!(res.headers()[header::CONNECTION], "close");
     }
 
     fn post_limit(body: impl Into<Body>) -> Request {

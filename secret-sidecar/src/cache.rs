@@ -1,8 +1,13 @@
 //! The secret cache: one entry per (provider id, secret name).
 //!
-//! * A value is served for `ttl`; a "not found" answer is remembered for `not_found_ttl`.
-//! * When the provider fails (unreachable, access denied, ...) the last answer it gave is served
-//!   again, marked stale; with no earlier answer the failure is returned.
+//! * A value is served for `ttl`; a "not found" answer, and every other definitive answer about
+//!   the secret (deleted or marked for deletion, cannot be decrypted, request refused), is
+//!   remembered for `not_found_ttl`. A definitive answer replaces the value: it is never served
+//!   again (revocation by deleting the secret takes effect at the first lookup after `ttl`).
+//! * When the provider fails transiently (unreachable, throttled, 5xx, access denied, ...) the
+//!   last answer it gave is served again, marked stale; a value only while it is less than
+//!   `ttl + max_stale` old (since the provider last gave it), then [`Lookup::StaleExpired`].
+//!   With no earlier answer the failure is returned.
 //! * Concurrent lookups of one secret make one provider call: the first caller fetches while
 //!   the others wait on the entry, and every caller that waited shares that call's outcome
 //!   (also when it failed, so an outage does not turn into a queue of calls).
@@ -15,7 +20,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use secret_ref::SecretValue;
 
@@ -30,6 +35,15 @@ pub enum Lookup {
     Found { value: SecretValue, stale: bool },
     /// The provider says there is no such secret (`stale`: it said so earlier and now failed).
     NotFound { stale: bool },
+    /// The provider's definitive answer other than "not found": deleted, cannot be decrypted,
+    /// refused (`stale`: it said so earlier and now failed).
+    Refused { error: ProviderError, stale: bool },
+    /// The provider fails (`error`) and the last good value was last given more than
+    /// `ttl + max_stale` ago: it is no longer served.
+    StaleExpired {
+        error: ProviderError,
+        max_stale: Duration,
+    },
     /// The provider failed and there is no earlier answer to fall back on.
     Failed(ProviderError),
 }
@@ -45,6 +59,24 @@ struct Known {
 enum Answer {
     Value(SecretValue),
     NotFound,
+    /// A definitive answer other than "not found" ([`ProviderError::is_definitive`]).
+    Refused(ProviderError),
+}
+
+impl Answer {
+    fn lookup(&self, stale: bool) -> Lookup {
+        match self {
+            Answer::Value(v) => Lookup::Found {
+                value: v.clone(),
+                stale,
+            },
+            Answer::NotFound => Lookup::NotFound { stale },
+            Answer::Refused(error) => Lookup::Refused {
+                error: error.clone(),
+                stale,
+            },
+        }
+    }
 }
 
 #[derive(Default)]
@@ -129,7 +161,7 @@ impl Cache {
     fn is_fresh(&self, known: &Known, now: Instant) -> bool {
         let ttl = match known.answer {
             Answer::Value(_) => self.config.ttl,
-            Answer::NotFound => self.config.not_found_ttl,
+            Answer::NotFound | Answer::Refused(_) => self.config.not_found_ttl,
         };
         now.saturating_duration_since(known.at) < ttl
     }
@@ -143,13 +175,7 @@ impl Cache {
         if !self.is_fresh(known, self.clock.now()) {
             return None;
         }
-        Some(match &known.answer {
-            Answer::Value(v) => Lookup::Found {
-                value: v.clone(),
-                stale: false,
-            },
-            Answer::NotFound => Lookup::NotFound { stale: false },
-        })
+        Some(known.answer.lookup(false))
     }
 
     /// Records that `name` did not exist when the provider's names were listed at `listed_at`,
@@ -181,13 +207,7 @@ impl Cache {
         }
         if let Some(known) = &state.known {
             if self.is_fresh(known, self.clock.now()) {
-                return match &known.answer {
-                    Answer::Value(v) => Lookup::Found {
-                        value: v.clone(),
-                        stale: false,
-                    },
-                    Answer::NotFound => Lookup::NotFound { stale: false },
-                };
+                return known.answer.lookup(false);
             }
         }
 
@@ -211,26 +231,41 @@ impl Cache {
                 });
                 Lookup::NotFound { stale: false }
             }
+            Err(err) if err.is_definitive() => {
+                tracing::warn!(
+                    provider = provider_id,
+                    secret = name,
+                    error = %err,
+                    "provider refused the secret: no value is served for it"
+                );
+                state.known = Some(Known {
+                    answer: Answer::Refused(err.clone()),
+                    at: now,
+                });
+                Lookup::Refused {
+                    error: err,
+                    stale: false,
+                }
+            }
             Err(err) => {
+                let max_age = self.config.ttl.saturating_add(self.config.max_stale);
                 let outcome = match &state.known {
                     Some(Known {
-                        answer: Answer::Value(v),
-                        ..
-                    }) => Lookup::Found {
-                        value: v.clone(),
-                        stale: true,
+                        answer: Answer::Value(_),
+                        at,
+                    }) if now.saturating_duration_since(*at) >= max_age => Lookup::StaleExpired {
+                        error: err.clone(),
+                        max_stale: self.config.max_stale,
                     },
-                    Some(Known {
-                        answer: Answer::NotFound,
-                        ..
-                    }) => Lookup::NotFound { stale: true },
+                    Some(known) => known.answer.lookup(true),
                     None => Lookup::Failed(err.clone()),
                 };
                 tracing::warn!(
                     provider = provider_id,
                     secret = name,
                     error = %err,
-                    serving_last_answer = !matches!(outcome, Lookup::Failed(_)),
+                    serving_last_answer = !matches!(outcome, Lookup::Failed(_) | Lookup::StaleExpired { .. }),
+                    stale_expired = matches!(outcome, Lookup::StaleExpired { .. }),
                     "provider call failed"
                 );
                 outcome
@@ -310,6 +345,7 @@ mod tests {
         let config = CacheConfig {
             ttl: Duration::from_secs(ttl),
             not_found_ttl: Duration::from_secs(not_found_ttl),
+            max_stale: Duration::from_secs(3600),
         };
         (Arc::new(Cache::new(config, clock.clone())), clock)
     }
@@ -400,6 +436,102 @@ mod tests {
         p.fail_with(None);
         p.set("s", "v2");
         assert_eq!(cache.get("p", &p, "s").await, found("v2", false));
+    }
+
+    #[tokio::test]
+    async fn a_definitive_answer_replaces_the_value_after_the_ttl() {
+        for refusal in [
+            ProviderError::Deleted("marked for deletion".into()),
+            ProviderError::DecryptionFailed("KMS key disabled".into()),
+            ProviderError::Rejected("secret disabled".into()),
+        ] {
+            let (cache, clock) = cache(60, 5);
+            let p = FakeProvider::new().with("s", "v1");
+            assert_eq!(cache.get("p", &p, "s").await, found("v1", false));
+            p.fail_with(Some(refusal.clone()));
+            // the cached value until the TTL
+            clock.advance(Duration::from_secs(59));
+            assert_eq!(cache.get("p", &p, "s").await, found("v1", false));
+            // then the refusal, never the last value
+            clock.advance(Duration::from_secs(1));
+            let refused = Lookup::Refused {
+                error: refusal.clone(),
+                stale: false,
+            };
+            assert_eq!(cache.get("p", &p, "s").await, refused);
+            // remembered for not_found_ttl, then asked again
+            assert_eq!(cache.peek("p", "s").await, Some(refused.clone()));
+            assert_eq!(p.get_calls(), 2);
+            clock.advance(Duration::from_secs(5));
+            assert_eq!(cache.peek("p", "s").await, None);
+            // an outage after the refusal: still refused (stale), not the old value
+            p.fail_with(Some(ProviderError::Unreachable("down".into())));
+            assert_eq!(
+                cache.get("p", &p, "s").await,
+                Lookup::Refused {
+                    error: refusal,
+                    stale: true
+                }
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn stale_values_are_served_for_at_most_max_stale() {
+        let clock = Arc::new(ManualClock::new());
+        let config = CacheConfig {
+            ttl: Duration::from_secs(60),
+            not_found_ttl: Duration::from_secs(5),
+            max_stale: Duration::from_secs(100),
+        };
+        let cache = Cache::new(config, clock.clone());
+        let p = FakeProvider::new().with("s", "v1");
+        assert_eq!(cache.get("p", &p, "s").await, found("v1", false));
+        let down = ProviderError::Unreachable("connection refused".into());
+        p.fail_with(Some(down.clone()));
+        // fresh for the TTL, then stale for max_stale
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(cache.get("p", &p, "s").await, found("v1", true));
+        clock.advance(Duration::from_secs(99));
+        assert_eq!(cache.get("p", &p, "s").await, found("v1", true));
+        clock.advance(Duration::from_secs(1));
+        let expired = Lookup::StaleExpired {
+            error: down.clone(),
+            max_stale: Duration::from_secs(100),
+        };
+        assert_eq!(cache.get("p", &p, "s").await, expired);
+        // throttling or access denied count the same
+        p.fail_with(Some(ProviderError::AccessDenied("no".into())));
+        assert!(matches!(
+            cache.get("p", &p, "s").await,
+            Lookup::StaleExpired { .. }
+        ));
+        // recovery: a fresh value, and a new stale budget
+        p.fail_with(None);
+        p.set("s", "v2");
+        assert_eq!(cache.get("p", &p, "s").await, found("v2", false));
+        p.fail_with(Some(down));
+        clock.advance(Duration::from_secs(61));
+        assert_eq!(cache.get("p", &p, "s").await, found("v2", true));
+    }
+
+    #[tokio::test]
+    async fn max_stale_zero_never_serves_a_stale_value() {
+        let clock = Arc::new(ManualClock::new());
+        let config = CacheConfig {
+            ttl: Duration::from_secs(60),
+            not_found_ttl: Duration::from_secs(5),
+            max_stale: Duration::ZERO,
+        };
+        let cache = Cache::new(config, clock.clone());
+        let p = FakeProvider::new().with("s", "v1");
+        cache.get("p", &p, "s").await;
+        p.fail_with(Some(ProviderError::Other("ThrottlingException".into())));
+        clock.advance(Duration::from_secs(60));
+        assert!(matches!(
+            cache.get("p", &p, "s").await,
+            Lookup::StaleExpired { .. }
+        ));
     }
 
     #[tokio::test]

@@ -1,11 +1,12 @@
 //! Command-line parsing (no flags beyond docs/DESIGN.md's, plus `--listen` for tests).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
+
+use crate::config::Listen;
 
 pub const USAGE: &str = "\
 usage:
-  secret-sidecar --config sidecar.toml [--listen 127.0.0.1:7070]
+  secret-sidecar --config sidecar.toml [--listen 127.0.0.1:7070 | --listen unix:/path/sidecar.sock]
       run the service
   secret-sidecar check --config sidecar.toml [REF...]
       validate the config and resolve each reference once (prints ok / stale / the error,
@@ -19,7 +20,7 @@ The bearer token is read from the environment variable named by token_env
 pub enum Command {
     Serve {
         config: PathBuf,
-        listen: Option<SocketAddr>,
+        listen: Option<Listen>,
     },
     Check {
         config: PathBuf,
@@ -35,7 +36,7 @@ pub enum UsageError {
     MissingConfig,
     #[error("{0} needs a value")]
     MissingValue(&'static str),
-    #[error("--listen: {0:?} is not an IP address and port (e.g. 127.0.0.1:7070)")]
+    #[error("--listen: {0:?} is not an IP address and port (e.g. 127.0.0.1:7070) or unix:/absolute/path")]
     BadListen(String),
     #[error("unknown argument {0:?}")]
     UnknownArgument(String),
@@ -53,7 +54,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Usa
         args.next();
     }
     let mut config: Option<PathBuf> = None;
-    let mut listen: Option<SocketAddr> = None;
+    let mut listen: Option<Listen> = None;
     let mut refs = Vec::new();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -75,7 +76,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Usa
                 let value = inline
                     .or_else(|| args.next())
                     .ok_or(UsageError::MissingValue("--listen"))?;
-                let addr = value.parse().map_err(|_| UsageError::BadListen(value))?;
+                let addr = Listen::parse(&value).map_err(|_| UsageError::BadListen(value))?;
                 if listen.replace(addr).is_some() {
                     return Err(UsageError::Repeated("--listen"));
                 }
@@ -113,7 +114,7 @@ mod tests {
             parse(&["--listen=127.0.0.1:0", "--config=s.toml"]),
             Ok(Command::Serve {
                 config: "s.toml".into(),
-                listen: Some("127.0.0.1:0".parse().unwrap())
+                listen: Some(Listen::Tcp("127.0.0.1:0".parse().unwrap()))
             })
         );
         assert_eq!(

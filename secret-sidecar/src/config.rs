@@ -19,6 +19,28 @@ pub const DEFAULT_TOKEN_ENV: &str = "SECRET_SIDECAR_TOKEN";
 pub const DEFAULT_TTL_SECONDS: u64 = 60;
 /// "Secret not found" answers are cached this long by default.
 pub const DEFAULT_NOT_FOUND_TTL_SECONDS: u64 = 5;
+/// While the provider fails transiently, a value is served (stale) this long after its TTL by
+/// default, then refused (`stale_expired`).
+pub const DEFAULT_MAX_STALE_S: u64 = 3600;
+/// The largest `cache.max_stale_s`: a revocation during an outage must take effect within a day.
+pub const MAX_MAX_STALE_S: u64 = 86_400;
+/// A client must send a request's headers within this time by default (from connecting, or
+/// from the first byte of a later request on a kept-alive connection).
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// A kept-alive connection with no request for this long is closed by default.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 120_000;
+/// At most this many connections are served at once by default; more wait to be accepted.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// The largest `server.max_connections`.
+pub const MAX_MAX_CONNECTIONS: u64 = 65_536;
+/// Largest `server.header_read_timeout_ms`.
+pub const MAX_HEADER_READ_TIMEOUT_MS: u64 = 300_000;
+/// Largest `server.idle_timeout_ms`.
+pub const MAX_IDLE_TIMEOUT_MS: u64 = 3_600_000;
+/// File mode of the Unix socket (`listen = "unix:/path"`) by default: the owner only.
+pub const DEFAULT_SOCKET_MODE: u32 = 0o600;
+/// The prefix of a Unix socket path in `listen`.
+pub const UNIX_PREFIX: &str = "unix:";
 
 /// Looks up an environment variable; `None` when it is unset (or not valid UTF-8).
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -28,13 +50,128 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// The validated configuration.
+/// The validated configuration. `Debug` never shows a credential (they are [`SecretValue`]s).
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen: SocketAddr,
+    pub listen: Listen,
     pub token: TokenSource,
     pub cache: CacheConfig,
+    pub server: ServerConfig,
+    pub limit: LimitConfig,
     pub providers: Vec<ProviderConfig>,
+}
+
+/// Where the sidecar accepts connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    /// A Unix socket at this path (`listen = "unix:/run/sidecar/sidecar.sock"`).
+    Unix(PathBuf),
+}
+
+impl Listen {
+    /// `127.0.0.1:7070`, `[::1]:7070` or `unix:/path/to.sock`.
+    pub fn parse(text: &str) -> Result<Listen, Problem> {
+        if let Some(path) = text.strip_prefix(UNIX_PREFIX) {
+            if path.is_empty() {
+                return Err(Problem::EmptySocketPath);
+            }
+            if !path.starts_with('/') {
+                return Err(Problem::RelativeSocketPath(path.into()));
+            }
+            return Ok(Listen::Unix(PathBuf::from(path)));
+        }
+        text.parse()
+            .map(Listen::Tcp)
+            .map_err(|_| Problem::NotASocketAddress(text.into()))
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Tcp(addr) => write!(f, "{addr}"),
+            Listen::Unix(path) => write!(f, "{UNIX_PREFIX}{}", path.display()),
+        }
+    }
+}
+
+/// Limits on the HTTP server, against slow or too many clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// A request's headers must arrive within this time: counted from connecting for the first
+    /// request, from its first byte for later ones on a kept-alive connection.
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection with no request in progress for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// File mode of a Unix socket.
+    pub socket_mode: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            header_read_timeout: Duration::from_millis(DEFAULT_HEADER_READ_TIMEOUT_MS),
+            idle_timeout: Duration::from_millis(DEFAULT_IDLE_TIMEOUT_MS),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            socket_mode: DEFAULT_SOCKET_MODE,
+        }
+    }
+}
+
+/// The Redis backends `/v1/limit` may connect to (`[limit]`). Empty: `/v1/limit` is refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LimitConfig {
+    /// Single Redis servers (`redis = ["host:port", ...]`).
+    pub redis: Vec<AllowedAddr>,
+    /// Redis Clusters, each the list of its nodes (`redis_clusters = [["host:port", ...]]`).
+    pub redis_clusters: Vec<Vec<AllowedAddr>>,
+}
+
+/// A `host:port` (or `host:*`, any port) that `/v1/limit` may connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedAddr {
+    /// Lower case, without IPv6 brackets.
+    pub host: String,
+    /// `None`: any port (`host:*`).
+    pub port: Option<u16>,
+}
+
+impl AllowedAddr {
+    /// `host:port`, `[v6::addr]:port`, `host:*`.
+    pub fn parse(text: &str) -> Result<AllowedAddr, Problem> {
+        let bad = || Problem::NotAllowedAddr(text.into());
+        let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/') {
+            return Err(bad());
+        }
+        let port = match port {
+            "*" => None,
+            p => match p.parse::<u16>() {
+                Ok(0) | Err(_) => return Err(bad()),
+                Ok(p) => Some(p),
+            },
+        };
+        Ok(AllowedAddr {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// Whether `host:port` (as a request gives it) is this address.
+    pub fn matches(&self, host: &str, port: u16) -> bool {
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        host.eq_ignore_ascii_case(&self.host) && self.port.is_none_or(|p| p == port)
+    }
 }
 
 /// Where the bearer token that callers must present comes from.
@@ -48,8 +185,11 @@ pub enum TokenSource {
 pub struct CacheConfig {
     /// How long a secret's value is served from the cache.
     pub ttl: Duration,
-    /// How long a "secret not found" answer is remembered.
+    /// How long a "secret not found" answer (or another definitive refusal) is remembered.
     pub not_found_ttl: Duration,
+    /// While the provider fails transiently, how long after its TTL a value is still served
+    /// (marked stale); after that the reference fails with `stale_expired`.
+    pub max_stale: Duration,
 }
 
 impl Default for CacheConfig {
@@ -57,6 +197,7 @@ impl Default for CacheConfig {
         CacheConfig {
             ttl: Duration::from_secs(DEFAULT_TTL_SECONDS),
             not_found_ttl: Duration::from_secs(DEFAULT_NOT_FOUND_TTL_SECONDS),
+            max_stale: Duration::from_secs(DEFAULT_MAX_STALE_S),
         }
     }
 }
@@ -145,8 +286,24 @@ pub enum Problem {
     Missing,
     #[error("empty")]
     Empty,
-    #[error("{0:?} is not an IP address and port (expected e.g. \"127.0.0.1:7070\")")]
+    #[error("{0:?} is not an IP address and port (expected e.g. \"127.0.0.1:7070\" or \"unix:/run/secret-sidecar/sidecar.sock\")")]
     NotASocketAddress(String),
+    #[error(
+        "no socket path after \"unix:\" (expected e.g. \"unix:/run/secret-sidecar/sidecar.sock\")"
+    )]
+    EmptySocketPath,
+    #[error("socket path {0:?} is not absolute")]
+    RelativeSocketPath(String),
+    #[error("must be at most {max}, got {got}")]
+    TooLarge { max: u64, got: u64 },
+    #[error("must be at least {min}, got {got}")]
+    TooSmall { min: u64, got: u64 },
+    #[error("{0:?} is not a file mode in octal, at most \"0777\" (e.g. \"0600\" or \"0660\")")]
+    NotAFileMode(String),
+    #[error("only used with listen = \"unix:/path\"")]
+    OnlyForUnixSocket,
+    #[error("{0:?} is not \"host:port\" or \"host:*\"")]
+    NotAllowedAddr(String),
     #[error("set either token_env or token_file, not both")]
     BothTokenSources,
     #[error("no provider configured (add a [[providers]] table with id, kind and region)")]
@@ -184,6 +341,8 @@ struct RawConfig {
     token_env: Option<String>,
     token_file: Option<PathBuf>,
     cache: Option<RawCache>,
+    server: Option<RawServer>,
+    limit: Option<RawLimit>,
     #[serde(default)]
     providers: Vec<RawProvider>,
 }
@@ -193,9 +352,29 @@ struct RawConfig {
 struct RawCache {
     ttl_seconds: Option<u64>,
     not_found_ttl_seconds: Option<u64>,
+    max_stale_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    header_read_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    max_connections: Option<u64>,
+    socket_mode: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimit {
+    #[serde(default)]
+    redis: Vec<String>,
+    #[serde(default)]
+    redis_clusters: Vec<Vec<String>>,
+}
+
+/// `Debug` shows which credentials are set, never their text (they may be plain values).
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProvider {
     id: Option<String>,
@@ -244,11 +423,26 @@ fn parse_raw(text: &str) -> Result<RawConfig, ConfigError> {
     })
 }
 
+impl std::fmt::Debug for RawProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "[redacted]");
+        f.debug_struct("RawProvider")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("region", &self.region)
+            .field("endpoint_url", &self.endpoint_url)
+            .field("access_key_id", &redacted(&self.access_key_id))
+            .field("secret_access_key", &redacted(&self.secret_access_key))
+            .field("session_token", &redacted(&self.session_token))
+            .finish()
+    }
+}
+
 fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
     let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-    let listen: SocketAddr = listen_text.parse().map_err(|_| {
-        ConfigError::field("listen", Problem::NotASocketAddress(listen_text.into()))
-    })?;
+    let listen = Listen::parse(listen_text).map_err(|p| ConfigError::field("listen", p))?;
+    let server = validate_server(raw.server, &listen)?;
+    let limit = validate_limit(raw.limit)?;
 
     let token = match (raw.token_env, raw.token_file) {
         (Some(_), Some(_)) => {
@@ -273,6 +467,11 @@ fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
                 c.not_found_ttl_seconds
                     .unwrap_or(DEFAULT_NOT_FOUND_TTL_SECONDS),
             ),
+            max_stale: Duration::from_secs(at_most(
+                "cache.max_stale_s",
+                c.max_stale_s.unwrap_or(DEFAULT_MAX_STALE_S),
+                MAX_MAX_STALE_S,
+            )?),
         },
     };
 
@@ -298,7 +497,114 @@ fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
         listen,
         token,
         cache,
+        server,
+        limit,
         providers,
+    })
+}
+
+fn at_most(field: &str, value: u64, max: u64) -> Result<u64, ConfigError> {
+    if value > max {
+        return Err(ConfigError::field(
+            field,
+            Problem::TooLarge { max, got: value },
+        ));
+    }
+    Ok(value)
+}
+
+fn in_range(field: &str, value: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    if value < min {
+        return Err(ConfigError::field(
+            field,
+            Problem::TooSmall { min, got: value },
+        ));
+    }
+    at_most(field, value, max)
+}
+
+fn validate_server(raw: Option<RawServer>, listen: &Listen) -> Result<ServerConfig, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(ServerConfig::default());
+    };
+    let header_read_timeout = in_range(
+        "server.header_read_timeout_ms",
+        raw.header_read_timeout_ms
+            .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT_MS),
+        1,
+        MAX_HEADER_READ_TIMEOUT_MS,
+    )?;
+    let idle_timeout = in_range(
+        "server.idle_timeout_ms",
+        raw.idle_timeout_ms.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
+        1,
+        MAX_IDLE_TIMEOUT_MS,
+    )?;
+    let max_connections = in_range(
+        "server.max_connections",
+        raw.max_connections
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS as u64),
+        1,
+        MAX_MAX_CONNECTIONS,
+    )?;
+    let socket_mode = match raw.socket_mode {
+        None => DEFAULT_SOCKET_MODE,
+        Some(_) if !matches!(listen, Listen::Unix(_)) => {
+            return Err(ConfigError::field(
+                "server.socket_mode",
+                Problem::OnlyForUnixSocket,
+            ))
+        }
+        Some(text) => match u32::from_str_radix(&text, 8) {
+            Ok(mode) if mode <= 0o777 && text.bytes().all(|b| (b'0'..=b'7').contains(&b)) => mode,
+            _ => {
+                return Err(ConfigError::field(
+                    "server.socket_mode",
+                    Problem::NotAFileMode(text),
+                ))
+            }
+        },
+    };
+    Ok(ServerConfig {
+        header_read_timeout: Duration::from_millis(header_read_timeout),
+        idle_timeout: Duration::from_millis(idle_timeout),
+        max_connections: usize::try_from(max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        socket_mode,
+    })
+}
+
+fn validate_limit(raw: Option<RawLimit>) -> Result<LimitConfig, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(LimitConfig::default());
+    };
+    let addr = |field: String, text: &str| {
+        AllowedAddr::parse(text).map_err(|p| ConfigError::field(field, p))
+    };
+    let redis = raw
+        .redis
+        .iter()
+        .enumerate()
+        .map(|(i, a)| addr(format!("limit.redis[{i}]"), a))
+        .collect::<Result<_, _>>()?;
+    let mut redis_clusters = Vec::with_capacity(raw.redis_clusters.len());
+    for (i, nodes) in raw.redis_clusters.iter().enumerate() {
+        if nodes.is_empty() {
+            return Err(ConfigError::field(
+                format!("limit.redis_clusters[{i}]"),
+                Problem::Empty,
+            ));
+        }
+        redis_clusters.push(
+            nodes
+                .iter()
+                .enumerate()
+                .map(|(j, a)| addr(format!("limit.redis_clusters[{i}][{j}]"), a))
+                .collect::<Result<_, _>>()?,
+        );
+    }
+    Ok(LimitConfig {
+        redis,
+        redis_clusters,
     })
 }
 
@@ -479,7 +785,13 @@ region = "us-east-1"
     #[test]
     fn defaults() {
         let c = parse(MINIMAL).unwrap();
-        assert_eq!(c.listen, "127.0.0.1:7070".parse().unwrap());
+        assert_eq!(c.listen, Listen::Tcp("127.0.0.1:7070".parse().unwrap()));
+        assert_eq!(c.cache.max_stale, Duration::from_secs(3600));
+        assert_eq!(c.server, ServerConfig::default());
+        assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.server.max_connections, 256);
+        assert_eq!(c.limit, LimitConfig::default());
         assert_eq!(c.token, TokenSource::Env("SECRET_SIDECAR_TOKEN".into()));
         assert_eq!(c.cache.ttl, Duration::from_secs(60));
         assert_eq!(c.cache.not_found_ttl, Duration::from_secs(5));
@@ -520,7 +832,7 @@ secret_access_key = "plain"
 "#,
         )
         .unwrap();
-        assert_eq!(c.listen.port(), 7171);
+        assert_eq!(c.listen, Listen::Tcp("127.0.0.1:7171".parse().unwrap()));
         assert_eq!(c.token, TokenSource::File("/run/token".into()));
         assert_eq!(c.cache.ttl, Duration::from_secs(30));
         assert_eq!(c.cache.not_found_ttl, Duration::from_secs(2));
@@ -582,7 +894,7 @@ secret_access_key = "plain"
             (provider("access_key_id = \"$env:/AK\"\nsecret_access_key = \"x\""),
              "providers[0].access_key_id: looks like a reference but does not start with \"$secret://\" or \"$env://\""),
             (format!("listen = \"localhost:7070\"\n{MINIMAL}"),
-             "listen: \"localhost:7070\" is not an IP address and port (expected e.g. \"127.0.0.1:7070\")"),
+             "listen: \"localhost:7070\" is not an IP address and port (expected e.g. \"127.0.0.1:7070\" or \"unix:/run/secret-sidecar/sidecar.sock\")"),
             (format!("token_env = \"A\"\ntoken_file = \"/t\"\n{MINIMAL}"),
              "token_file: set either token_env or token_file, not both"),
             (format!("token_env = \"\"\n{MINIMAL}"), "token_env: empty"),
@@ -593,6 +905,95 @@ secret_access_key = "plain"
                 Err(e) => assert_eq!(e.to_string(), want, "config:\n{text}"),
             }
         }
+    }
+
+    #[test]
+    fn server_limit_and_stale_settings() {
+        let c = parse(&format!(
+            r#"
+listen = "unix:/run/sidecar/sidecar.sock"
+
+[cache]
+max_stale_s = 0
+
+[server]
+header_read_timeout_ms = 500
+idle_timeout_ms = 2000
+max_connections = 4
+socket_mode = "0660"
+
+[limit]
+redis = ["127.0.0.1:6379", "Redis.Internal:6380", "[::1]:*"]
+redis_clusters = [["10.0.0.1:7000", "10.0.0.2:7000"]]
+{MINIMAL}"#
+        ))
+        .unwrap();
+        assert_eq!(c.listen, Listen::Unix("/run/sidecar/sidecar.sock".into()));
+        assert_eq!(c.listen.to_string(), "unix:/run/sidecar/sidecar.sock");
+        assert_eq!(c.cache.max_stale, Duration::ZERO);
+        assert_eq!(
+            c.server,
+            ServerConfig {
+                header_read_timeout: Duration::from_millis(500),
+                idle_timeout: Duration::from_secs(2),
+                max_connections: 4,
+                socket_mode: 0o660,
+            }
+        );
+        let redis = &c.limit.redis;
+        assert!(redis[0].matches("127.0.0.1", 6379));
+        assert!(!redis[0].matches("127.0.0.1", 6380));
+        assert!(!redis[0].matches("127.0.0.2", 6379));
+        assert!(redis[1].matches("redis.internal", 6380));
+        assert!(redis[2].matches("::1", 1234) && redis[2].matches("[::1]", 6379));
+        assert_eq!(c.limit.redis_clusters[0].len(), 2);
+        assert!(c.limit.redis_clusters[0][1].matches("10.0.0.2", 7000));
+    }
+
+    #[test]
+    fn bad_server_limit_and_stale_settings() {
+        let cases = [
+            ("[cache]\nmax_stale_s = 86401", "cache.max_stale_s: must be at most 86400, got 86401"),
+            ("[server]\nheader_read_timeout_ms = 0", "server.header_read_timeout_ms: must be at least 1, got 0"),
+            ("[server]\nidle_timeout_ms = 3600001", "server.idle_timeout_ms: must be at most 3600000, got 3600001"),
+            ("[server]\nmax_connections = 0", "server.max_connections: must be at least 1, got 0"),
+            ("[server]\nsocket_mode = \"0600\"", "server.socket_mode: only used with listen = \"unix:/path\""),
+            ("listen = \"unix:/s\"\n[server]\nsocket_mode = \"0800\"",
+             "server.socket_mode: \"0800\" is not a file mode in octal, at most \"0777\" (e.g. \"0600\" or \"0660\")"),
+            ("listen = \"unix:/s\"\n[server]\nsocket_mode = \"+600\"",
+             "server.socket_mode: \"+600\" is not a file mode in octal, at most \"0777\" (e.g. \"0600\" or \"0660\")"),
+            ("listen = \"unix:/s\"\n[server]\nsocket_mode = \"1777\"",
+             "server.socket_mode: \"1777\" is not a file mode in octal, at most \"0777\" (e.g. \"0600\" or \"0660\")"),
+            ("listen = \"unix:\"", "listen: no socket path after \"unix:\" (expected e.g. \"unix:/run/secret-sidecar/sidecar.sock\")"),
+            ("listen = \"unix:run/s.sock\"", "listen: socket path \"run/s.sock\" is not absolute"),
+            ("[limit]\nredis = [\"127.0.0.1\"]", "limit.redis[0]: \"127.0.0.1\" is not \"host:port\" or \"host:*\""),
+            ("[limit]\nredis = [\"h:0\"]", "limit.redis[0]: \"h:0\" is not \"host:port\" or \"host:*\""),
+            ("[limit]\nredis = [\":6379\"]", "limit.redis[0]: \":6379\" is not \"host:port\" or \"host:*\""),
+            ("[limit]\nredis_clusters = [[]]", "limit.redis_clusters[0]: empty"),
+            ("[limit]\nredis_clusters = [[\"a:1\", \"b\"]]", "limit.redis_clusters[0][1]: \"b\" is not \"host:port\" or \"host:*\""),
+        ];
+        for (text, want) in cases {
+            match parse(&format!("{text}\n{MINIMAL}")) {
+                Ok(_) => panic!("accepted:\n{text}"),
+                Err(e) => assert_eq!(e.to_string(), want, "config:\n{text}"),
+            }
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_credentials() {
+        let text = format!(
+            "{}access_key_id = \"AKIAPLAINTEXT\"\nsecret_access_key = \"plain-secret-key\"\nsession_token = \"plain-session\"\n",
+            provider("")
+        );
+        let raw = parse_raw(&text).unwrap();
+        let c = parse(&text).unwrap();
+        for dbg in [format!("{raw:?}"), format!("{c:?}"), format!("{c:#?}")] {
+            for secret in ["AKIAPLAINTEXT", "plain-secret-key", "plain-session"] {
+                assert!(!dbg.contains(secret), "{dbg}");
+            }
+        }
+        assert!(format!("{raw:?}").contains("secret_access_key: Some(\"[redacted]\")"));
     }
 
     #[test]

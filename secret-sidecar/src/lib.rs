@@ -10,18 +10,19 @@ pub mod config;
 pub mod limit;
 pub mod providers;
 pub mod resolve;
+pub mod server;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use tokio::net::TcpListener;
 
 pub use api::AppState;
+pub use server::Listener;
 
 use crate::cache::Cache;
 use crate::clock::Clock;
-use crate::config::{Config, ProviderKind};
+use crate::config::{Config, ProviderKind, ServerConfig};
 use crate::providers::aws::AwsProvider;
 use crate::resolve::Resolver;
 
@@ -30,15 +31,15 @@ pub fn app(state: AppState) -> Router {
     api::router(state)
 }
 
-/// Serves `state` on `listener` until `shutdown` completes, then drains open requests.
+/// Serves `state` on `listener` with the connection limits of `server` until `shutdown`
+/// completes, then drains open requests.
 pub async fn run(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     state: AppState,
+    server: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener.into(), app(state), server, shutdown).await
 }
 
 /// A resolver over the configured providers, with a cache timed by `clock`.

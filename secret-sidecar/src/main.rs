@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use secret_sidecar::cli::{self, Command, UsageError, USAGE};
 use secret_sidecar::clock::SystemClock;
-use secret_sidecar::config::{process_env, Config};
-use secret_sidecar::{build_resolver, check, run, AppState};
+use secret_sidecar::config::{process_env, Config, Listen};
+use secret_sidecar::{build_resolver, check, run, AppState, Listener};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     })
 }
 
-async fn serve(config_path: &std::path::Path, listen: Option<std::net::SocketAddr>) -> ExitCode {
+async fn serve(config_path: &std::path::Path, listen: Option<Listen>) -> ExitCode {
     let config = match Config::load(config_path, &process_env) {
         Ok(c) => c,
         Err(e) => {
@@ -79,21 +79,19 @@ async fn serve(config_path: &std::path::Path, listen: Option<std::net::SocketAdd
         }
     };
     let resolver = build_resolver(&config, Arc::new(SystemClock)).await;
-    let addr = listen.unwrap_or(config.listen);
-    let listener = match tokio::net::TcpListener::bind(addr).await {
+    let listen = listen.unwrap_or_else(|| config.listen.clone());
+    let listener = match Listener::bind(&listen, config.server.socket_mode).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("secret-sidecar: cannot listen on {addr}: {e}");
+            eprintln!("secret-sidecar: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let local = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| addr.to_string());
+    let local = listener.describe();
     let ids: Vec<&str> = config.providers.iter().map(|p| p.id.as_str()).collect();
     tracing::info!(listen = %local, providers = ?ids, "secret-sidecar listening");
-    match run(listener, AppState::new(token, resolver), shutdown_signal()).await {
+    let state = AppState::new(token, resolver, config.limit.clone());
+    match run(listener, state, config.server, shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("secret-sidecar stopped");
             ExitCode::SUCCESS

@@ -16,12 +16,21 @@
 //! reference is listed; when a shorter candidate is listed, it is found once the list is
 //! refreshed (within the TTL). When listing fails, every candidate is asked for, as in 3.
 //!
+//! The split a reference first resolved through is kept for the life of the process: when a
+//! different secret name would answer later (someone created `alice-credentials/alice-key-auth`
+//! next to `alice-credentials`, or the first one disappeared and a shorter one exists), the
+//! reference fails with `ambiguous_secret_name`, naming both, instead of silently switching to
+//! a secret that whoever may create secrets controls.
+//!
+//! A value that is the empty string is an error (`empty_value`), never a credential.
+//!
 //! A batch fetches each distinct secret and the name list once (even with a zero TTL), parses
 //! each JSON secret once (not once per key taken from it), and resolves distinct references
 //! concurrently, at most `concurrency` at a time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use secret_ref::{ExtractError, Manager, ParseError, Reference, SecretRef, SecretValue};
@@ -115,6 +124,52 @@ pub enum ResolveError {
         provider: String,
         detail: String,
     },
+    #[error("{} is an empty string; an empty value is never used as a credential", value_name(.secret, .key.as_deref(), .provider))]
+    EmptyValue {
+        secret: String,
+        key: Option<String>,
+        provider: String,
+    },
+    #[error(
+        "secret {secret:?} (provider {provider:?}) is deleted or scheduled for deletion: {detail}"
+    )]
+    SecretDeleted {
+        secret: String,
+        provider: String,
+        detail: String,
+    },
+    #[error("provider {provider:?} cannot decrypt secret {secret:?} (is its KMS key disabled?): {detail}")]
+    DecryptionFailed {
+        secret: String,
+        provider: String,
+        detail: String,
+    },
+    #[error("provider {provider:?} refused the request for secret {secret:?}: {detail}")]
+    ProviderRejected {
+        secret: String,
+        provider: String,
+        detail: String,
+    },
+    #[error("provider {provider:?} has been failing for secret {secret:?} ({detail}) and its last good value is more than max_stale_s ({max_stale_s} s) past its TTL; it is no longer served")]
+    StaleExpired {
+        secret: String,
+        provider: String,
+        detail: String,
+        max_stale_s: u64,
+    },
+    #[error("secret name {now:?} now answers this reference, which first resolved through secret {first:?} (provider {provider:?}); refusing to switch (delete one of the two secrets, or restart the sidecar to accept the new split)")]
+    AmbiguousSecretName {
+        first: String,
+        now: String,
+        provider: String,
+    },
+}
+
+fn value_name(secret: &str, key: Option<&str>, provider: &str) -> String {
+    match key {
+        Some(key) => format!("key {key:?} in secret {secret:?} (provider {provider:?})"),
+        None => format!("secret {secret:?} (provider {provider:?})"),
+    }
 }
 
 impl ResolveError {
@@ -131,7 +186,26 @@ impl ResolveError {
             ResolveError::AccessDenied { .. } => "access_denied",
             ResolveError::ProviderUnreachable { .. } => "provider_unreachable",
             ResolveError::ProviderError { .. } => "provider_error",
+            ResolveError::EmptyValue { .. } => "empty_value",
+            ResolveError::SecretDeleted { .. } => "secret_deleted",
+            ResolveError::DecryptionFailed { .. } => "decryption_failed",
+            ResolveError::ProviderRejected { .. } => "provider_rejected",
+            ResolveError::StaleExpired { .. } => "stale_expired",
+            ResolveError::AmbiguousSecretName { .. } => "ambiguous_secret_name",
         }
+    }
+
+    /// Whether the failure is transient: the provider could not answer and nothing about the
+    /// secret is known (`provider_unreachable`, `provider_error`, `access_denied`). A caller may
+    /// keep a last good value of its own for these; every other code is definitive (the
+    /// reference must not be used).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ResolveError::ProviderUnreachable { .. }
+                | ResolveError::ProviderError { .. }
+                | ResolveError::AccessDenied { .. }
+        )
     }
 
     /// Close existing secret names, for `secret_not_found`.
@@ -170,6 +244,8 @@ pub struct Resolver {
     providers: HashMap<String, RegisteredProvider>,
     cache: Cache,
     concurrency: usize,
+    /// The secret name each reference (by provider and path) first resolved through.
+    splits: Mutex<HashMap<(String, String), String>>,
 }
 
 type SecretKey = (String, String);
@@ -254,6 +330,7 @@ impl Resolver {
             providers: HashMap::new(),
             cache,
             concurrency: DEFAULT_CONCURRENCY,
+            splits: Mutex::new(HashMap::new()),
         }
     }
 
@@ -368,17 +445,32 @@ impl Resolver {
             match lookup {
                 Lookup::NotFound { .. } | Lookup::Failed(ProviderError::NotFound) => continue,
                 Lookup::Found { value, stale } => {
+                    self.keep_split(&r, name)?;
                     let value = match key {
                         None => value,
                         Some(key) => batch
                             .field(&r.provider, name, &value, key)
                             .map_err(|e| key_error(e, name, Some(key), &r.provider))?,
                     };
+                    if value.expose().is_empty() {
+                        return Err(ResolveError::EmptyValue {
+                            secret: name.clone(),
+                            key: key.clone(),
+                            provider: r.provider.clone(),
+                        });
+                    }
                     return Ok((value, stale));
                 }
-                Lookup::Failed(err) => return Err(provider_error(err, name, &r.provider)),
+                Lookup::Refused { error, .. } | Lookup::Failed(error) => {
+                    return Err(provider_error(error, name, &r.provider))
+                }
+                Lookup::StaleExpired { error, max_stale } => {
+                    return Err(stale_expired(&error, name, &r.provider, max_stale))
+                }
             }
         }
+        // no candidate exists: a reference that resolved before is simply not found (its
+        // split is kept, so the secret coming back answers again)
 
         let names: Vec<&str> = candidates.iter().map(|(n, _)| n.as_str()).collect();
         let did_you_mean = self.suggest(batch, &r.provider, registered, &names).await;
@@ -386,6 +478,31 @@ impl Resolver {
             secret: shown_secret_name(&r),
             provider: r.provider,
             did_you_mean,
+        })
+    }
+
+    /// Records `name` as the secret name `r` resolves through, or fails if `r` first resolved
+    /// through another name.
+    fn keep_split(&self, r: &SecretRef, name: &str) -> Result<(), ResolveError> {
+        let mut splits = self.splits.lock().unwrap_or_else(PoisonError::into_inner);
+        let first = splits
+            .entry((r.provider.clone(), r.path.join("/")))
+            .or_insert_with(|| name.to_string());
+        if first == name {
+            return Ok(());
+        }
+        let first = first.clone();
+        drop(splits);
+        tracing::warn!(
+            reference = %r,
+            first_secret = %first,
+            now_secret = name,
+            "a different secret name now answers this reference: refusing it"
+        );
+        Err(ResolveError::AmbiguousSecretName {
+            first,
+            now: name.to_string(),
+            provider: r.provider.clone(),
         })
     }
 
@@ -536,6 +653,35 @@ fn provider_error(e: ProviderError, secret: &str, provider: &str) -> ResolveErro
             provider,
             did_you_mean: Vec::new(),
         },
+        ProviderError::Deleted(detail) => ResolveError::SecretDeleted {
+            secret,
+            provider,
+            detail,
+        },
+        ProviderError::DecryptionFailed(detail) => ResolveError::DecryptionFailed {
+            secret,
+            provider,
+            detail,
+        },
+        ProviderError::Rejected(detail) => ResolveError::ProviderRejected {
+            secret,
+            provider,
+            detail,
+        },
+    }
+}
+
+fn stale_expired(
+    error: &ProviderError,
+    secret: &str,
+    provider: &str,
+    max_stale: Duration,
+) -> ResolveError {
+    ResolveError::StaleExpired {
+        secret: secret.to_string(),
+        provider: provider.to_string(),
+        detail: error.to_string(),
+        max_stale_s: max_stale.as_secs(),
     }
 }
 
@@ -632,6 +778,7 @@ mod tests {
         let config = CacheConfig {
             ttl: Duration::from_secs(ttl),
             not_found_ttl: Duration::from_secs(ttl),
+            max_stale: Duration::from_secs(3600),
         };
         let mut r = Resolver::new(Cache::new(config, Arc::new(ManualClock::new())));
         r.add_provider(PROVIDER, Manager::Aws, p);
@@ -646,7 +793,7 @@ mod tests {
                     r#"{"alice-key-auth":"alice-key","n":7}"#,
                 )
                 .with("bob-credentials", r#"{"bob-key-auth":"bob-key"}"#)
-                .with("team/app/db", r#"{"password":"pw"}"#)
+                .with("team/app/db", r#"{"password":"pw","user":"app"}"#)
                 .with("plain/token", "just-a-string")
                 .with("not-json", "[1,2]"),
         )
@@ -727,6 +874,7 @@ mod tests {
         let config = CacheConfig {
             ttl: Duration::from_secs(60),
             not_found_ttl: Duration::from_secs(5),
+            max_stale: Duration::from_secs(3600),
         };
         let mut r = Resolver::new(Cache::new(config, clock.clone()));
         r.add_provider(PROVIDER, Manager::Aws, p.clone());
@@ -774,12 +922,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_longer_name_created_after_the_list_wins_once_listed_or_cached() {
+    async fn a_longer_name_created_later_is_an_error_not_a_switch() {
         let p = tutorial_provider();
         let clock = Arc::new(ManualClock::new());
         let config = CacheConfig {
             ttl: Duration::from_secs(60),
             not_found_ttl: Duration::from_secs(5),
+            max_stale: Duration::from_secs(3600),
         };
         let mut r = Resolver::new(Cache::new(config, clock.clone()));
         r.add_provider(PROVIDER, Manager::Aws, p.clone());
@@ -790,17 +939,55 @@ mod tests {
         clock.advance(Duration::from_secs(10));
         assert_eq!(one(&r, &reference).await, value("pw"));
         assert_eq!(p.calls_for("team/app/db/password"), 0);
-        // a fresh cached answer for the longer name is used without the list
-        r.cache
-            .get(PROVIDER, p.as_ref(), "team/app/db/password")
-            .await;
-        assert_eq!(one(&r, &reference).await, value("whole"));
-        assert_eq!(p.calls_for("team/app/db/password"), 1);
-        // once that answer and the list have expired, the refreshed list shows the name
+        // once the list is refreshed, the longer name would answer: an error naming both
         clock.advance(Duration::from_secs(60));
-        assert_eq!(one(&r, &reference).await, value("whole"));
-        assert_eq!(p.calls_for("team/app/db/password"), 2);
-        assert_eq!(p.list_calls(), 2);
+        let e = error(one(&r, &reference).await);
+        assert_eq!(e.code(), "ambiguous_secret_name");
+        assert_eq!(
+            e.to_string(),
+            "secret name \"team/app/db/password\" now answers this reference, which first resolved through secret \"team/app/db\" (provider \"my-secrets-manager\"); refusing to switch (delete one of the two secrets, or restart the sidecar to accept the new split)"
+        );
+        assert!(!e.is_transient());
+        // other references into the first secret are not affected
+        assert_eq!(one(&r, &aws("team/app/db/user")).await, value("app"));
+        // the longer secret deleted again: the first split answers again
+        p.remove("team/app/db/password");
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(one(&r, &reference).await, value("pw"));
+
+        // a shorter name taking over when the first one disappears is refused too
+        p.set("a/b", "whole-ab");
+        p.set("a", r#"{"b":"key-b"}"#);
+        assert_eq!(one(&r, &aws("a/b")).await, value("whole-ab"));
+        p.remove("a/b");
+        clock.advance(Duration::from_secs(60));
+        let e = error(one(&r, &aws("a/b")).await);
+        assert_eq!(e.code(), "ambiguous_secret_name");
+        assert!(
+            e.to_string()
+                .contains("first resolved through secret \"a/b\""),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn empty_values_are_errors() {
+        let p = tutorial_provider();
+        p.set("empty-whole", "");
+        p.set("empty-key", r#"{"k":"","other":"x"}"#);
+        let r = resolver_with(p, 60);
+        let e = error(one(&r, &aws("empty-whole")).await);
+        assert_eq!(
+            (e.code(), e.to_string().as_str()),
+            ("empty_value", "secret \"empty-whole\" (provider \"my-secrets-manager\") is an empty string; an empty value is never used as a credential")
+        );
+        let e = error(one(&r, &aws("empty-key/k")).await);
+        assert_eq!(
+            (e.code(), e.to_string().as_str()),
+            ("empty_value", "key \"k\" in secret \"empty-key\" (provider \"my-secrets-manager\") is an empty string; an empty value is never used as a credential")
+        );
+        assert!(!e.is_transient());
+        assert_eq!(one(&r, &aws("empty-key/other")).await, value("x"));
     }
 
     #[tokio::test]
@@ -996,8 +1183,15 @@ mod tests {
              "provider \"my-secrets-manager\" unreachable reading secret \"alice-credentials/alice-key-auth\": connection refused"),
             (ProviderError::Other("throttled".into()), "provider_error",
              "provider \"my-secrets-manager\" failed reading secret \"alice-credentials/alice-key-auth\": throttled"),
+            (ProviderError::Deleted("marked for deletion".into()), "secret_deleted",
+             "secret \"alice-credentials/alice-key-auth\" (provider \"my-secrets-manager\") is deleted or scheduled for deletion: marked for deletion"),
+            (ProviderError::DecryptionFailed("DecryptionFailure: no".into()), "decryption_failed",
+             "provider \"my-secrets-manager\" cannot decrypt secret \"alice-credentials/alice-key-auth\" (is its KMS key disabled?): DecryptionFailure: no"),
+            (ProviderError::Rejected("InvalidRequestException: disabled".into()), "provider_rejected",
+             "provider \"my-secrets-manager\" refused the request for secret \"alice-credentials/alice-key-auth\": InvalidRequestException: disabled"),
         ];
         for (err, code, message) in cases {
+            let transient = !err.is_definitive();
             let p = tutorial_provider();
             p.fail_with(Some(err));
             let r = resolver_with(p, 60);
@@ -1009,7 +1203,59 @@ mod tests {
                 .await,
             );
             assert_eq!((e.code(), e.to_string().as_str()), (code, message));
+            assert_eq!(e.is_transient(), transient, "{code}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_deleted_secret_fails_after_the_ttl_and_an_outage_after_max_stale() {
+        let p = tutorial_provider();
+        let clock = Arc::new(ManualClock::new());
+        let config = CacheConfig {
+            ttl: Duration::from_secs(60),
+            not_found_ttl: Duration::from_secs(5),
+            max_stale: Duration::from_secs(120),
+        };
+        let mut r = Resolver::new(Cache::new(config, clock.clone()));
+        r.add_provider(PROVIDER, Manager::Aws, p.clone());
+        let alice = aws("alice-credentials/alice-key-auth");
+        let bob = aws("bob-credentials/bob-key-auth");
+        assert_eq!(
+            r.resolve_batch(&[alice.clone(), bob.clone()]).await,
+            vec![value("alice-key"), value("bob-key")]
+        );
+
+        // an outage: stale values until ttl + max_stale, then stale_expired
+        p.fail_with(Some(ProviderError::Unreachable(
+            "connection refused".into(),
+        )));
+        clock.advance(Duration::from_secs(179));
+        assert_eq!(
+            one(&r, &bob).await,
+            Resolution::Value {
+                value: SecretValue::new("bob-key"),
+                stale: true
+            }
+        );
+        clock.advance(Duration::from_secs(1));
+        let e = error(one(&r, &bob).await);
+        assert_eq!(e.code(), "stale_expired");
+        assert_eq!(
+            e.to_string(),
+            "provider \"my-secrets-manager\" has been failing for secret \"bob-credentials\" (unreachable: connection refused) and its last good value is more than max_stale_s (120 s) past its TTL; it is no longer served"
+        );
+        assert!(!e.is_transient());
+        // back: the value again
+        p.fail_with(None);
+        assert_eq!(one(&r, &bob).await, value("bob-key"));
+        clock.advance(Duration::from_secs(60));
+        // deleted: refused, never stale
+        p.fail_with(Some(ProviderError::Deleted(
+            "InvalidRequestException: marked for deletion".into(),
+        )));
+        let e = error(one(&r, &alice).await);
+        assert_eq!(e.code(), "secret_deleted");
+        assert!(!e.to_string().contains("alice-key\""), "{e}");
     }
 
     #[tokio::test]

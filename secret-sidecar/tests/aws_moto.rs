@@ -102,7 +102,11 @@ async fn sidecar_against_moto() {
     let config = Config::parse(&config_toml(&moto.endpoint, closed_port), &test_env).unwrap();
     let clock = Arc::new(ManualClock::new());
     let resolver = build_resolver(&config, clock.clone()).await;
-    let app = app(AppState::new(SecretValue::new(TOKEN), resolver));
+    let app = app(AppState::new(
+        SecretValue::new(TOKEN),
+        resolver,
+        config.limit.clone(),
+    ));
 
     // the tutorial reference, names containing '/', a missing key
     let refs = [
@@ -256,7 +260,11 @@ async fn a_thousand_refs_into_one_secret() {
 
     let config = Config::parse(&config_toml(&moto.endpoint, free_port()), &test_env).unwrap();
     let resolver = build_resolver(&config, Arc::new(ManualClock::new())).await;
-    let app = app(AppState::new(SecretValue::new(TOKEN), resolver));
+    let app = app(AppState::new(
+        SecretValue::new(TOKEN),
+        resolver,
+        config.limit.clone(),
+    ));
 
     let mut refs: Vec<String> = (0..N)
         .map(|i| format!("$secret://aws/my-secrets-manager/bench-keys/consumer-{i}"))

@@ -42,6 +42,11 @@ fn config_toml(aws_endpoint: &str) -> String {
 [cache]
 ttl_seconds = 60
 
+# every test Redis runs on a free loopback port
+[limit]
+redis = ["127.0.0.1:*", "localhost:*"]
+redis_clusters = [["127.0.0.1:*"]]
+
 [[providers]]
 id = "my-secrets-manager"
 kind = "aws"
@@ -57,7 +62,11 @@ secret_access_key = "test"
 async fn sidecar(aws_endpoint: &str, clock: Arc<ManualClock>) -> Router {
     let config = Config::parse(&config_toml(aws_endpoint), &|_| None).unwrap();
     let resolver = build_resolver(&config, clock).await;
-    app(AppState::new(SecretValue::new(TOKEN), resolver))
+    app(AppState::new(
+        SecretValue::new(TOKEN),
+        resolver,
+        config.limit.clone(),
+    ))
 }
 
 /// A sidecar whose provider is never reached (plain credentials only).

@@ -167,9 +167,23 @@ where
     }
 }
 
+/// Definitive answers (about the secret) vs transient failures (about the call): see
+/// [`ProviderError`]. Unknown codes are transient (`Other`): throttling (`ThrottlingException`,
+/// `TooManyRequestsException`, `RequestLimitExceeded`), `InternalServiceError`, 5xx.
 fn classify_code(code: Option<&str>, detail: String) -> ProviderError {
     match code {
         Some("ResourceNotFoundException") => ProviderError::NotFound,
+        // "You can't perform this operation on the secret because it was marked for deletion."
+        // (moto: "... a secret that's currently marked deleted.")
+        Some("InvalidRequestException") if detail.to_ascii_lowercase().contains("delet") => {
+            ProviderError::Deleted(detail)
+        }
+        Some("DecryptionFailure" | "KMSDisabledException" | "KMSInvalidStateException") => {
+            ProviderError::DecryptionFailed(detail)
+        }
+        Some("InvalidRequestException" | "InvalidParameterException") => {
+            ProviderError::Rejected(detail)
+        }
         Some(c) if ACCESS_DENIED_CODES.contains(&c) => ProviderError::AccessDenied(detail),
         _ => ProviderError::Other(detail),
     }
@@ -234,6 +248,41 @@ mod tests {
             classify_code(None, "?".into()),
             ProviderError::Other("?".into())
         );
+    }
+
+    #[test]
+    fn definitive_and_transient_answers() {
+        let cases = [
+            ("ResourceNotFoundException", "x", true),
+            // AWS, and moto's wording
+            ("InvalidRequestException", "InvalidRequestException: You can't perform this operation on the secret because it was marked for deletion.", true),
+            ("InvalidRequestException", "InvalidRequestException: You tried to perform the operation on a secret that's currently marked deleted.", true),
+            ("DecryptionFailure", "DecryptionFailure: Secrets Manager can't decrypt the protected secret text using the provided KMS key.", true),
+            ("KMSDisabledException", "KMSDisabledException: key disabled", true),
+            ("InvalidRequestException", "InvalidRequestException: the secret is disabled", true),
+            ("InvalidParameterException", "InvalidParameterException: bad", true),
+            ("AccessDeniedException", "AccessDeniedException: no", false),
+            ("ExpiredTokenException", "ExpiredTokenException: expired", false),
+            ("ThrottlingException", "ThrottlingException: slow down", false),
+            ("InternalServiceError", "InternalServiceError: oops", false),
+            ("SomethingNew", "SomethingNew: ?", false),
+        ];
+        for (code, detail, definitive) in cases {
+            let e = classify_code(Some(code), detail.to_string());
+            assert_eq!(e.is_definitive(), definitive, "{code}: {e:?}");
+        }
+        assert!(matches!(
+            classify_code(Some("InvalidRequestException"), cases[1].1.into()),
+            ProviderError::Deleted(_)
+        ));
+        assert!(matches!(
+            classify_code(Some("DecryptionFailure"), "d".into()),
+            ProviderError::DecryptionFailed(_)
+        ));
+        assert!(matches!(
+            classify_code(Some("InvalidRequestException"), "disabled".into()),
+            ProviderError::Rejected(_)
+        ));
     }
 
     #[derive(Debug)]

@@ -31,20 +31,55 @@ pub struct SecretNames {
 }
 
 /// Why a provider could not give a secret. Details come from the provider (never a secret value).
+///
+/// Answers are *definitive* (the store said what it thinks of this secret: it does not exist, is
+/// deleted, cannot be decrypted, the request is refused as such) or *transient* (the store could
+/// not answer: unreachable, throttled, failing, or our own credentials are refused). The cache
+/// never serves a last good value after a definitive answer; after a transient one it serves it
+/// for a bounded time (docs/DESIGN.md, section 2).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
-    /// The store answered: there is no such secret.
+    /// The store answered: there is no such secret. (Definitive.)
     #[error("not found")]
     NotFound,
-    /// The store refused our credentials or their permissions.
+    /// The store answered: the secret is deleted or scheduled for deletion. (Definitive.)
+    #[error("deleted: {0}")]
+    Deleted(String),
+    /// The store answered: it cannot decrypt the secret (its KMS key is disabled, deleted or
+    /// not usable). (Definitive.)
+    #[error("decryption failed: {0}")]
+    DecryptionFailed(String),
+    /// The store refused the request for this secret as such (InvalidRequestException,
+    /// InvalidParameterException: e.g. a disabled secret). (Definitive.)
+    #[error("request refused: {0}")]
+    Rejected(String),
+    /// The store refused our credentials or their permissions. (Transient: an IAM mistake on the
+    /// sidecar's side must not disable every credential at once; bounded by `max_stale_s`.)
     #[error("access denied: {0}")]
     AccessDenied(String),
-    /// The store could not be reached (connection refused, DNS, timeout).
+    /// The store could not be reached (connection refused, DNS, timeout). (Transient.)
     #[error("unreachable: {0}")]
     Unreachable(String),
-    /// Anything else the store reported.
+    /// Anything else the store reported: throttling, internal errors, unknown codes.
+    /// (Transient.)
     #[error("{0}")]
     Other(String),
+}
+
+impl ProviderError {
+    /// Whether this is the store's definitive answer about the secret (no last good value may be
+    /// served after it), rather than a failure to answer.
+    pub fn is_definitive(&self) -> bool {
+        match self {
+            ProviderError::NotFound
+            | ProviderError::Deleted(_)
+            | ProviderError::DecryptionFailed(_)
+            | ProviderError::Rejected(_) => true,
+            ProviderError::AccessDenied(_)
+            | ProviderError::Unreachable(_)
+            | ProviderError::Other(_) => false,
+        }
+    }
 }
 
 #[cfg(test)]
