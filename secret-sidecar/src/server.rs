@@ -30,7 +30,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceExt;
@@ -219,6 +219,8 @@ struct Activity {
     /// Requests whose response has not been produced yet.
     in_flight: AtomicUsize,
     state: Mutex<ActivityState>,
+    /// Signalled when a request starts or ends (the deadline may then be earlier or later).
+    changed: Notify,
 }
 
 struct ActivityState {
@@ -239,6 +241,7 @@ impl Activity {
                 last_io: Instant::now(),
                 head_started: None,
             }),
+            changed: Notify::new(),
         }
     }
 
@@ -265,6 +268,8 @@ impl Activity {
         let mut state = self.state();
         state.first = false;
         state.head_started = None;
+        drop(state);
+        self.changed.notify_one();
         InFlight(self.clone())
     }
 
@@ -290,6 +295,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.0.state().last_io = Instant::now();
+        self.0.changed.notify_one();
     }
 }
 
@@ -392,6 +398,7 @@ async fn serve_connection<IO>(
                     return;
                 }
             }
+            () = activity.changed.notified() => {}
             changed = stop.changed(), if !stopping => {
                 stopping = true;
                 if changed.is_ok() {

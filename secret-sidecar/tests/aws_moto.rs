@@ -25,7 +25,7 @@ use secret_sidecar::{app, build_resolver, AppState};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use common::{create_secret, free_port, sdk_client, Moto};
+use common::{create_secret, delete_secret, free_port, sdk_client, Moto};
 
 const TOKEN: &str = "integration-token";
 const TUTORIAL_REF: &str = "$secret://aws/my-secrets-manager/alice-credentials/alice-key-auth";
@@ -285,4 +285,184 @@ async fn a_thousand_refs_into_one_secret() {
         assert_eq!(*result, ok(refs[i], &format!("key-{i}"), false));
     }
     assert_eq!(results[N], ok(refs[N], "whole-name", false));
+}
+
+/// Issue #7 against moto: empty values, a deleted secret (marked for deletion) failing after the
+/// TTL instead of being served stale, a provider outage serving stale values for at most
+/// `max_stale_s`, a longer secret name created later refused instead of taking over, and the
+/// `check` command showing the codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_and_ambiguity_against_moto() {
+    let started = Instant::now();
+    let moto = Moto::start();
+    let mut flaky = Moto::start();
+    let client = sdk_client(&moto.endpoint).await;
+    let flaky_client = sdk_client(&flaky.endpoint).await;
+    create_secret(
+        &client,
+        "alice-credentials",
+        r#"{"alice-key-auth":"alice-key","empty":""}"#,
+    )
+    .await;
+    create_secret(&client, "bob-credentials", r#"{"bob-key-auth":"bob-key"}"#).await;
+    // (an empty SecretString as a whole cannot be stored: AWS and moto treat it as no value;
+    // the resolver's unit tests cover it)
+    create_secret(
+        &flaky_client,
+        "carol-credentials",
+        r#"{"carol-key-auth":"carol-key"}"#,
+    )
+    .await;
+
+    let toml = format!(
+        r#"
+[cache]
+ttl_seconds = 60
+not_found_ttl_seconds = 5
+max_stale_s = 120
+
+[[providers]]
+id = "my-secrets-manager"
+kind = "aws"
+region = "us-east-1"
+endpoint_url = "{}"
+access_key_id = "test"
+secret_access_key = "test"
+
+[[providers]]
+id = "flaky"
+kind = "aws"
+region = "us-east-1"
+endpoint_url = "{}"
+access_key_id = "test"
+secret_access_key = "test"
+"#,
+        moto.endpoint, flaky.endpoint
+    );
+    let config = Config::parse(&toml, &test_env).unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let resolver = build_resolver(&config, clock.clone()).await;
+    let app = app(AppState::new(
+        SecretValue::new(TOKEN),
+        resolver,
+        config.limit.clone(),
+    ));
+
+    let bob = "$secret://aws/my-secrets-manager/bob-credentials/bob-key-auth";
+    let carol = "$secret://aws/flaky/carol-credentials/carol-key-auth";
+    let empty_key = "$secret://aws/my-secrets-manager/alice-credentials/empty";
+    let results = resolve(&app, &[TUTORIAL_REF, bob, carol, empty_key]).await;
+    assert_eq!(results[0], ok(TUTORIAL_REF, "alice-key", false));
+    assert_eq!(results[1], ok(bob, "bob-key", false));
+    assert_eq!(results[2], ok(carol, "carol-key", false));
+    // #2: an empty value is an error naming the reference's secret and key, never a value
+    assert_eq!(
+        results[3],
+        json!({"ref": empty_key, "error": {"code": "empty_value",
+            "message": "key \"empty\" in secret \"alice-credentials\" (provider \"my-secrets-manager\") is an empty string; an empty value is never used as a credential"}})
+    );
+
+    // #13: someone creates a longer secret name that would take over alice's reference
+    create_secret(&client, "alice-credentials/alice-key-auth", "attacker-key").await;
+    // #4: bob's secret is deleted with a recovery window ("marked for deletion")
+    delete_secret(&client, "bob-credentials", Some(7)).await;
+    // #4: the flaky provider goes away
+    flaky.stop();
+
+    // within the TTL: the cached answers
+    clock.advance(Duration::from_secs(59));
+    let results = resolve(&app, &[TUTORIAL_REF, bob, carol]).await;
+    assert_eq!(results[0], ok(TUTORIAL_REF, "alice-key", false));
+    assert_eq!(results[1], ok(bob, "bob-key", false));
+    assert_eq!(results[2], ok(carol, "carol-key", false));
+
+    // after the TTL: alice's reference refuses to switch, bob's fails, carol's is stale
+    clock.advance(Duration::from_secs(2));
+    let results = resolve(&app, &[TUTORIAL_REF, bob, carol]).await;
+    assert_eq!(
+        results[0],
+        json!({"ref": TUTORIAL_REF, "error": {"code": "ambiguous_secret_name",
+            "message": "secret name \"alice-credentials/alice-key-auth\" now answers this reference, which first resolved through secret \"alice-credentials\" (provider \"my-secrets-manager\"); refusing to switch (delete one of the two secrets, or restart the sidecar to accept the new split)"}})
+    );
+    assert_eq!(
+        results[1]["error"]["code"], "secret_deleted",
+        "{}",
+        results[1]
+    );
+    let message = results[1]["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("secret \"bob-credentials\" (provider \"my-secrets-manager\") is deleted or scheduled for deletion: InvalidRequestException: "),
+        "{message}"
+    );
+    assert_eq!(results[2], ok(carol, "carol-key", true));
+    for r in &results {
+        assert!(!r.to_string().contains("attacker-key") && !r.to_string().contains("bob-key\""));
+    }
+
+    // still stale just before ttl + max_stale, refused from then on
+    clock.advance(Duration::from_secs(118));
+    assert_eq!(
+        resolve(&app, &[carol]).await[0],
+        ok(carol, "carol-key", true)
+    );
+    clock.advance(Duration::from_secs(1));
+    let results = resolve(&app, &[carol, bob]).await;
+    assert_eq!(
+        results[0]["error"]["code"], "stale_expired",
+        "{}",
+        results[0]
+    );
+    let message = results[0]["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("provider \"flaky\" has been failing for secret \"carol-credentials\" (unreachable: ")
+            && message.ends_with("and its last good value is more than max_stale_s (120 s) past its TTL; it is no longer served"),
+        "{message}"
+    );
+    assert_eq!(results[1]["error"]["code"], "secret_deleted");
+
+    // the takeover secret removed again: alice's first split answers again
+    delete_secret(&client, "alice-credentials/alice-key-auth", None).await;
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        resolve(&app, &[TUTORIAL_REF]).await[0],
+        ok(TUTORIAL_REF, "alice-key", false)
+    );
+
+    // the check command shows the codes (a fresh process: nothing pinned, nothing cached)
+    let dir = common::TempDir::new("check-codes");
+    let config_path = dir.path().join("sidecar.toml");
+    std::fs::write(&config_path, &toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_secret-sidecar"))
+        .arg("check")
+        .arg("--config")
+        .arg(&config_path)
+        .args([
+            bob,
+            empty_key,
+            "$Secret://aws/my-secrets-manager/bob-credentials/bob-key-auth",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].starts_with(&format!("{bob}: secret_deleted: ")),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{empty_key}: empty_value: ")),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].ends_with(": invalid_reference: invalid reference: looks like a reference but the prefix is not lower case; write \"$secret://\""),
+        "{stdout}"
+    );
+
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
 }

@@ -402,6 +402,20 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
+    #[test]
+    fn debug_never_shows_a_plain_password_or_username() {
+        let body = json!({
+            "backend": {"policy": "redis", "host": "127.0.0.1", "port": 6379,
+                        "username": "plain-user-x", "password": "plain-password-x"},
+            "ops": [{"key": "k", "limit": 1, "window_s": 1}]});
+        let request = parse(body.to_string().as_bytes()).unwrap();
+        for dbg in [format!("{request:?}"), format!("{:#?}", request.backend)] {
+            assert!(!dbg.contains("plain-password-x"), "{dbg}");
+            assert!(!dbg.contains("plain-user-x"), "{dbg}");
+            assert!(dbg.contains("[redacted]"), "{dbg}");
+        }
+    }
+
     fn backend() -> Value {
         json!({"policy": "redis", "host": "127.0.0.1", "port": 6379, "database": 0,
                "timeout_ms": 1000, "ssl": false, "cluster_nodes": []})

@@ -152,6 +152,20 @@ pub async fn put_secret_value(client: &Client, name: &str, value: &str) {
         .unwrap_or_else(|e| panic!("PutSecretValue {name}: {e:?}"));
 }
 
+/// `DeleteSecret`: with a recovery window of `recovery_days` (the secret is "marked for
+/// deletion"), or at once without one.
+pub async fn delete_secret(client: &Client, name: &str, recovery_days: Option<i64>) {
+    let request = client.delete_secret().secret_id(name);
+    let request = match recovery_days {
+        Some(days) => request.recovery_window_in_days(days),
+        None => request.force_delete_without_recovery(true),
+    };
+    request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("DeleteSecret {name}: {e:?}"));
+}
+
 // --- redis ----------------------------------------------------------------------------------
 
 /// A `redis-server` on a free loopback port, no persistence, its files in its own temp dir;
