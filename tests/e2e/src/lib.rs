@@ -398,8 +398,43 @@ pub struct Sidecar {
     process: Process,
 }
 
-/// The sidecar config [`Sidecar::start`] uses: one AWS provider ([`PROVIDER_ID`]) at `endpoint`.
+/// The Redis servers the sidecar's `/v1/limit` may use (its `[limit]` table).
+#[derive(Debug, Clone)]
+pub struct RedisAllowlist {
+    /// `host:port` or `host:*` of single servers.
+    pub redis: Vec<String>,
+    /// Each cluster's nodes.
+    pub redis_clusters: Vec<Vec<String>>,
+}
+
+impl RedisAllowlist {
+    /// Any server and any cluster on 127.0.0.1 (the tests' Redis servers take free ports).
+    pub fn loopback() -> RedisAllowlist {
+        RedisAllowlist {
+            redis: vec!["127.0.0.1:*".into()],
+            redis_clusters: vec![vec!["127.0.0.1:*".into()]],
+        }
+    }
+}
+
+/// The sidecar config [`Sidecar::start`] uses: one AWS provider ([`PROVIDER_ID`]) at `endpoint`,
+/// Redis on loopback allowed ([`RedisAllowlist::loopback`]).
 pub fn render_sidecar_config(port: u16, endpoint: &str, cache: SidecarCache) -> String {
+    render_sidecar_config_with(port, endpoint, cache, &RedisAllowlist::loopback())
+}
+
+/// [`render_sidecar_config`] with another `[limit]` allowlist.
+pub fn render_sidecar_config_with(
+    port: u16,
+    endpoint: &str,
+    cache: SidecarCache,
+    limit: &RedisAllowlist,
+) -> String {
+    let quoted = |addrs: &[String]| {
+        let items: Vec<String> = addrs.iter().map(|a| format!("{a:?}")).collect();
+        format!("[{}]", items.join(", "))
+    };
+    let clusters: Vec<String> = limit.redis_clusters.iter().map(|c| quoted(c)).collect();
     format!(
         r#"listen = "127.0.0.1:{port}"
 token_env = "SECRET_SIDECAR_TOKEN"
@@ -408,11 +443,6 @@ token_env = "SECRET_SIDECAR_TOKEN"
 ttl_seconds = {ttl}
 not_found_ttl_seconds = {not_found}
 
-# /v1/limit may use the tests' Redis servers and clusters (free loopback ports)
-[limit]
-redis = ["127.0.0.1:*"]
-redis_clusters = [["127.0.0.1:*"]]
-
 [[providers]]
 id = "{PROVIDER_ID}"
 kind = "aws"
@@ -420,9 +450,15 @@ region = "{REGION}"
 endpoint_url = "{endpoint}"
 access_key_id = "$env://AWS_ACCESS_KEY_ID"
 secret_access_key = "$env://AWS_SECRET_ACCESS_KEY"
+
+[limit]
+redis = {redis}
+redis_clusters = [{clusters}]
 "#,
         ttl = cache.ttl_seconds,
         not_found = cache.not_found_ttl_seconds,
+        redis = quoted(&limit.redis),
+        clusters = clusters.join(", "),
     )
 }
 

@@ -16,8 +16,8 @@ use auth_support::{
     HMAC_POST_ROUTE, REQUEST_TIMEOUT,
 };
 use e2e::{
-    assert_filter_config_refused, client, free_port, render_sidecar_config, test_dir, wait_for,
-    Paths, Reply, Sidecar, SidecarCache,
+    assert_filter_config_refused, client, free_port, render_sidecar_config_with, test_dir,
+    wait_for, Paths, RedisAllowlist, Reply, Sidecar, SidecarCache,
 };
 use serde_json::{json, Value};
 
@@ -765,10 +765,12 @@ async fn item10_sidecar_refuses_redis_backends_not_in_its_config() -> Result<()>
     let allowed_port = free_port()?;
     let sidecar_port = free_port()?;
     let nowhere = format!("http://127.0.0.1:{}", free_port()?);
-    let config = format!(
-        "{}\n[limit]\nredis = [\"127.0.0.1:{allowed_port}\"]\n",
-        render_sidecar_config(sidecar_port, &nowhere, SidecarCache::default())
-    );
+    let allowlist = RedisAllowlist {
+        redis: vec![format!("127.0.0.1:{allowed_port}")],
+        redis_clusters: vec![vec![format!("127.0.0.1:{allowed_port}")]],
+    };
+    let config =
+        render_sidecar_config_with(sidecar_port, &nowhere, SidecarCache::default(), &allowlist);
     let sidecar = Sidecar::start_with_config(&paths, &dir, &config, sidecar_port).await?;
     let limit = |backend: Value| {
         let body = json!({
