@@ -451,8 +451,8 @@ impl Host {
         ))
     }
 
-    /// Ends the stream: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`. Its callouts still
-    /// in flight are cancelled (no response is delivered), as Envoy does.
+    /// Ends the stream: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`. Callouts it made stay
+    /// in flight and are still answered (to the root context), as in Envoy.
     pub fn finish(&mut self, stream: Stream) -> Result<()> {
         let id = stream.0;
         self.stream_mut(stream)?;
@@ -460,7 +460,6 @@ impl Host {
         self.invoke::<i32, ()>("proxy_on_log", id, id as i32)?;
         self.invoke::<i32, ()>("proxy_on_delete", id, id as i32)?;
         let proxy = self.proxy_mut();
-        proxy.pending_calls.retain(|_, p| p.context_id != id);
         if let Some(state) = proxy.streams.get_mut(&id) {
             state.deleted = true;
         }

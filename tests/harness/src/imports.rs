@@ -760,7 +760,10 @@ fn proxy_http_call(
     let timeout_ms = timeout_ms as u32;
     let deadline =
         (timeout_ms > 0).then(|| proxy.now + Duration::from_millis(u64::from(timeout_ms)));
-    let context_id = proxy.active;
+    // Envoy makes every callout on the plugin's root context (proxy-wasm-cpp-host retargets
+    // proxy_http_call to the root context): the answer is delivered with the root's id, even
+    // for a call made during a request, and a request that ends does not cancel it.
+    let context_id = proxy.root_id;
     proxy.pending_calls.insert(
         token,
         Pending {

@@ -1721,3 +1721,128 @@ fn trailers_end_the_body_for_the_digest_check() {
     host.send_trailers(bad, 1).unwrap();
     assert_hmac_generic(&mut host, bad, "Invalid digest");
 }
+
+/// Issue #7, item 1: header values that are not UTF-8, sent to every plugin (and a limit-count
+/// key), are refused with the plugin's usual 401 (or counted, for a limit key), never a panic:
+/// after each, a valid request on the same worker passes, and no log line holds the bytes.
+#[test]
+fn bytes_that_are_not_utf8_never_kill_the_vm() {
+    let mut config = routed();
+    config["routes"]["hmac"] = json!({"hmac-auth": {}});
+    config["routes"]["limited"] = json!({
+        "key-auth": {},
+        "limit-count": {"count": 1000, "time_window": 60, "key": "http_x_tenant"}
+    });
+    let mut host = configured(&config);
+    let token = jwts(&[hs256(ALICE_JWT_SECRET, "alice-jwt-key", 3600)]).remove(0);
+    let bearer = format!("Bearer {token}");
+    let basic = format!("Basic {B64_ALICE}");
+    const MARK: &[u8] = b"\xff\xfeHOSTILE-MARK\xc3";
+    let with_mark = |prefix: &[u8]| [prefix, MARK].concat();
+
+    type Case = (
+        &'static str,
+        Vec<(&'static str, Vec<u8>)>,
+        Option<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "ip",
+            vec![("apikey", MARK.to_vec())],
+            Some("Invalid API key in request"),
+        ),
+        (
+            "ip",
+            vec![(":path", with_mark(b"/ip?apikey="))],
+            Some("Invalid API key in request"),
+        ),
+        (
+            "elsewhere",
+            vec![("authorization", MARK.to_vec())],
+            Some("Invalid authorization in request"),
+        ),
+        (
+            "elsewhere",
+            vec![("authorization", with_mark(b"Basic "))],
+            Some("Invalid authorization in request"),
+        ),
+        (
+            "jwt",
+            vec![("authorization", with_mark(b"Bearer "))],
+            Some("JWT token invalid"),
+        ),
+        (
+            "jwt",
+            vec![("cookie", with_mark(b"jwt="))],
+            Some("JWT token invalid"),
+        ),
+        ("hmac", vec![("authorization", MARK.to_vec())], None),
+        (
+            "hmac",
+            vec![
+                ("authorization", with_mark(b"Signature keyId=\"")),
+                ("date", MARK.to_vec()),
+            ],
+            None,
+        ),
+        (
+            "limited",
+            vec![("apikey", ALICE_KEY.into()), ("x-tenant", MARK.to_vec())],
+            Some(""),
+        ),
+    ];
+    for (route, extra, answer) in cases {
+        host.set_property(&["xds", "route_name"], route.as_bytes());
+        let mut headers: Vec<(&str, Vec<u8>)> = vec![
+            (":method", b"GET".to_vec()),
+            (":authority", b"example.com".to_vec()),
+        ];
+        if !extra.iter().any(|(k, _)| *k == ":path") {
+            headers.push((":path", b"/ip".to_vec()));
+        }
+        headers.extend(extra.iter().cloned());
+        let s = host.request_bytes(&headers, true).unwrap();
+        assert!(!host.is_dead(), "{route}: {:?}", host.dead_reason());
+        match answer {
+            Some("") => assert_eq!(host.outcome(s), Outcome::Continue, "{route}"),
+            Some(message) => {
+                let reply = host.local_reply(s).expect("a local reply");
+                assert_eq!(reply.status, 401, "{route}");
+                assert!(reply.body_str().contains(message), "{route}: {reply:?}");
+            }
+            None => {
+                let reply = host.local_reply(s).expect("a local reply");
+                assert_eq!(reply.status, 401, "{route}");
+                assert!(
+                    reply.body_str().contains(HMAC_GENERIC),
+                    "{route}: {reply:?}"
+                );
+            }
+        }
+        // The same worker still serves valid requests.
+        let valid: Vec<(&str, &str)> = match route {
+            "ip" | "limited" => vec![("apikey", ALICE_KEY)],
+            "elsewhere" => vec![("authorization", &basic)],
+            "jwt" => vec![("authorization", &bearer)],
+            _ => vec![],
+        };
+        if route == "hmac" {
+            let spec = HmacSpec::default();
+            let signed = sign(&[spec]).remove(0);
+            let s = hmac_request(&mut host, &spec, &signed);
+            assert_authenticated(&host, s, "alice", "alice-hmac", Some("alice-001"));
+        } else {
+            let s = on_route(&mut host, route, "/ip", &valid);
+            assert_eq!(
+                host.outcome(s),
+                Outcome::Continue,
+                "{route}: {:?}",
+                host.logs()
+            );
+        }
+        // Failed hmac requests log at most one line per period: let the next one through.
+        host.advance(HMAC_LOG_PERIOD).unwrap();
+    }
+    let everything = host.panic_output();
+    assert!(!everything.contains("HOSTILE-MARK"), "{everything}");
+}
