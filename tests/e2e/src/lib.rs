@@ -677,6 +677,15 @@ pub fn render_envoy_config(
         })
         .collect();
     routes.push(json!({"name": "ip", "match": {"prefix": "/"}, "route": {"cluster": "upstream"}}));
+    // As in the shipped configs: Envoy closes idle sidecar connections before the sidecar does.
+    let mut sidecar_cluster = cluster(SIDECAR_CLUSTER, spec.sidecar_port);
+    sidecar_cluster["typed_extension_protocol_options"] = json!({
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "common_http_protocol_options": {"idle_timeout": "60s"},
+            "explicit_http_config": {"http_protocol_options": {}}
+        }
+    });
     json!({
         "admin": {"address": socket(admin_port)},
         "static_resources": {
@@ -725,10 +734,7 @@ pub fn render_envoy_config(
                     }
                 }]}]
             }],
-            "clusters": [
-                cluster("upstream", spec.upstream_port),
-                cluster(SIDECAR_CLUSTER, spec.sidecar_port)
-            ]
+            "clusters": [cluster("upstream", spec.upstream_port), sidecar_cluster]
         }
     })
 }

@@ -210,6 +210,24 @@ async fn every_shipped_envoy_config_fails_closed_and_drops_underscore_headers() 
         }
     }
     ensure!(wasm_filters >= 6, "found only {wasm_filters} Wasm filters");
+    // Envoy closes idle sidecar connections before the sidecar does (its 120 s default).
+    for (name, config) in configs.iter().filter(|(n, _)| !n.starts_with("bench/")) {
+        let mut clusters = Vec::new();
+        objects_where(
+            config,
+            &|v| v["name"] == e2e::SIDECAR_CLUSTER,
+            &mut clusters,
+        );
+        for cluster in clusters {
+            let idle = &cluster["typed_extension_protocol_options"]
+                ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+                ["common_http_protocol_options"]["idle_timeout"];
+            ensure!(
+                idle == "60s",
+                "{name}: sidecar cluster idle_timeout is {idle}, not 60s"
+            );
+        }
+    }
     Ok(())
 }
 
