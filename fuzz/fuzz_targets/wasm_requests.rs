@@ -1,0 +1,125 @@
+//! The real release `.wasm` (`scripts/build.sh` builds it; `FILTER_WASM` overrides the path) in
+//! the wasmtime harness, configured with every plugin (`config_json`), fed any request in the
+//! format of `src/lib.rs`: the route line picks the route, header names and values are any bytes
+//! (but '\n'), the body any bytes. `:method` and `:path` are added when absent, as Envoy always
+//! has them.
+//!
+//! Checked on every input: the VM never dies (a trap is a Rust panic in the filter: with
+//! `panic = "abort"` one request would take an Envoy worker down), every request ends continued
+//! or answered with a 4xx/5xx (never left paused after its end, never reset), the filter makes no
+//! callout (there is no sidecar) and no host call Envoy would refuse, and its memory stays
+//! bounded. One VM serves every input, as an Envoy worker does; a failure is replayed on a fresh
+//! VM to say whether it needs the earlier inputs.
+#![no_main]
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use envoy_secret_auth_fuzz::{config_json, parse_request, route_name, Request};
+use libfuzzer_sys::fuzz_target;
+use proxy_wasm_harness::{filter_wasm, Host, HostOptions, LogLevel, Outcome};
+
+/// The guest's linear memory may not grow past this (it starts at about 1 MiB).
+const MEMORY_LIMIT: usize = 256 << 20;
+
+fn new_host() -> Host {
+    let wasm = filter_wasm().unwrap_or_else(|e| panic!("{e:#}"));
+    let mut host = Host::new(
+        wasm,
+        HostOptions {
+            plugin_config: config_json().into_bytes(),
+            log_level: LogLevel::Warn,
+            ..HostOptions::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("cannot load the filter: {e:#}"));
+    assert!(
+        host.start().unwrap_or_else(|e| panic!("start: {e:#}")),
+        "config refused"
+    );
+    host
+}
+
+thread_local! {
+    static HOST: RefCell<Option<Host>> = const { RefCell::new(None) };
+}
+
+/// Sends one request; `Err` says what went wrong.
+fn run(host: &mut Host, req: &Request) -> Result<(), String> {
+    let route = route_name(&req.route).unwrap_or("default");
+    host.set_property(&["xds", "route_name"], route.as_bytes());
+    host.set_property(&["source", "address"], b"10.1.2.3:40000");
+    let mut headers: Vec<(&[u8], &[u8])> = Vec::with_capacity(req.headers.len() + 2);
+    for name in [&b":method"[..], b":path"] {
+        if !req
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(name))
+        {
+            headers.push((name, if name == b":path" { b"/" } else { b"GET" }));
+        }
+    }
+    headers.extend(
+        req.headers
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice())),
+    );
+    let violations = host.violations().len();
+    let has_body = !req.body.is_empty();
+    let stream = host
+        .request_bytes(&headers, !has_body)
+        .map_err(|e| format!("request headers: {e:#}"))?;
+    if has_body && matches!(host.outcome(stream), Outcome::Paused | Outcome::Continue) {
+        host.send_body(stream, &req.body, true)
+            .map_err(|e| format!("request body: {e:#}"))?;
+    }
+    let outcome = host.outcome(stream);
+    host.finish(stream).map_err(|e| format!("finish: {e:#}"))?;
+    host.forget(stream);
+    host.advance(Duration::from_millis(7))
+        .map_err(|e| format!("tick: {e:#}"))?;
+    host.clear_logs();
+    match &outcome {
+        Outcome::Continue => {}
+        Outcome::LocalReply(reply) if (400..600).contains(&reply.status) => {}
+        other => return Err(format!("request ended as {other:?}")),
+    }
+    let calls = host.take_http_calls();
+    if !calls.is_empty() {
+        return Err(format!("unexpected callouts: {calls:?}"));
+    }
+    if host.violations().len() > violations {
+        return Err(format!(
+            "host call violations: {:?}",
+            &host.violations()[violations..]
+        ));
+    }
+    if host.memory_bytes() > MEMORY_LIMIT {
+        return Err(format!(
+            "guest memory grew to {} bytes",
+            host.memory_bytes()
+        ));
+    }
+    Ok(())
+}
+
+fuzz_target!(|data: &[u8]| {
+    let req = parse_request(data);
+    HOST.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let host = slot.get_or_insert_with(new_host);
+        if let Err(error) = run(host, &req) {
+            let dead = host.dead_reason().map(str::to_owned);
+            let output = host.panic_output();
+            *slot = None;
+            let mut fresh = new_host();
+            let alone = match run(&mut fresh, &req) {
+                Ok(()) => "passes on a fresh VM: it needs the inputs before it".to_owned(),
+                Err(e) => format!("fails on a fresh VM too: {e}"),
+            };
+            panic!(
+                "{error}\nVM dead: {dead:?}\nmodule output:\n{output}\n{alone}\nrequest: {req:?}"
+            );
+        }
+    });
+});
