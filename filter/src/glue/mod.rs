@@ -252,7 +252,16 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let runtime = Runtime::new(compiled, &mut ProxyHost);
+        let mut runtime = Runtime::new(compiled, &mut ProxyHost);
+        if runtime.uses_local_limits() {
+            match local::HashKey::shared(&mut SharedData, random_key()) {
+                Ok(key) => runtime.set_limit_hash_key(key),
+                Err(e) => log(
+                    Level::Error,
+                    &format!("limit-count: cannot set up local counters: {e}"),
+                ),
+            }
+        }
         let period = runtime.tick_period();
         self.shared.borrow_mut().runtime = Some(runtime);
         // The first fetch happens on the first tick, once Envoy's cluster manager is ready.
@@ -581,6 +590,16 @@ fn route_name() -> Option<String> {
         .and_then(|b| String::from_utf8(b).ok())
 }
 
+/// 32 random bytes (std's `RandomState` draws its keys from WASI `random_get`).
+fn random_key() -> [u8; 32] {
+    use std::hash::{BuildHasher, RandomState};
+    let mut out = [0u8; 32];
+    for (i, chunk) in out.chunks_mut(8).enumerate() {
+        chunk.copy_from_slice(&RandomState::new().hash_one(i).to_le_bytes());
+    }
+    out
+}
+
 /// Envoy's shared data, for the `local` policy.
 struct SharedData;
 
@@ -639,7 +658,19 @@ fn rate_limit(
     let now = ProxyHost.now_ms();
     let verdict = match &opts.policy {
         Policy::Local => {
-            match local::hit(&mut SharedData, &counter, opts.count, opts.window_ms(), now) {
+            let result = match rt.limit_hash_key() {
+                Some(hash_key) => local::hit(
+                    &mut SharedData,
+                    hash_key,
+                    &opts.scope,
+                    &counter,
+                    opts.count,
+                    opts.window_ms(),
+                    now,
+                ),
+                None => Err(StoreError::Failed),
+            };
+            match result {
                 Ok(hit) => apply_hit(opts, &hit, state),
                 Err(e) => degrade(opts, &e.to_string()),
             }

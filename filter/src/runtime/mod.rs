@@ -8,7 +8,7 @@ use crate::auth::jwt::{JwtCredential, JwtIndex, VerifyKey};
 use crate::auth::key::KeyIndex;
 use crate::auth::Credentials;
 use crate::config::{Compiled, Config, CredentialKind, PluginSet, Sidecar, Source};
-use crate::limit::local::Hit;
+use crate::limit::local::{HashKey, Hit};
 use crate::limit::remote::{self, Op, SyncCounters};
 use crate::limit::{LimitOptions, Policy};
 use crate::secrets::{parse_answer, request_body, BatchError, Note, Refresh, SecretTable};
@@ -54,6 +54,8 @@ pub struct Runtime {
     next_sync_ms: HashMap<String, u64>,
     sync_calls: HashMap<u32, (String, Vec<Op>)>,
     last_sync_error: Option<String>,
+    /// The key of the local counters' slot hash (set by the glue from shared data).
+    limit_hash_key: Option<HashKey>,
 }
 
 impl Runtime {
@@ -98,6 +100,7 @@ impl Runtime {
             sync_scopes,
             sync_calls: HashMap::new(),
             last_sync_error: None,
+            limit_hash_key: None,
         };
         rt.rebuild(host);
         host.log(
@@ -114,6 +117,25 @@ impl Runtime {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Whether any route counts with the `local` policy (then the glue sets the hash key).
+    pub fn uses_local_limits(&self) -> bool {
+        std::iter::once(&self.config.default_plugins)
+            .chain(self.config.routes.values())
+            .any(|set| {
+                set.limit_count
+                    .as_ref()
+                    .is_some_and(|l| l.policy == Policy::Local)
+            })
+    }
+
+    pub fn set_limit_hash_key(&mut self, key: HashKey) {
+        self.limit_hash_key = Some(key);
+    }
+
+    pub fn limit_hash_key(&self) -> Option<&HashKey> {
+        self.limit_hash_key.as_ref()
     }
 
     /// False while requests should wait for the first answer from the sidecar.
