@@ -131,6 +131,10 @@ token_env = "SECRET_SIDECAR_TOKEN"
 ttl_seconds = 600
 not_found_ttl_seconds = 600
 
+# /v1/limit may only use the benchmark's own Redis.
+[limit]
+redis = ["127.0.0.1:*"]
+
 [[providers]]
 id = "bench"
 kind = "aws"
