@@ -64,6 +64,7 @@ fn options(concurrency: u32) -> StackOptions {
     StackOptions {
         routes: ATTACK_ROUTES.to_vec(),
         concurrency,
+        ..StackOptions::default()
     }
 }
 
@@ -362,6 +363,141 @@ async fn failure_policy_fails_closed_and_reloads_the_vm() -> Result<()> {
         bad.status
     );
     Ok(())
+}
+
+/// A proxy-wasm module that traps (a Wasm `unreachable`, as a Rust panic ends) on any request
+/// with an `x-crash` header and lets every other request through: the failure policy's test
+/// needs a VM that fails on demand, and no request crashes the filter any more.
+const CRASHER_WAT: &str = r#"
+(module
+  (import "env" "proxy_get_header_map_value"
+    (func $header (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 1024))
+  (data (i32.const 16) "x-crash")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
+    (local $at i32)
+    (local.set $at (global.get $heap))
+    (global.set $heap (i32.and (i32.add (i32.add (local.get $at) (local.get $size)) (i32.const 7))
+                               (i32.const -8)))
+    (local.get $at))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    ;; map 0 = request headers; status 0 = the header is there
+    (if (i32.eqz (call $header (i32.const 0) (i32.const 16) (i32.const 7)
+                               (i32.const 64) (i32.const 68)))
+      (then unreachable))
+    (i32.const 0))
+  (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_log") (param i32))
+  (func (export "proxy_on_delete") (param i32)))
+"#;
+
+/// [`CRASHER_WAT`] as an Envoy HTTP filter with the failure policy of the shipped configs.
+fn crasher_filter(dir: &std::path::Path) -> Result<Value> {
+    let wasm = wat::parse_str(CRASHER_WAT).context("assembling the crasher module")?;
+    let path = dir.join("crasher.wasm");
+    std::fs::write(&path, wasm)?;
+    Ok(json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "crasher",
+                "root_id": "crasher",
+                "failure_policy": "FAIL_RELOAD",
+                "vm_config": {
+                    "vm_id": "crasher",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": path.display().to_string()}}
+                }
+            }
+        }
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_policy_a_crashing_vm_answers_503_and_is_reloaded() -> Result<()> {
+    let dir = test_dir("attack_failure_policy_crasher_wasm")?;
+    let mut opts = options(1);
+    opts.filters_before = vec![crasher_filter(&dir)?];
+    let stack = AuthStack::start_with(
+        "attack_failure_policy_crasher",
+        &[(ALICE_SECRET, alice_secret())],
+        SidecarCache::default(),
+        attack_filter(&[alice()], 30),
+        &opts,
+    )
+    .await?;
+    let url = stack.url("/ip");
+    alice_gets_through(&stack).await?;
+    let stat = |outcome: &str| {
+        let name = format!("wasm.crasher.vm_reload_{outcome}");
+        let envoy = &stack.envoy;
+        async move { envoy.stat(&name).await.map(Option::unwrap_or_default) }
+    };
+
+    // A valid key does not help a request that crashes the VM.
+    let crash = get(&url, &[("apikey", "alice-key"), ("x-crash", "1")]).await?;
+    ensure!(
+        crash.status == 503 && crash.body.is_empty(),
+        "the crashing request: expected an empty 503, got {} {:?}",
+        crash.status,
+        crash.body
+    );
+    let started = Instant::now();
+    let mut while_down = Vec::new();
+    loop {
+        let valid = get(&url, &[("apikey", "alice-key")]).await?;
+        let wrong = get(&url, &[("apikey", "wrong-key")]).await?;
+        ensure!(
+            matches!(valid.status, 200 | 503) && matches!(wrong.status, 401 | 503),
+            "while the VM is reloaded: valid key {}, wrong key {}",
+            valid.status,
+            wrong.status
+        );
+        while_down.extend([valid.status, wrong.status]);
+        if valid.status == 200 && wrong.status == 401 {
+            break;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(15),
+            "the VM was not back within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let back_after = started.elapsed();
+    let refused = while_down.iter().filter(|s| **s == 503).count();
+    ensure!(refused > 0, "no request met the failed VM: {while_down:?}");
+    ensure!(stat("success").await? == 1, "one reload expected");
+    ensure!(
+        stat("backoff").await? >= 1,
+        "requests during the back-off are counted"
+    );
+    eprintln!("a crashed VM: {refused} requests refused (503), back after {back_after:?}");
+
+    // Crash again: the worker comes back again.
+    let again_at = Instant::now();
+    let again = get(&url, &[("x-crash", "1")]).await?;
+    ensure!(again.status == 503, "second crash: {}", again.status);
+    wait_for(
+        Duration::from_secs(15),
+        "the VM back after a second crash",
+        || {
+            let url = url.clone();
+            async move {
+                let reply = get(&url, &[("apikey", "alice-key")]).await.ok()?;
+                (reply.status == 200).then_some(())
+            }
+        },
+    )
+    .await?;
+    ensure!(stat("success").await? == 2, "two reloads expected");
+    eprintln!("second crash: back after {:?}", again_at.elapsed());
+    alice_gets_through(&stack).await
 }
 
 // ------------------------------------------------------------------------------------------------

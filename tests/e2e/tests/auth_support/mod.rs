@@ -139,6 +139,8 @@ pub struct StackOptions {
     pub routes: Vec<(&'static str, &'static str)>,
     /// Envoy's `--concurrency`.
     pub concurrency: u32,
+    /// HTTP filters put before the filter under test.
+    pub filters_before: Vec<Value>,
 }
 
 impl Default for StackOptions {
@@ -146,6 +148,7 @@ impl Default for StackOptions {
         StackOptions {
             routes: Vec::new(),
             concurrency: 2,
+            filters_before: Vec::new(),
         }
     }
 }
@@ -189,6 +192,15 @@ impl AuthStack {
         let admin_port = free_port()?;
         let mut config = render_envoy_config(&spec, &paths.wasm, listener_port, admin_port);
         add_hmac_post_route(&mut config)?;
+        let filters = config
+            .pointer_mut(
+                "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters",
+            )
+            .and_then(Value::as_array_mut)
+            .context("no http_filters in the rendered Envoy config")?;
+        for (i, filter) in options.filters_before.iter().enumerate() {
+            filters.insert(i, filter.clone());
+        }
         let config = EnvoyConfig {
             text: serde_json::to_string_pretty(&config)?,
             file_name: "envoy.json",
