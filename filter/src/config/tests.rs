@@ -541,3 +541,45 @@ fn type_errors_never_echo_the_value() {
         "unknown field `kee`"
     );
 }
+
+/// Issue #7, item 17: neither the raw (as written) nor the compiled configuration prints a
+/// plain secret in `Debug` (references may show: they are addresses, not secrets).
+#[test]
+fn debug_never_shows_plain_secrets() {
+    let plain = [
+        "k3y-PLAIN",
+        "pa55-PLAIN",
+        "jwt-s3cret-PLAIN",
+        "hmac-s3cret-PLAIN",
+        "redis-pa55-PLAIN",
+        "redis-us3r-PLAIN",
+        "t0ken-PLAIN",
+    ];
+    let cfg = json!({
+        "sidecar": {"cluster": "c", "token": "$env://TOKEN"},
+        "consumers": [{"username": "alice", "credentials": [
+            {"id": "k", "type": "key-auth", "key": "k3y-PLAIN"},
+            {"id": "b", "type": "basic-auth", "username": "alice", "password": "pa55-PLAIN"},
+            {"id": "j", "type": "jwt-auth", "key": "alice-jwt", "secret": "jwt-s3cret-PLAIN"},
+            {"id": "h", "type": "hmac-auth", "key_id": "alice-keyid", "secret_key": "hmac-s3cret-PLAIN"}
+        ]}],
+        "plugins": {"key-auth": {}, "limit-count": {
+            "count": 1, "time_window": 1, "policy": "redis", "redis_host": "127.0.0.1",
+            "redis_username": "redis-us3r-PLAIN", "redis_password": "redis-pa55-PLAIN"}}
+    });
+    let raw: raw::RawConfig = serde_json::from_value(cfg.clone()).unwrap();
+    let mut with_token = cfg.clone();
+    with_token["sidecar"]["token"] = json!("t0ken-PLAIN");
+    let raw_token: raw::RawConfig = serde_json::from_value(with_token).unwrap();
+    let compiled = compile_json(cfg).unwrap().config;
+    for shown in [
+        format!("{raw:?}"),
+        format!("{raw_token:?}"),
+        format!("{compiled:?}"),
+    ] {
+        for secret in plain {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("redacted"), "{shown}");
+    }
+}

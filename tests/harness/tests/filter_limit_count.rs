@@ -1334,3 +1334,21 @@ fn requests_that_end_while_waiting_for_their_counter_leave_nothing_behind() {
     answer_counter(&mut host, &call, 2, 60);
     assert_passes(&mut host, s);
 }
+
+/// Issue #7, item 11: a request waits for its Redis counter as long as `redis_timeout` allows
+/// (plus 100 ms for the sidecar), not the sidecar's resolve timeout (`timeout_ms`, 2 s here).
+#[test]
+fn a_per_request_counter_call_waits_redis_timeout_not_the_sidecar_timeout() {
+    let mut limit = redis_limit();
+    limit["redis_timeout"] = json!(250);
+    let mut host = resolved(limit);
+    let s = get_from(&mut host, ADDR_A, ALICE);
+    let call = the_callout(&mut host);
+    assert_eq!(call.timeout_ms, 350);
+    // when the sidecar does not answer in time, the request is judged as on a store failure
+    host.fail_call(call.token).unwrap();
+    let reply = host
+        .local_reply(s)
+        .expect("refused without allow_degradation");
+    assert_eq!(reply.status, 500);
+}
