@@ -339,6 +339,24 @@ impl Compiler<'_> {
             )?;
             routes.insert(name, compiled);
         }
+        // Redis counters are kept by the sidecar: without one, every request would fail over.
+        if sidecar.is_none() {
+            let redis = std::iter::once(("plugins", &default_plugins))
+                .chain(routes.iter().map(|(n, p)| (n.as_str(), p)))
+                .find(|(_, p)| {
+                    p.limit_count
+                        .as_ref()
+                        .is_some_and(|l| matches!(l.policy, Policy::Redis { .. }))
+                });
+            if let Some((name, _)) = redis {
+                let path = if name == "plugins" {
+                    "plugins.limit-count.policy".to_string()
+                } else {
+                    format!("routes.{name}.limit-count.policy")
+                };
+                return Err(ConfigError::new(path, ConfigErrorKind::SidecarRequired));
+            }
+        }
         Ok(Compiled {
             config: Config {
                 sidecar,

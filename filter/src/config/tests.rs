@@ -432,6 +432,7 @@ fn invalid_auth_configs() {
 
 fn with_limit(limit: serde_json::Value) -> serde_json::Value {
     json!({
+        "sidecar": {"cluster": "secret_sidecar", "token": "$env://TOKEN"},
         "consumers": [{"username": "a", "credentials": [{"id": "a", "type": "key-auth", "key": "k"}]}],
         "plugins": {"key-auth": {}, "limit-count": limit},
         "routes": {"r2": {"limit-count": {"count": 3, "time_window": 60, "group": "g"}}}
@@ -582,4 +583,32 @@ fn debug_never_shows_plain_secrets() {
         }
         assert!(shown.contains("redacted"), "{shown}");
     }
+}
+
+#[test]
+fn a_redis_policy_needs_the_sidecar() {
+    for (limit, routes, path) in [
+        (
+            json!({"count": 1, "time_window": 1, "policy": "redis", "redis_host": "h"}),
+            json!({}),
+            "plugins.limit-count.policy",
+        ),
+        (
+            json!({"count": 1, "time_window": 1}),
+            json!({"r": {"limit-count": {"count": 1, "time_window": 1, "policy": "redis-cluster",
+                                      "redis_cluster_nodes": ["h:1"]}}}),
+            "routes.r.limit-count.policy",
+        ),
+    ] {
+        let mut cfg = with_limit(limit);
+        cfg.as_object_mut().unwrap().remove("sidecar");
+        cfg["routes"] = routes;
+        let msg = compile_json(cfg).unwrap_err().to_string();
+        assert!(msg.starts_with(path), "{msg}");
+        assert!(msg.contains("a \"sidecar\" section is required"), "{msg}");
+    }
+    // local counters need none
+    let mut cfg = with_limit(json!({"count": 1, "time_window": 1}));
+    cfg.as_object_mut().unwrap().remove("sidecar");
+    assert!(compile_json(cfg).is_ok());
 }
