@@ -25,6 +25,31 @@ const REGION: &str = "us-east-1";
 /// The Envoy cluster the filter sends its callouts to.
 pub const SIDECAR_CLUSTER: &str = "secret_sidecar";
 
+/// The identity headers the filter writes; client copies are removed before route matching.
+pub const IDENTITY_HEADERS: [&str; 3] = [
+    "x-consumer-username",
+    "x-credential-identifier",
+    "x-consumer-custom-id",
+];
+
+/// The HTTP connection manager's `early_header_mutation_extensions` every shipped config carries:
+/// client copies of [`IDENTITY_HEADERS`] are removed before Envoy matches the route, so that no
+/// client can steer routing with them (Envoy re-matches the route after the filter removes them;
+/// docs/SECURITY.md "Route re-matching").
+pub fn early_identity_header_removal() -> Value {
+    let mutations: Vec<Value> = IDENTITY_HEADERS
+        .iter()
+        .map(|h| json!({ "remove": h }))
+        .collect();
+    json!([{
+        "name": "envoy.http.early_header_mutation.header_mutation",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
+            "mutations": mutations
+        }
+    }])
+}
+
 // ------------------------------------------------------------------------------------------------
 // Locations
 
@@ -699,6 +724,7 @@ pub fn render_envoy_config(
                         "stat_prefix": "ingress_http",
                         // As in every shipped config (docs/SECURITY.md).
                         "common_http_protocol_options": {"headers_with_underscores_action": "DROP_HEADER"},
+                        "early_header_mutation_extensions": early_identity_header_removal(),
                         "route_config": {
                             "name": "local_route",
                             "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]

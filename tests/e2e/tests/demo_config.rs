@@ -173,8 +173,26 @@ fn shipped_envoy_configs() -> Result<Vec<(String, Value)>> {
     Ok(configs)
 }
 
+/// `early_header_mutation_extensions` holds Envoy's header_mutation extension removing every
+/// identity header the filter writes.
+fn removes_identity_headers_before_routing(extensions: &Value) -> bool {
+    extensions.as_array().into_iter().flatten().any(|ext| {
+        let config = &ext["typed_config"];
+        let removed: Vec<&str> = config["mutations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["remove"].as_str())
+            .collect();
+        ext["name"] == "envoy.http.early_header_mutation.header_mutation"
+            && config["@type"]
+                == "type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation"
+            && e2e::IDENTITY_HEADERS.iter().all(|h| removed.contains(h))
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_shipped_envoy_config_fails_closed_and_drops_underscore_headers() -> Result<()> {
+async fn every_shipped_envoy_config_carries_the_security_settings() -> Result<()> {
     let configs = shipped_envoy_configs()?;
     ensure!(configs.len() >= 7, "found only {} configs", configs.len());
     let mut wasm_filters = 0;
@@ -206,6 +224,15 @@ async fn every_shipped_envoy_config_fails_closed_and_drops_underscore_headers() 
             ensure!(
                 action == "DROP_HEADER",
                 "{name}: headers_with_underscores_action is {action}, not DROP_HEADER"
+            );
+            // Client copies of the identity headers are removed before the route is matched
+            // (docs/SECURITY.md "Route re-matching").
+            let early = &hcm["early_header_mutation_extensions"];
+            ensure!(
+                removes_identity_headers_before_routing(early),
+                "{name}: early_header_mutation_extensions must remove {:?} before routing, \
+                 found {early}",
+                e2e::IDENTITY_HEADERS
             );
         }
     }
