@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Credentials for bench/run.sh's basic-auth, jwt-auth and hmac-auth scenarios.
 
-    creds.py make --dir DIR
+    creds.py make --dir DIR [--rs256-tokens N]
         writes DIR/creds.json (everything: what the native filters get inline, the client's
         tokens), DIR/moto-creds.json (only the values the Wasm filter references, stored in moto
-        as the secret `bench-creds`), DIR/client.json (request headers: good and wrong ones)
+        as the secret `bench-creds`), DIR/client.json (request headers: good and wrong ones;
+        for the garbage scenarios, the RS256 signing input and one garbage token);
+        with --rs256-tokens N, also DIR/jwt-rs256-tokens.txt: N distinct valid RS256 tokens (one
+        per line, distinct `jti` and `iat`) for the `*-jwt-rs256-new` scenarios
     creds.py hmac --dir DIR [--method GET] [--path /]
         prints, as JSON, a request signed now (hmac-sha256, headers "@request-target date"):
         {"good": [header lines], "bad": [header lines with a wrong signature]}
@@ -39,7 +42,22 @@ def write(path, obj):
         json.dump(obj, f)
 
 
-def make(directory):
+# RSA-2048: signatures are 256 bytes.
+RSA_SIGNATURE_BYTES = 256
+
+
+def b64url(raw):
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def garbage_signature(size):
+    """A random signature of `size` bytes whose first byte is below 0x80: smaller than any RSA
+    modulus of that size, so a verifier does the whole modular exponentiation before refusing it
+    (as bench/jwt-tokens.lua does on every request)."""
+    return b64url(bytes([secrets.randbelow(0x80)]) + secrets.token_bytes(size - 1))
+
+
+def make(directory, rs256_tokens):
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     other_rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public_pem = rsa_key.public_key().public_bytes(
@@ -67,6 +85,9 @@ def make(directory):
 
     hs_claims = {"key": creds["jwt-hs256-key"], "exp": FAR_EXP}
     rs_claims = {"key": creds["jwt-rs256-key"], "exp": FAR_EXP}
+    rs_good = jwt.encode(rs_claims, rsa_key, algorithm="RS256")
+    # header.payload of a token with the right key claim: what a garbage token keeps.
+    rs_signing_input = rs_good.rsplit(".", 1)[0]
     client = {
         "basic": {
             "good": [basic(creds["basic-user"], creds["basic-password"])],
@@ -77,13 +98,28 @@ def make(directory):
             "bad": [bearer(jwt.encode(hs_claims, "not-the-secret-" + "x" * 32, algorithm="HS256"))],
         },
         "jwt-rs256": {
-            "good": [bearer(jwt.encode(rs_claims, rsa_key, algorithm="RS256"))],
+            "good": [bearer(rs_good)],
             "bad": [bearer(jwt.encode(rs_claims, other_rsa, algorithm="RS256"))],
+        },
+        "jwt-rs256-garbage": {
+            "signing_input": rs_signing_input,
+            "signature_bytes": RSA_SIGNATURE_BYTES,
+            "sample": [bearer(f"{rs_signing_input}.{garbage_signature(RSA_SIGNATURE_BYTES)}")],
         },
     }
     write(os.path.join(directory, "creds.json"), creds)
     write(os.path.join(directory, "moto-creds.json"), moto)
     write(os.path.join(directory, "client.json"), client)
+    if rs256_tokens:
+        # Distinct tokens (jti and iat differ), all valid: each one is a verification cache miss
+        # until the list has been cycled through.
+        now = int(time.time())
+        path = os.path.join(directory, "jwt-rs256-tokens.txt")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for i in range(rs256_tokens):
+                claims = dict(rs_claims, jti=f"bench-{i}-{secrets.token_hex(8)}", iat=now - i)
+                f.write(jwt.encode(claims, rsa_key, algorithm="RS256") + "\n")
 
 
 def sign_hmac(directory, method, path):
@@ -111,13 +147,14 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("make")
     m.add_argument("--dir", required=True)
+    m.add_argument("--rs256-tokens", type=int, default=0, help="also write N distinct valid RS256 tokens")
     h = sub.add_parser("hmac")
     h.add_argument("--dir", required=True)
     h.add_argument("--method", default="GET")
     h.add_argument("--path", default="/")
     args = p.parse_args()
     if args.cmd == "make":
-        make(args.dir)
+        make(args.dir, args.rs256_tokens)
     else:
         sign_hmac(args.dir, args.method, args.path)
 

@@ -5,6 +5,8 @@ Markdown report: printed, and written to --out.
 Ratios: "to baseline" divides by the mean req/s of the baseline runs (the default run has one at
 the start and one at the end; their spread shows how much the shared machine drifted); "vs"
 compares with the scenario named in the `ref` column (the native equivalent, or the local policy).
+The `*-new` and `*-garbage` scenarios (a different RS256 token on every request) are also compared
+with the same filter's one-token scenario, in a note.
 """
 import argparse
 import csv
@@ -17,6 +19,8 @@ import subprocess
 
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 BASELINE = re.compile(r"^baseline(-\d+)?$")
+# A different token on every request, and the scenario with one token all the time.
+PER_REQUEST_TOKEN = re.compile(r"^(.*)-(new|garbage)$")
 
 
 def parse_wrk(text):
@@ -191,6 +195,14 @@ def main():
             notes.append(f"{r['scenario']}: sidecar + Redis CPU {r['other_us']:.0f} µs per request")
         if r["errors"] not in ("-", ""):
             notes.append(f"{r['scenario']}: wrk socket errors: {r['errors']}")
+        if r.get("answers") not in (None, "-", ""):
+            notes.append(f"{r['scenario']}: answers under load (status: count): {r['answers']}")
+        same_filter = PER_REQUEST_TOKEN.match(r["scenario"])
+        if same_filter and rps_of(same_filter.group(1)):
+            one_token = same_filter.group(1)
+            notes.append(
+                f"{r['scenario']}: {r['rps'] / rps_of(one_token):.2f}x {one_token} (one token all the time)"
+            )
     if notes:
         lines += [""] + [f"* {n}" for n in notes]
     lines += [

@@ -9,6 +9,8 @@
 # Knobs (environment): BENCH_DURATION (s, default 10), BENCH_CONNECTIONS (default 16),
 # BENCH_CONSUMERS (default 10000), BENCH_SCENARIOS (default: all, see DEFAULT_SCENARIOS),
 # BENCH_READY_SECONDS (how long Envoy may take to accept the credential, default 180),
+# BENCH_RS256_TOKENS (distinct valid tokens the *-jwt-rs256-new scenarios cycle through, default
+# 20000: more than the Wasm filter's 4096-entry verification cache, so every request misses it),
 # BENCH_SKIP_BUILD=1 (use the .wasm and sidecar already built),
 # BENCH_SIDECAR_BIN (another sidecar binary, e.g. a release build; default: the debug build).
 set -euo pipefail
@@ -20,6 +22,7 @@ DEFAULT_SCENARIOS="baseline
     native-1 wasm-1 native-N wasm-N
     native-basic wasm-basic
     native-jwt-hs256 wasm-jwt-hs256 native-jwt-rs256 wasm-jwt-rs256 native-jwt-rs256-cache
+    native-jwt-rs256-new wasm-jwt-rs256-new native-jwt-rs256-garbage wasm-jwt-rs256-garbage
     wasm-hmac
     native-limit wasm-limit-local wasm-limit-redis wasm-limit-redis-sync
     baseline"
@@ -28,6 +31,7 @@ CONNECTIONS="${BENCH_CONNECTIONS:-16}"
 CONSUMERS="${BENCH_CONSUMERS:-10000}"
 SCENARIOS="$(echo ${BENCH_SCENARIOS:-$DEFAULT_SCENARIOS})"   # word-split: one line
 READY_SECONDS="${BENCH_READY_SECONDS:-180}"   # resolving N references the first time may take a while
+RS256_TOKENS="${BENCH_RS256_TOKENS:-20000}"   # jwt-rs256-new: distinct tokens (the filter caches 4096)
 SYNC_INTERVAL=0.1                             # wasm-limit-redis-sync
 HUGE_COUNT=1000000000                         # gen_envoy.py's HUGE_COUNT: limits never run out
 
@@ -112,7 +116,11 @@ json.dump({f"consumer-{i}": f"bench-{i}-{secrets.token_hex(12)}" for i in range(
 key_of() { "$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$KEYS" "$1"; }
 
 # basic / jwt / hmac credentials: creds.json (all), moto-creds.json (what moto holds), client.json.
-"$PY" bench/creds.py make --dir "$OUT"
+# The *-jwt-rs256-new scenarios also need RS256_TOKENS distinct valid tokens (about 1 ms each).
+rs256_tokens=0
+[[ " $SCENARIOS " == *"-jwt-rs256-new "* ]] && rs256_tokens="$RS256_TOKENS"
+((rs256_tokens == 0)) || log "making $rs256_tokens distinct RS256 tokens"
+"$PY" bench/creds.py make --dir "$OUT" --rs256-tokens "$rs256_tokens"
 "$PY" scripts/put_secret.py --endpoint "http://127.0.0.1:$MOTO_PORT" bench-creds --value-file "$OUT/moto-creds.json"
 # client_headers KIND good|bad: the request's header lines, one per line.
 client_headers() {
@@ -158,7 +166,7 @@ if [[ " $SCENARIOS " == *" wasm-limit-redis"* ]]; then
 fi
 
 # --- scenarios --------------------------------------------------------------------------------
-printf 'scenario\tdescription\tref\tgoal_ref\tgoal_min\tready_s\trss_kb\tload1\tenvoy_ticks\tother_ticks\terrors\n' \
+printf 'scenario\tdescription\tref\tgoal_ref\tgoal_min\tready_s\trss_kb\tload1\tenvoy_ticks\tother_ticks\terrors\tanswers\n' \
     >"$OUT/scenarios.tsv"
 CLK_TCK="$(getconf CLK_TCK)"
 echo "$CLK_TCK" >"$OUT/clk_tck"
@@ -167,7 +175,10 @@ echo "$CLK_TCK" >"$OUT/clk_tck"
 GEN=()     # gen_envoy.py arguments
 GOOD=()    # header lines of a request that must be accepted (and is used for the load)
 BAD=()     # header lines of a request that must be refused with 401 (auth scenarios)
-CHECK=none # none | auth | limit | redis: the check before the load
+CHECK=none # none | auth | garbage | limit | redis: the check before the load
+SCRIPT=()  # wrk -s script and its arguments (after --): the load then sends no GOOD headers
+EXPECT=200 # the status every answer under load must have (401: a flood of refused tokens)
+GARBAGE=() # garbage: header lines of one garbage token, refused like the load's
 
 # quota_remaining PORT: the X-RateLimit-Remaining of one accepted request (fails otherwise).
 quota_remaining() {
@@ -188,9 +199,16 @@ check_before_load() {
     for h in "${BAD[@]}"; do bad_args+=(-H "$h"); done
     case "$CHECK" in
         none) ;;
-        auth)
+        auth | garbage)
             code="$("${CURL[@]}" -o /dev/null -w '%{http_code}' "${bad_args[@]}" "http://127.0.0.1:$port/")"
             [ "$code" = 401 ] || die "$name: a wrong credential got $code, expected 401"
+            if [ "$CHECK" = garbage ]; then
+                # What the load sends: the right header and payload, a random signature.
+                local garbage_args=()
+                for h in "${GARBAGE[@]}"; do garbage_args+=(-H "$h"); done
+                code="$("${CURL[@]}" -o /dev/null -w '%{http_code}' "${garbage_args[@]}" "http://127.0.0.1:$port/")"
+                [ "$code" = 401 ] || die "$name: a token with a garbage signature got $code, expected 401"
+            fi
             ;;
         limit | redis)
             first="$(quota_remaining "$port")" || die "$name: no 200 with X-RateLimit-Remaining"
@@ -216,9 +234,9 @@ check_before_load() {
     esac
 }
 
-setup_scenario() { # SCENARIO: sets GEN, GOOD, BAD, CHECK
+setup_scenario() { # SCENARIO: sets GEN, GOOD, BAD, CHECK, SCRIPT, EXPECT, GARBAGE
     local scenario="$1" key
-    GEN=() GOOD=() BAD=() CHECK=auth
+    GEN=() GOOD=() BAD=() CHECK=auth SCRIPT=() EXPECT=200 GARBAGE=()
     case "$scenario" in
         baseline) GEN=(--filter none) CHECK=none ;;
         native-1 | wasm-1 | native-N | wasm-N)
@@ -251,6 +269,27 @@ setup_scenario() { # SCENARIO: sets GEN, GOOD, BAD, CHECK
             mapfile -t GOOD < <(client_headers "jwt-$alg" good)
             mapfile -t BAD < <(client_headers "jwt-$alg" bad)
             ;;
+        native-jwt-rs256-new | wasm-jwt-rs256-new)
+            # A different valid token on every request: every one a verification cache miss.
+            GEN=(--filter "${scenario%%-*}-jwt" --alg RS256 --creds-file "$OUT/creds.json")
+            GOOD=("Authorization: Bearer $(head -1 "$OUT/jwt-rs256-tokens.txt")")
+            mapfile -t BAD < <(client_headers jwt-rs256 bad)
+            SCRIPT=(-s bench/jwt-tokens.lua -- new "$OUT/jwt-rs256-tokens.txt")
+            ;;
+        native-jwt-rs256-garbage | wasm-jwt-rs256-garbage)
+            # The right header and payload (a known key), a different random signature on every
+            # request: each one a full signature check, refused with 401.
+            GEN=(--filter "${scenario%%-*}-jwt" --alg RS256 --creds-file "$OUT/creds.json")
+            mapfile -t GOOD < <(client_headers jwt-rs256 good)
+            mapfile -t BAD < <(client_headers jwt-rs256 bad)
+            mapfile -t GARBAGE < <(client_headers jwt-rs256-garbage sample)
+            local signing_input signature_bytes
+            read -r signing_input signature_bytes < <("$PY" -c 'import json, sys
+g = json.load(open(sys.argv[1]))["jwt-rs256-garbage"]
+print(g["signing_input"], g["signature_bytes"])' "$OUT/client.json")
+            SCRIPT=(-s bench/jwt-tokens.lua -- garbage "$signing_input" "$signature_bytes")
+            CHECK=garbage EXPECT=401
+            ;;
         wasm-hmac)
             # Signed now: valid for clock_skew (300 s), longer than the scenario.
             local signed
@@ -272,8 +311,17 @@ setup_scenario() { # SCENARIO: sets GEN, GOOD, BAD, CHECK
 # run_scenario NAME DESCRIPTION REF GOAL_REF GOAL_MIN (after setup_scenario)
 run_scenario() {
     local name="$1" description="$2" ref="$3" goal_ref="$4" goal_min="$5"
-    local port admin load1 good_args=()
+    local port admin load1 good_args=() load_args=() script_args=()
     for h in "${GOOD[@]}"; do good_args+=(-H "$h"); done
+    # The load: the GOOD headers, or a wrk script that sets the credential on each request (its
+    # arguments go after the URL).
+    if ((${#SCRIPT[@]})); then
+        local i
+        for ((i = 0; i < ${#SCRIPT[@]}; i++)); do [ "${SCRIPT[i]}" = -- ] && break; done
+        load_args=("${SCRIPT[@]:0:i}") script_args=("${SCRIPT[@]:i}")
+    else
+        load_args=("${good_args[@]}")
+    fi
     port="$(free_port)" admin="$(free_port)"
     load1="$(cut -d' ' -f1 /proc/loadavg)"
     # GEN comes last: its --wasm (the no-op filter) wins over the default.
@@ -290,7 +338,8 @@ run_scenario() {
     check_before_load "$name" "$port"
 
     log "$name: warm-up 2s, then ${DURATION}s with $CONNECTIONS connections"
-    "${PIN_WRK[@]}" wrk -t1 -c"$CONNECTIONS" -d2s "${good_args[@]}" "http://127.0.0.1:$port/" >/dev/null
+    "${PIN_WRK[@]}" wrk -t1 -c"$CONNECTIONS" -d2s "${load_args[@]}" "http://127.0.0.1:$port/" \
+        "${script_args[@]}" >/dev/null
     local envoy0 other0 envoy1 other1
     if [ -n "$PERF_OK" ]; then
         bg_start "perf-$name" "$OUT/$name.perf.log" perf stat -x, -e instructions,cycles \
@@ -298,8 +347,8 @@ run_scenario() {
     fi
     envoy0="$(cpu_ticks "envoy-$name")"
     other0=$(($(cpu_ticks sidecar) + $(cpu_ticks redis)))
-    "${PIN_WRK[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${good_args[@]}" \
-        "http://127.0.0.1:$port/" >"$OUT/$name.wrk"
+    "${PIN_WRK[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${load_args[@]}" \
+        "http://127.0.0.1:$port/" "${script_args[@]}" >"$OUT/$name.wrk"
     envoy1="$(cpu_ticks "envoy-$name")"
     other1=$(($(cpu_ticks sidecar) + $(cpu_ticks redis)))
     if [ -n "$PERF_OK" ]; then
@@ -310,7 +359,19 @@ run_scenario() {
         for i in $(seq 50); do kill -0 "$perf_pid" 2>/dev/null || break; sleep 0.1; done
         bg_stop "perf-$name"
     fi
-    if grep -q 'Non-2xx' "$OUT/$name.wrk"; then
+    # Every answer must be the expected one: 200 (the happy path), or 401 for a garbage flood.
+    # wrk counts non-2xx answers itself; the script (bench/jwt-tokens.lua) prints every status.
+    local answers="-"
+    if ((${#SCRIPT[@]})); then
+        answers="$(awk '$1 == "status" {printf "%s%s: %s", sep, $2, $3; sep = ", "}' "$OUT/$name.wrk")"
+        local unexpected
+        unexpected="$(awk -v want="$EXPECT" '$1 == "status" && $2 != want' "$OUT/$name.wrk")"
+        if [ -z "$answers" ] || [ -n "$unexpected" ]; then
+            cat "$OUT/$name.wrk" >&2
+            die "$name: answers ${answers:-not counted}, expected only $EXPECT"
+        fi
+    fi
+    if [ "$EXPECT" = 200 ] && grep -q 'Non-2xx' "$OUT/$name.wrk"; then
         cat "$OUT/$name.wrk" >&2
         die "$name: some answers were not 200: the numbers would not measure the happy path"
     fi
@@ -319,9 +380,9 @@ run_scenario() {
     [ -z "$errors" ] || log "$name: wrk reports socket errors: $errors"
     local rss
     rss="$(awk '/^VmRSS:/ {print $2}' "/proc/$(bg_pid "envoy-$name")/status")"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$description" "$ref" "$goal_ref" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$description" "$ref" "$goal_ref" \
         "$goal_min" "$ready_s" "$rss" "$load1" $((envoy1 - envoy0)) $((other1 - other0)) "${errors:--}" \
-        >>"$OUT/scenarios.tsv"
+        "$answers" >>"$OUT/scenarios.tsv"
     bg_stop "envoy-$name"
 }
 
@@ -354,6 +415,17 @@ for scenario in $SCENARIOS; do
         native-jwt-rs256-cache)
             run_scenario native-jwt-rs256-cache "Envoy jwt_authn RS256, jwt_cache_config on" baseline - - ;;
         wasm-jwt-rs256) run_scenario wasm-jwt-rs256 "jwt-auth RS256" native-jwt-rs256 native-jwt-rs256 1.0 ;;
+        native-jwt-rs256-new)
+            run_scenario native-jwt-rs256-new "Envoy jwt_authn RS256, a new valid token per request" baseline - - ;;
+        wasm-jwt-rs256-new)
+            run_scenario wasm-jwt-rs256-new "jwt-auth RS256, a new valid token per request (cache miss)" \
+                native-jwt-rs256-new native-jwt-rs256-new 1.0 ;;
+        native-jwt-rs256-garbage)
+            run_scenario native-jwt-rs256-garbage "Envoy jwt_authn RS256, a random signature per request (401)" \
+                baseline - - ;;
+        wasm-jwt-rs256-garbage)
+            run_scenario wasm-jwt-rs256-garbage "jwt-auth RS256, a random signature per request (401)" \
+                native-jwt-rs256-garbage - - ;;
         wasm-hmac) run_scenario wasm-hmac "hmac-auth hmac-sha256, @request-target date" baseline baseline 0.85 ;;
         native-limit) run_scenario native-limit "Envoy local_ratelimit, never empty" baseline - - ;;
         wasm-limit-local)
