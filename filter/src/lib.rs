@@ -3,7 +3,9 @@
 
 pub mod auth;
 pub mod config;
+pub mod http;
 pub mod limit;
+pub mod request;
 pub mod runtime;
 pub mod secrets;
 pub mod throttle;

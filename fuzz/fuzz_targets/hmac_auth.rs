@@ -1,6 +1,6 @@
 //! hmac-auth's request check on any request (see the request format in `src/lib.rs`): the
 //! plugin alone through `auth::hmac::check`, then every auth plugin of the route through
-//! `auth::authenticate`. No panic, the same decision twice, and a rejection is a 4xx.
+//! `request::authenticate`. No panic, the same decision twice, and a rejection is a 4xx.
 #![no_main]
 
 use envoy_secret_auth_filter::auth::{self, Decision};
@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         if let Some(Decision::Reject(r)) =
-            auth::authenticate(set, creds, &mut FakeRequest::new(&request.headers))
+            envoy_secret_auth_filter::request::authenticate(set, creds, &mut FakeRequest::new(&request.headers))
         {
             assert!((400..500).contains(&r.status), "{r:?}");
         }

@@ -9,5 +9,5 @@ fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = envoy_secret_auth_filter::auth::http_date::parse(s);
+    let _ = envoy_secret_auth_filter::http::date::parse(s);
 });

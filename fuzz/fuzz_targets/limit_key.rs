@@ -5,8 +5,8 @@
 //! `src/lib.rs` without its route line (headers, then the body, ignored).
 #![no_main]
 
-use envoy_secret_auth_filter::auth::RequestView;
-use envoy_secret_auth_filter::limit::key::{resolve, strip_port, KeySpec, VarSource};
+use envoy_secret_auth_filter::http::RequestView;
+use envoy_secret_auth_filter::limit::key::{resolve, strip_port, KeySpec};
 use envoy_secret_auth_fuzz::{parse_request, FakeRequest};
 use libfuzzer_sys::fuzz_target;
 
@@ -16,7 +16,11 @@ struct Vars {
     request: FakeRequest,
 }
 
-impl VarSource for Vars {
+impl RequestView for Vars {
+    fn now_s(&mut self) -> u64 {
+        0
+    }
+
     fn remote_addr(&mut self) -> Option<String> {
         self.remote_addr
             .as_deref()

@@ -2,7 +2,7 @@
 //! `find_arg` finds nothing; the path before `?` is kept.
 #![no_main]
 
-use envoy_secret_auth_filter::auth::query;
+use envoy_secret_auth_filter::http::query;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

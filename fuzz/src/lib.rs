@@ -11,7 +11,7 @@
 //! ```
 //! A line without ": " is a header with that name and an empty value.
 
-use envoy_secret_auth_filter::auth::RequestView;
+use envoy_secret_auth_filter::http::RequestView;
 use envoy_secret_auth_filter::config::{self, PluginSet};
 use envoy_secret_auth_filter::runtime::{self, Level, Runtime};
 

@@ -1,7 +1,14 @@
 //! basic-auth: `Authorization: Basic base64(user:password)`, APISIX-compatible answers.
 
-use super::{b64, Allow, Decision, Hide, Reject, RequestView};
-use crate::config::BasicAuthOptions;
+use super::{Allow, Decision, Hide};
+use crate::http::{b64, Reject, RequestView};
+
+/// basic-auth options.
+#[derive(Debug, Clone)]
+pub struct BasicAuthOptions {
+    pub hide_credentials: bool,
+    pub anonymous: Option<usize>,
+}
 
 const REALM: &str = "Basic realm=\"basic\"";
 

@@ -1,11 +1,22 @@
 //! key-auth: the key index (digest -> credential, then a constant-time compare) and the check.
 
-use super::{Allow, Decision, Hide, Reject, RequestView};
-use crate::config::KeyAuthOptions;
+use super::{Allow, Decision, Hide};
+use crate::http::{query, Reject, RequestView};
 use secret_ref::SecretValue;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+/// key-auth options (APISIX names), validated by `config`.
+#[derive(Debug, Clone)]
+pub struct KeyAuthOptions {
+    /// Lowercase header name.
+    pub header: String,
+    pub query: String,
+    pub hide_credentials: bool,
+    /// Consumer index used when authentication fails.
+    pub anonymous: Option<usize>,
+}
 
 const REALM: &str = "apikey realm=\"key\"";
 
@@ -125,7 +136,7 @@ pub fn check(opts: &KeyAuthOptions, index: &KeyIndex, req: &mut dyn RequestView)
         Some(k) => (k, false),
         None => match req
             .header(":path")
-            .and_then(|p| super::query::find_arg(&p, &opts.query))
+            .and_then(|p| query::find_arg(&p, &opts.query))
         {
             Some(k) => (k, true),
             None => return Decision::Reject(missing()),
@@ -139,7 +150,7 @@ pub fn check(opts: &KeyAuthOptions, index: &KeyIndex, req: &mut dyn RequestView)
         (true, false) => Some(Hide::Header(opts.header.clone())),
         (true, true) => req
             .header(":path")
-            .map(|p| Hide::Path(super::query::remove_arg(&p, &opts.query))),
+            .map(|p| Hide::Path(query::remove_arg(&p, &opts.query))),
     };
     Decision::Allow(Allow {
         credential: Some(credential),

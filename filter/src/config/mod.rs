@@ -5,8 +5,10 @@ pub mod raw;
 
 pub use error::{ConfigError, ConfigErrorKind};
 
-use crate::auth::hmac::HmacAlgorithm;
-use crate::auth::jwt::{JwtAlgorithm, VerifyKey};
+use crate::auth::basic::BasicAuthOptions;
+use crate::auth::hmac::{HmacAlgorithm, HmacAuthOptions};
+use crate::auth::jwt::{JwtAlgorithm, JwtAuthOptions, VerifyKey};
+use crate::auth::key::KeyAuthOptions;
 use crate::limit::key::KeySpec;
 use crate::limit::{LimitOptions, Policy};
 use raw::{RawConfig, RawConsumer, RawCredential, RawPluginSet};
@@ -155,47 +157,6 @@ impl PluginSet {
             .or(self.jwt_auth.as_ref().and_then(|o| o.anonymous))
             .or(self.hmac_auth.as_ref().and_then(|o| o.anonymous))
     }
-}
-
-#[derive(Debug, Clone)]
-pub struct KeyAuthOptions {
-    /// Lowercase header name.
-    pub header: String,
-    pub query: String,
-    pub hide_credentials: bool,
-    /// Consumer index used when authentication fails.
-    pub anonymous: Option<usize>,
-}
-
-#[derive(Debug, Clone)]
-pub struct BasicAuthOptions {
-    pub hide_credentials: bool,
-    pub anonymous: Option<usize>,
-}
-
-#[derive(Debug, Clone)]
-pub struct JwtAuthOptions {
-    /// Lowercase header name.
-    pub header: String,
-    pub query: String,
-    pub cookie: String,
-    pub hide_credentials: bool,
-    pub key_claim_name: String,
-    pub verify_exp: bool,
-    pub verify_nbf: bool,
-    pub anonymous: Option<usize>,
-}
-
-#[derive(Debug, Clone)]
-pub struct HmacAuthOptions {
-    pub allowed_algorithms: Vec<HmacAlgorithm>,
-    pub clock_skew_s: u64,
-    /// Lowercase header names that must be among the signed ones.
-    pub signed_headers: Vec<String>,
-    pub validate_request_body: bool,
-    pub max_req_body_size: usize,
-    pub hide_credentials: bool,
-    pub anonymous: Option<usize>,
 }
 
 /// A configuration that compiled, with warnings worth a log line (disabled credentials).

@@ -5,14 +5,13 @@
 
 mod abi;
 
-use crate::auth::{
-    self, BodyCheck, Decision, Hide, RequestView, CONSUMER_CUSTOM_ID, CONSUMER_USERNAME,
-    CREDENTIAL_IDENTIFIER,
-};
+use crate::auth::BodyCheck;
 use crate::config::{self, Sidecar};
-use crate::limit::key::{self as limit_key, VarSource};
-use crate::limit::local::{self, Hit, SharedStore, StoreError};
-use crate::limit::{self, remote, LimitOptions, Policy};
+use crate::http::{Reject, RequestView};
+use crate::limit::key::strip_port;
+use crate::limit::local::{self, SharedStore, StoreError};
+use crate::limit::LimitOptions;
+use crate::request::{self, Edit, Next, Note, Plan};
 use crate::runtime::{Host, Level, Runtime, LIMIT_PATH};
 use crate::throttle::LogThrottle;
 use abi::Buffer;
@@ -74,7 +73,7 @@ thread_local! {
 const REJECT_LOG_PERIOD_MS: u64 = 10_000;
 
 /// Logs a refusal's hidden reason, throttled: a client controls how many of these there are.
-fn log_reject(reject: &auth::Reject) {
+fn log_reject(reject: &Reject) {
     let now = ProxyHost.now_ms();
     let line = REJECT_LOG.with(|t| t.borrow_mut().admit(now));
     if let Some(suppressed) = line {
@@ -187,8 +186,14 @@ impl Root {
             if abi::set_effective_context(id).is_err() {
                 continue;
             }
-            let verdict = process(rt, &state);
-            if let Verdict::Continue = settle(verdict, id, &state, &mut limit_calls) {
+            let plan = decide(rt);
+            if apply(
+                plan,
+                id,
+                &state,
+                rt.config().sidecar.as_ref(),
+                &mut limit_calls,
+            ) {
                 let _ = abi::resume_request();
             }
         }
@@ -301,6 +306,25 @@ struct Request {
     state: Rc<RefCell<ReqState>>,
 }
 
+impl Request {
+    /// The body this request waits for is complete (or too large): judge it.
+    fn body_done(&mut self) -> Action {
+        let (check, size) = {
+            let mut state = self.state.borrow_mut();
+            let Phase::WaitingBody(check) = std::mem::take(&mut state.phase) else {
+                return Action::Continue;
+            };
+            (check, state.body_size)
+        };
+        let plan = judge_body(&check, size);
+        if apply(plan, self.id, &self.state, None, &mut HashMap::new()) {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
+    }
+}
+
 impl Context for Request {
     fn on_http_call_response(
         &mut self,
@@ -319,7 +343,7 @@ impl HttpContext for Request {
         self.state.borrow_mut().body_complete = end_of_stream;
         let Some(rt) = shared.runtime.as_ref() else {
             // Not configured: Envoy would not run us; refuse rather than let anyone through.
-            reply(&auth::key::invalid(), None);
+            reply(&crate::auth::key::invalid(), None);
             return Action::Pause;
         };
         if !rt.gate_open() {
@@ -327,60 +351,56 @@ impl HttpContext for Request {
             shared.waiting.push((self.id, Rc::clone(&self.state)));
             return Action::Pause;
         }
-        let verdict = process(rt, &self.state);
+        let plan = decide(rt);
         let mut calls = HashMap::new();
-        let verdict = settle(verdict, self.id, &self.state, &mut calls);
+        let go_on = apply(
+            plan,
+            self.id,
+            &self.state,
+            rt.config().sidecar.as_ref(),
+            &mut calls,
+        );
         shared.limit_calls.extend(calls);
-        match verdict {
-            Verdict::Continue => Action::Continue,
-            _ => Action::Pause,
+        if go_on {
+            Action::Continue
+        } else {
+            Action::Pause
         }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let mut state = self.state.borrow_mut();
-        state.body_size = body_size;
-        state.body_complete = end_of_stream;
-        let Phase::WaitingBody(check) = &state.phase else {
-            return match state.phase {
-                // Keep the body until the request is judged.
-                Phase::WaitingSecrets | Phase::WaitingLimit(..) => Action::Pause,
-                _ => Action::Continue,
+        {
+            let mut state = self.state.borrow_mut();
+            state.body_size = body_size;
+            state.body_complete = end_of_stream;
+            let Phase::WaitingBody(check) = &state.phase else {
+                return match state.phase {
+                    // Keep the body until the request is judged.
+                    Phase::WaitingSecrets | Phase::WaitingLimit(..) => Action::Pause,
+                    _ => Action::Continue,
+                };
             };
-        };
-        if body_size > check.max_size {
-            reply(&too_large(), None);
-            state.phase = Phase::Done;
-            return Action::Pause;
+            // Past the limit: answer now, without waiting for (or buffering) the rest.
+            if body_size <= check.max_size && !end_of_stream {
+                return Action::Pause;
+            }
         }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        let verdict = finish_body(check, body_size);
-        state.phase = Phase::Done;
-        match verdict {
-            Verdict::Continue => Action::Continue,
-            _ => Action::Pause,
-        }
+        self.body_done()
     }
 
     /// Trailers end the request: without this, Envoy would continue a paused request (one
     /// waiting for secrets, a Redis counter or a body check) on the SDK's default `Continue`.
     fn on_http_request_trailers(&mut self, _: usize) -> Action {
-        let mut state = self.state.borrow_mut();
-        state.body_complete = true;
-        match &state.phase {
-            Phase::WaitingSecrets | Phase::WaitingLimit(..) => Action::Pause,
-            Phase::WaitingBody(check) => {
-                let verdict = finish_body(check, state.body_size);
-                state.phase = Phase::Done;
-                match verdict {
-                    Verdict::Continue => Action::Continue,
-                    _ => Action::Pause,
-                }
+        {
+            let mut state = self.state.borrow_mut();
+            state.body_complete = true;
+            match &state.phase {
+                Phase::WaitingSecrets | Phase::WaitingLimit(..) => return Action::Pause,
+                Phase::WaitingBody(_) => {}
+                Phase::Headers | Phase::Done => return Action::Continue,
             }
-            Phase::Headers | Phase::Done => Action::Continue,
         }
+        self.body_done()
     }
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
@@ -391,31 +411,6 @@ impl HttpContext for Request {
         }
         Action::Continue
     }
-}
-
-/// Moves a request to the phase its verdict calls for; returns the verdict to act on now.
-fn settle(
-    verdict: Verdict,
-    id: u32,
-    state: &Rc<RefCell<ReqState>>,
-    limit_calls: &mut HashMap<u32, (u32, Rc<RefCell<ReqState>>)>,
-) -> Verdict {
-    let mut st = state.borrow_mut();
-    let verdict = match verdict {
-        Verdict::NeedBody(check) if st.body_complete => finish_body(&check, st.body_size),
-        Verdict::NeedBody(check) => {
-            st.phase = Phase::WaitingBody(check);
-            return Verdict::Replied;
-        }
-        Verdict::WaitLimit(token, opts, check) => {
-            st.phase = Phase::WaitingLimit(opts, check);
-            limit_calls.insert(token, (id, Rc::clone(state)));
-            return Verdict::Replied;
-        }
-        other => other,
-    };
-    st.phase = Phase::Done;
-    verdict
 }
 
 /// The `:status` (none when the callout failed) and body of the callout being answered.
@@ -450,29 +445,13 @@ fn on_limit_answer(
     if abi::set_effective_context(id).is_err() {
         return true;
     }
-    let mut st = state.borrow_mut();
-    let Phase::WaitingLimit(opts, check) = std::mem::take(&mut st.phase) else {
+    let Phase::WaitingLimit(opts, check) = std::mem::take(&mut state.borrow_mut().phase) else {
         return true;
     };
-    st.phase = Phase::Done;
-    let outcome = remote::parse_answer(status.as_deref(), &body, 1)
-        .map(|c| c.first().map(|c| c.to_hit(opts.count)));
-    let verdict = match outcome {
-        Ok(Some(hit)) => apply_hit(&opts, &hit, &mut st),
-        Ok(None) | Err(_) => {
-            let reason = outcome.err().unwrap_or_else(|| "empty answer".into());
-            degrade(&opts, &reason)
-        }
-    };
-    let verdict = match (verdict, check) {
-        (Verdict::Continue, Some(check)) if st.body_complete => finish_body(&check, st.body_size),
-        (Verdict::Continue, Some(check)) => {
-            st.phase = Phase::WaitingBody(check);
-            return true;
-        }
-        (v, _) => v,
-    };
-    if let Verdict::Continue = verdict {
+    let outcome = request::counter_reply(&opts, status.as_deref(), &body);
+    let plan = request::counter_answered(&opts, outcome, check);
+    // A counter's answer never calls the sidecar again.
+    if apply(plan, id, &state, None, &mut HashMap::new()) {
         let _ = abi::resume_request();
     }
     true
@@ -510,27 +489,22 @@ impl RequestView for Headers {
     fn now_s(&mut self) -> u64 {
         ProxyHost.now_ms() / 1000
     }
+
+    fn remote_addr(&mut self) -> Option<String> {
+        let address = abi::property(&["source", "address"]).ok().flatten()?;
+        let address = String::from_utf8(address).ok()?;
+        Some(strip_port(&address).to_string())
+    }
+
+    fn route_name(&mut self) -> Option<String> {
+        route_name()
+    }
 }
 
-enum Verdict {
-    Continue,
-    /// Answered (or parked until a callout or the body): nothing more to do now.
-    Replied,
-    /// Allowed once the body matches (headers already set).
-    NeedBody(BodyCheck),
-    /// Waiting for the sidecar's Redis counter (callout token), then the body check if any.
-    WaitLimit(u32, Box<LimitOptions>, Option<BodyCheck>),
-}
-
-fn too_large() -> auth::Reject {
-    auth::Reject::message(413, "Request Entity Too Large", None, "body_too_large")
-}
-
-/// Checks the buffered body of the current request against the signed digest.
-fn finish_body(check: &BodyCheck, body_size: usize) -> Verdict {
+/// The body a request waited for: 413 past the limit (without reading it), else its digest.
+fn judge_body(check: &BodyCheck, body_size: usize) -> Plan {
     if body_size > check.max_size {
-        reply(&too_large(), None);
-        return Verdict::Replied;
+        return Plan::then(Next::Reply(request::too_large()));
     }
     let body = if body_size == 0 {
         Vec::new()
@@ -540,14 +514,10 @@ fn finish_body(check: &BodyCheck, body_size: usize) -> Verdict {
             .flatten()
             .unwrap_or_default()
     };
-    if auth::hmac::body_matches(&check.digest, &body) {
-        Verdict::Continue
-    } else {
-        let reject = auth::hmac::digest_mismatch();
-        log_reject(&reject);
-        reply(&reject, None);
-        Verdict::Replied
-    }
+    let (next, note) = request::body_arrived(check, &body);
+    let mut plan = Plan::then(next);
+    plan.notes.extend(note);
+    plan
 }
 
 fn set_header(name: &str, value: Option<&[u8]>) {
@@ -555,7 +525,7 @@ fn set_header(name: &str, value: Option<&[u8]>) {
     let _ = abi::set_header(abi::Headers::Request, name, value);
 }
 
-fn reply(reject: &auth::Reject, quota: Option<&[(&'static str, String); 3]>) {
+fn reply(reject: &Reject, quota: Option<&[(&'static str, String); 3]>) {
     let mut headers: Vec<(&str, &[u8])> = vec![("content-type", b"text/plain; charset=utf-8")];
     if let Some(w) = reject.www_authenticate {
         headers.push(("www-authenticate", w.as_bytes()));
@@ -564,23 +534,6 @@ fn reply(reject: &auth::Reject, quota: Option<&[(&'static str, String); 3]>) {
         headers.extend(q.iter().map(|(n, v)| (*n, v.as_bytes())));
     }
     let _ = abi::send_response(u32::from(reject.status), &headers, reject.body.as_bytes());
-}
-
-/// Variables for rate-limit keys, read from Envoy on demand (sharing the auth's header reads).
-struct Vars<'a>(&'a mut Headers);
-
-impl VarSource for Vars<'_> {
-    fn remote_addr(&mut self) -> Option<String> {
-        let address = abi::property(&["source", "address"]).ok().flatten()?;
-        let address = String::from_utf8(address).ok()?;
-        Some(limit_key::strip_port(&address).to_string())
-    }
-    fn route_name(&mut self) -> Option<String> {
-        route_name()
-    }
-    fn header(&mut self, name: &str) -> Option<Vec<u8>> {
-        self.0.header(name)
-    }
 }
 
 fn route_name() -> Option<String> {
@@ -616,156 +569,84 @@ impl SharedStore for SharedData {
     }
 }
 
-/// Applies a counter's state: quota headers, and the rejection when over the limit.
-fn apply_hit(opts: &LimitOptions, hit: &Hit, state: &mut ReqState) -> Verdict {
-    limit_ok();
-    if opts.show_limit_quota_header {
-        state.quota = Some(limit::quota_headers(hit));
-    }
-    if hit.allowed() {
-        Verdict::Continue
-    } else {
-        reply(&opts.reject(), state.quota.as_ref());
-        Verdict::Replied
-    }
+/// Decides the current request (the effective context).
+fn decide(rt: &Runtime) -> Plan {
+    request::decide(
+        rt,
+        &mut Headers::default(),
+        &mut SharedData,
+        ProxyHost.now_ms(),
+    )
 }
 
-/// The counter store failed: pass (`allow_degradation`) or answer 500.
-fn degrade(opts: &LimitOptions, reason: &str) -> Verdict {
-    limit_failed(reason);
-    if opts.allow_degradation {
-        Verdict::Continue
-    } else {
-        reply(&limit::unavailable(), None);
-        Verdict::Replied
+/// Applies a plan to the current request (the effective context): the header edits, the log
+/// lines, then its next step. Returns whether the request may go on now; otherwise it was
+/// answered, or waits (for its body, or for a counter call registered in `limit_calls`).
+fn apply(
+    plan: Plan,
+    id: u32,
+    state: &Rc<RefCell<ReqState>>,
+    sidecar: Option<&Sidecar>,
+    limit_calls: &mut HashMap<u32, (u32, Rc<RefCell<ReqState>>)>,
+) -> bool {
+    for edit in &plan.edits {
+        match edit {
+            Edit::Set(name, value) => set_header(name, Some(value)),
+            Edit::Remove(name) => set_header(name, None),
+        }
     }
-}
-
-/// What a per-request counter call may take beyond `redis_timeout`.
-const LIMIT_CALL_MARGIN: Duration = Duration::from_millis(100);
-
-/// Counts the request against its limit-count counter.
-fn rate_limit(
-    rt: &Runtime,
-    headers: &mut Headers,
-    opts: &LimitOptions,
-    consumer: Option<&str>,
-    state: &mut ReqState,
-    body_check: Option<BodyCheck>,
-) -> Verdict {
-    let key = limit_key::resolve(&opts.key, consumer, &mut Vars(headers));
-    let counter = opts.counter_key(&key);
-    let now = ProxyHost.now_ms();
-    let verdict = match &opts.policy {
-        Policy::Local => {
-            let result = match rt.limit_hash_key() {
-                Some(hash_key) => local::hit(
-                    &mut SharedData,
-                    hash_key,
-                    &opts.scope,
-                    &counter,
-                    opts.count,
-                    opts.window_ms(),
-                    now,
-                ),
-                None => Err(StoreError::Failed),
-            };
-            match result {
-                Ok(hit) => apply_hit(opts, &hit, state),
-                Err(e) => degrade(opts, &e.to_string()),
-            }
+    for note in &plan.notes {
+        match note {
+            Note::Refused(reject) => log_reject(reject),
+            Note::LimitFailed(reason) => limit_failed(reason),
+            Note::LimitWorks => limit_ok(),
         }
-        Policy::Redis {
-            sync_interval: Some(_),
-            ..
-        } => match rt.sync_hit(opts, &counter, now) {
-            Some(hit) => apply_hit(opts, &hit, state),
-            None => degrade(opts, "too many sync_interval counters on this worker"),
-        },
-        Policy::Redis {
-            backend, timeout, ..
-        } => {
-            let Some(sidecar) = rt.config().sidecar.as_ref() else {
-                return degrade(opts, "no sidecar configured");
-            };
-            let op = remote::Op {
-                key: counter,
-                limit: opts.count,
-                window_s: opts.window_s,
-                cost: 1,
-            };
-            let body = remote::request_body(backend, std::slice::from_ref(&op));
-            // The request waits for its counter as long as Redis may take (`redis_timeout`),
-            // plus a little for the sidecar, not the sidecar's (longer) resolve timeout.
-            let wait = timeout.saturating_add(LIMIT_CALL_MARGIN);
-            return match dispatch(sidecar, LIMIT_PATH, &body, wait) {
-                Ok(token) => Verdict::WaitLimit(token, Box::new(opts.clone()), body_check),
-                Err(e) => degrade(opts, &format!("could not call the sidecar: {e}")),
-            };
-        }
-    };
-    match (verdict, body_check) {
-        (Verdict::Continue, Some(check)) => Verdict::NeedBody(check),
-        (v, _) => v,
     }
-}
-
-/// Decides the current request (the effective context) and applies the decision.
-fn process(rt: &Runtime, state: &Rc<RefCell<ReqState>>) -> Verdict {
-    let route = if rt.routes_configured() {
-        route_name()
-    } else {
-        None
-    };
-    let plugins = rt.plugins_for(route.as_deref());
-    let mut headers = Headers::default();
-    let (consumer, body_check) = match auth::authenticate(plugins, rt.credentials(), &mut headers) {
-        None => {
-            set_header(CONSUMER_USERNAME, None);
-            set_header(CREDENTIAL_IDENTIFIER, None);
-            set_header(CONSUMER_CUSTOM_ID, None);
-            (None, None)
-        }
-        Some(Decision::Allow(allow)) => {
-            let Some((username, credential_id, custom_id)) =
-                rt.who(allow.credential, allow.consumer)
-            else {
-                reply(&auth::key::invalid(), None);
-                return Verdict::Replied;
+    if plan.quota.is_some() {
+        state.borrow_mut().quota = plan.quota;
+    }
+    let next = match plan.next {
+        Next::CountInRedis(call) => {
+            let dispatched = match sidecar {
+                Some(sidecar) => dispatch(sidecar, LIMIT_PATH, &call.body, call.timeout)
+                    .map_err(|e| format!("could not call the sidecar: {e}")),
+                None => Err("no sidecar to count with".to_string()),
             };
-            set_header(CONSUMER_USERNAME, Some(username.as_bytes()));
-            set_header(CREDENTIAL_IDENTIFIER, credential_id.map(str::as_bytes));
-            set_header(CONSUMER_CUSTOM_ID, custom_id.map(str::as_bytes));
-            match allow.hide {
-                None => {}
-                Some(Hide::Header(h)) => set_header(&h, None),
-                Some(Hide::Path(p)) => set_header(":path", Some(&p)),
-                Some(Hide::SetHeader(h, v)) => {
-                    set_header(&h, (!v.is_empty()).then_some(v.as_slice()))
+            return match dispatched {
+                Ok(token) => {
+                    state.borrow_mut().phase = Phase::WaitingLimit(call.opts, call.body_check);
+                    limit_calls.insert(token, (id, Rc::clone(state)));
+                    false
                 }
-            }
-            (Some(username), allow.body_check)
+                Err(reason) => {
+                    let plan = request::counter_answered(&call.opts, Err(reason), call.body_check);
+                    apply(plan, id, state, None, limit_calls)
+                }
+            };
         }
-        Some(Decision::Reject(r)) => {
-            if r.log_detail {
-                log_reject(&r);
-            }
-            reply(&r, None);
-            return Verdict::Replied;
-        }
+        other => other,
     };
-    match &plugins.limit_count {
-        Some(opts) => rate_limit(
-            rt,
-            &mut headers,
-            opts,
-            consumer,
-            &mut state.borrow_mut(),
-            body_check,
-        ),
-        None => match body_check {
-            Some(check) => Verdict::NeedBody(check),
-            None => Verdict::Continue,
-        },
+    let mut st = state.borrow_mut();
+    match next {
+        Next::Continue => {
+            st.phase = Phase::Done;
+            true
+        }
+        Next::Reply(reject) => {
+            reply(&reject, st.quota.as_ref());
+            st.phase = Phase::Done;
+            false
+        }
+        Next::WaitBody(check) if st.body_complete => {
+            let size = st.body_size;
+            drop(st);
+            apply(judge_body(&check, size), id, state, None, limit_calls)
+        }
+        Next::WaitBody(check) => {
+            st.phase = Phase::WaitingBody(check);
+            false
+        }
+        // Dispatched above.
+        Next::CountInRedis(_) => false,
     }
 }

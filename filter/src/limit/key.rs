@@ -1,7 +1,7 @@
 //! Which counter a request counts against: APISIX's `key_type` `var`, `var_combination` and
 //! `constant`, resolved lazily (each variable is a host call in Envoy).
 
-use crate::auth::query;
+use crate::http::{query, RequestView};
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,15 +114,6 @@ impl KeySpec {
     }
 }
 
-/// Where variable values come from (host calls in Envoy).
-pub trait VarSource {
-    /// The client's address without port.
-    fn remote_addr(&mut self) -> Option<String>;
-    fn route_name(&mut self) -> Option<String>;
-    /// A request header's raw bytes.
-    fn header(&mut self, name: &str) -> Option<Vec<u8>>;
-}
-
 /// A header or argument value as part of a counter key: bytes that are not UTF-8 are replaced
 /// (a key only has to tell clients apart; it is never compared with a secret).
 fn text(bytes: Vec<u8>) -> String {
@@ -134,7 +125,7 @@ fn text(bytes: Vec<u8>) -> String {
 
 /// The counter key. Variables that resolve to nothing count as empty; if no variable resolves,
 /// the key falls back to `remote_addr`, as in APISIX.
-pub fn resolve(spec: &KeySpec, consumer: Option<&str>, src: &mut dyn VarSource) -> String {
+pub fn resolve(spec: &KeySpec, consumer: Option<&str>, src: &mut dyn RequestView) -> String {
     let parts = match spec {
         KeySpec::Constant(c) => return c.clone(),
         KeySpec::Parts(p) => p,
@@ -188,12 +179,15 @@ mod tests {
 
     struct Src(Vec<(&'static str, &'static str)>);
 
-    impl VarSource for Src {
+    impl RequestView for Src {
         fn remote_addr(&mut self) -> Option<String> {
             Some("10.0.0.1".into())
         }
         fn route_name(&mut self) -> Option<String> {
             Some("ip".into())
+        }
+        fn now_s(&mut self) -> u64 {
+            0
         }
         fn header(&mut self, name: &str) -> Option<Vec<u8>> {
             self.0

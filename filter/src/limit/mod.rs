@@ -6,7 +6,7 @@ pub mod key;
 pub mod local;
 pub mod remote;
 
-use crate::auth::Reject;
+use crate::http::Reject;
 use local::Hit;
 use std::time::Duration;
 

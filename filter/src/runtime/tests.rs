@@ -1,7 +1,8 @@
 use super::*;
 use crate::auth::tests::FakeRequest;
-use crate::auth::{authenticate, Decision};
+use crate::auth::Decision;
 use crate::config::compile;
+use crate::request::authenticate;
 use std::cell::RefCell;
 
 #[derive(Default)]

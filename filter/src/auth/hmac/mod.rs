@@ -5,12 +5,25 @@
 //! the request's time must come from a signed `date` (or `x-date`) header, and with
 //! `validate_request_body` the `digest` header must be signed.
 
-use super::{b64, http_date, Allow, BodyCheck, Decision, Hide, Reject, RequestView};
-use crate::config::HmacAuthOptions;
+use super::{Allow, BodyCheck, Decision, Hide};
+use crate::http::{b64, date as http_date, Reject, RequestView};
 use hmac::{Hmac, Mac};
 use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
+
+/// hmac-auth options.
+#[derive(Debug, Clone)]
+pub struct HmacAuthOptions {
+    pub allowed_algorithms: Vec<HmacAlgorithm>,
+    pub clock_skew_s: u64,
+    /// Lowercase header names that must be among the signed ones.
+    pub signed_headers: Vec<String>,
+    pub validate_request_body: bool,
+    pub max_req_body_size: usize,
+    pub hide_credentials: bool,
+    pub anonymous: Option<usize>,
+}
 
 pub const REALM: &str = "hmac realm=\"hmac\"";
 const PREFIX: &str = "client request can't be validated";

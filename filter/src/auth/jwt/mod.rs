@@ -5,11 +5,25 @@ mod verify;
 
 pub use verify::{JwtAlgorithm, KeyError, VerifyKey};
 
-use super::{b64, query, Allow, Decision, Hide, Reject, RequestView};
-use crate::config::JwtAuthOptions;
+use super::{Allow, Decision, Hide};
+use crate::http::{b64, query, Reject, RequestView};
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
+
+/// jwt-auth options.
+#[derive(Debug, Clone)]
+pub struct JwtAuthOptions {
+    /// Lowercase header name.
+    pub header: String,
+    pub query: String,
+    pub cookie: String,
+    pub hide_credentials: bool,
+    pub key_claim_name: String,
+    pub verify_exp: bool,
+    pub verify_nbf: bool,
+    pub anonymous: Option<usize>,
+}
 
 const REALM: &str = "Bearer realm=\"jwt\"";
 /// Verified asymmetric tokens remembered per worker.

@@ -127,7 +127,7 @@ impl VerifyKey {
         let pem_err = KeyError::Pem { algorithm };
         let pem = material.trim();
         match algorithm {
-            HS256 | HS384 | HS512 if base64_secret => super::super::b64::standard(material)
+            HS256 | HS384 | HS512 if base64_secret => crate::http::b64::standard(material)
                 .map(VerifyKey::Hmac)
                 .ok_or(KeyError::Base64Secret),
             HS256 | HS384 | HS512 => Ok(VerifyKey::Hmac(material.as_bytes().to_vec())),

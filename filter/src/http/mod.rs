@@ -1,0 +1,92 @@
+//! HTTP leaf helpers shared by the plugins and the request pipeline: the view of a request,
+//! the local reply, and parsers for what clients send (query strings, dates, base64). Nothing
+//! here knows about plugins or configuration.
+
+pub mod b64;
+pub mod date;
+pub mod query;
+
+use std::borrow::Cow;
+
+/// Lazy access to the request: each call is a host call in Envoy, so checks ask only for what
+/// they need. Names are lowercase; pseudo-headers (`:path`, `:method`) included. Values are the
+/// bytes the client sent: nothing guarantees they are UTF-8, so each check decides what a value
+/// that is not valid where it is read means (always a refusal, never a panic).
+pub trait RequestView {
+    fn header(&mut self, name: &str) -> Option<Vec<u8>>;
+    /// Seconds since the Unix epoch (read only by checks that need it).
+    fn now_s(&mut self) -> u64;
+    /// The client's address without port (`remote_addr` in rate-limit keys).
+    fn remote_addr(&mut self) -> Option<String> {
+        None
+    }
+    /// The Envoy route's name.
+    fn route_name(&mut self) -> Option<String> {
+        None
+    }
+}
+
+/// A denial: status, exact body, `WWW-Authenticate`, and a detail for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    pub status: u16,
+    pub body: Cow<'static, str>,
+    pub www_authenticate: Option<&'static str>,
+    pub detail: Cow<'static, str>,
+    /// The body hides the reason (hmac-auth): log `detail` so operators can see it.
+    pub log_detail: bool,
+}
+
+impl Reject {
+    /// `{"message":"<message>"}` plus a newline, as APISIX answers.
+    pub fn message(
+        status: u16,
+        message: &'static str,
+        www_authenticate: Option<&'static str>,
+        detail: &'static str,
+    ) -> Self {
+        Self::message_with_detail(status, message.into(), www_authenticate, detail.into())
+    }
+
+    pub fn message_with_detail(
+        status: u16,
+        message: Cow<'static, str>,
+        www_authenticate: Option<&'static str>,
+        detail: Cow<'static, str>,
+    ) -> Self {
+        let body = format!("{}\n", serde_json::json!({ "message": message }));
+        Reject {
+            status,
+            body: body.into(),
+            www_authenticate,
+            detail,
+            log_detail: false,
+        }
+    }
+
+    /// A generic answer whose real reason is only logged.
+    pub fn generic(
+        status: u16,
+        message: &'static str,
+        www_authenticate: Option<&'static str>,
+        reason: Cow<'static, str>,
+    ) -> Self {
+        Reject {
+            log_detail: true,
+            ..Self::message_with_detail(status, message.into(), www_authenticate, reason)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reject_bodies_are_json_escaped() {
+        let r = Reject::message_with_detail(401, "a \"quoted\" \\ thing".into(), None, "".into());
+        let v: serde_json::Value = serde_json::from_str(r.body.trim_end()).unwrap();
+        assert_eq!(v["message"], "a \"quoted\" \\ thing");
+        assert!(r.body.ends_with('\n'));
+    }
+}

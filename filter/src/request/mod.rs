@@ -1,0 +1,294 @@
+//! One request's way through the filter, decided without the host, in this order:
+//!
+//! 1. **authenticate** with the route's auth plugins (the first that accepts wins; anonymous
+//!    consumer; multi-auth's answer);
+//! 2. **identity headers**: set `X-Consumer-Username`, `X-Credential-Identifier`,
+//!    `X-Consumer-Custom-Id` for the consumer (client copies replaced or removed), hide the
+//!    credential if asked;
+//! 3. **limit-count**: count the request (local shared counters, the worker's `sync_interval`
+//!    counters, or a call to the sidecar for a Redis counter); a store failure passes with
+//!    `allow_degradation`, else answers 500;
+//! 4. **body check** (hmac-auth `validate_request_body`): wait for the body, 413 past
+//!    `max_req_body_size`, else compare its digest.
+//!
+//! [`decide`] takes the request's view and returns a [`Plan`]: header edits, then what comes
+//! [`Next`]. The functions below it decide the steps that resume a paused request (the counter's
+//! answer, the body). The glue only applies plans and answers the host.
+
+mod authenticate;
+
+pub use authenticate::{all_failed, authenticate};
+
+use crate::auth::{self, BodyCheck, Decision, Hide};
+use crate::http::{Reject, RequestView};
+use crate::limit::local::{self, Hit, SharedStore, StoreError};
+use crate::limit::{self, remote, LimitOptions, Policy};
+use crate::runtime::Runtime;
+use std::time::Duration;
+
+/// Headers the upstream gets for an authenticated consumer. Client-sent copies are replaced or
+/// removed on every request.
+pub const CONSUMER_USERNAME: &str = "x-consumer-username";
+pub const CREDENTIAL_IDENTIFIER: &str = "x-credential-identifier";
+pub const CONSUMER_CUSTOM_ID: &str = "x-consumer-custom-id";
+
+/// What a per-request counter call may take beyond `redis_timeout` (the sidecar's own work).
+pub const COUNTER_CALL_MARGIN: Duration = Duration::from_millis(100);
+
+/// A change to the request's headers (`:path` included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    Set(String, Vec<u8>),
+    Remove(String),
+}
+
+/// `X-RateLimit-Limit`, `-Remaining`, `-Reset`.
+pub type Quota = [(&'static str, String); 3];
+
+/// What happens after the header edits.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    /// On to the upstream.
+    Continue,
+    /// A local reply (with the plan's quota headers, if any).
+    Reply(Reject),
+    /// Read the whole body, then [`body_arrived`].
+    WaitBody(BodyCheck),
+    /// Ask the sidecar for the Redis counter, then [`counter_answered`].
+    CountInRedis(CounterCall),
+}
+
+/// A `/v1/limit` call for one request, and what to do with its answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CounterCall {
+    pub body: Vec<u8>,
+    pub timeout: Duration,
+    pub opts: Box<LimitOptions>,
+    pub body_check: Option<BodyCheck>,
+}
+
+/// Something worth a log line; the glue decides how often (a client controls how many).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Note {
+    /// A refusal whose reason the answer hides (hmac-auth).
+    Refused(Reject),
+    /// The counter store failed (logged once per distinct reason).
+    LimitFailed(String),
+    /// The counter store answered (logged once after a failure).
+    LimitWorks,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub edits: Vec<Edit>,
+    pub next: Next,
+    /// Quota headers for the response (and a rate-limit refusal).
+    pub quota: Option<Quota>,
+    pub notes: Vec<Note>,
+}
+
+impl Plan {
+    /// A plan with no edits: just `next`.
+    pub fn then(next: Next) -> Self {
+        Plan {
+            edits: Vec::new(),
+            next,
+            quota: None,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// Decides the request in front of `req` with the worker's configuration and credentials.
+/// Local counters are kept in `store`; `now_ms` is the time of the request.
+pub fn decide(
+    worker: &Runtime,
+    req: &mut dyn RequestView,
+    store: &mut dyn SharedStore,
+    now_ms: u64,
+) -> Plan {
+    // The route name is read only when plugin sets differ by route.
+    let route = if worker.routes_configured() {
+        req.route_name()
+    } else {
+        None
+    };
+    let plugins = worker.plugins_for(route.as_deref());
+    let mut plan = Plan::then(Next::Continue);
+    let (consumer, body_check) = match authenticate(plugins, worker.credentials(), req) {
+        None => {
+            for name in [CONSUMER_USERNAME, CREDENTIAL_IDENTIFIER, CONSUMER_CUSTOM_ID] {
+                plan.edits.push(Edit::Remove(name.into()));
+            }
+            (None, None)
+        }
+        Some(Decision::Allow(allow)) => {
+            let Some((username, credential_id, custom_id)) =
+                worker.who(allow.credential, allow.consumer)
+            else {
+                // An index that names nobody: never let it through.
+                plan.next = Next::Reply(auth::key::invalid());
+                return plan;
+            };
+            let set_or_remove = |name: &str, value: Option<&str>| match value {
+                Some(v) => Edit::Set(name.into(), v.as_bytes().to_vec()),
+                None => Edit::Remove(name.into()),
+            };
+            plan.edits
+                .push(set_or_remove(CONSUMER_USERNAME, Some(username)));
+            plan.edits
+                .push(set_or_remove(CREDENTIAL_IDENTIFIER, credential_id));
+            plan.edits
+                .push(set_or_remove(CONSUMER_CUSTOM_ID, custom_id));
+            match allow.hide {
+                None => {}
+                Some(Hide::Header(h)) => plan.edits.push(Edit::Remove(h)),
+                Some(Hide::Path(p)) => plan.edits.push(Edit::Set(":path".into(), p)),
+                Some(Hide::SetHeader(h, v)) if v.is_empty() => plan.edits.push(Edit::Remove(h)),
+                Some(Hide::SetHeader(h, v)) => plan.edits.push(Edit::Set(h, v)),
+            }
+            (Some(username), allow.body_check)
+        }
+        Some(Decision::Reject(r)) => {
+            if r.log_detail {
+                plan.notes.push(Note::Refused(r.clone()));
+            }
+            plan.next = Next::Reply(r);
+            return plan;
+        }
+    };
+    match &plugins.limit_count {
+        Some(opts) => count(worker, req, store, now_ms, opts, consumer, body_check, plan),
+        None => {
+            if let Some(check) = body_check {
+                plan.next = Next::WaitBody(check);
+            }
+            plan
+        }
+    }
+}
+
+/// Step 3: counts the request against its limit-count counter.
+#[allow(clippy::too_many_arguments)]
+fn count(
+    worker: &Runtime,
+    req: &mut dyn RequestView,
+    store: &mut dyn SharedStore,
+    now_ms: u64,
+    opts: &LimitOptions,
+    consumer: Option<&str>,
+    body_check: Option<BodyCheck>,
+    mut plan: Plan,
+) -> Plan {
+    let key = limit::key::resolve(&opts.key, consumer, req);
+    let counter = opts.counter_key(&key);
+    let outcome = match &opts.policy {
+        Policy::Local => match worker.limit_hash_key() {
+            Some(hash_key) => local::hit(
+                store,
+                hash_key,
+                &opts.scope,
+                &counter,
+                opts.count,
+                opts.window_ms(),
+                now_ms,
+            )
+            .map_err(|e| e.to_string()),
+            None => Err(StoreError::Failed.to_string()),
+        },
+        Policy::Redis {
+            sync_interval: Some(_),
+            ..
+        } => worker
+            .sync_hit(opts, &counter, now_ms)
+            .ok_or_else(|| "too many sync_interval counters on this worker".to_string()),
+        Policy::Redis {
+            backend, timeout, ..
+        } => {
+            let op = remote::Op {
+                key: counter,
+                limit: opts.count,
+                window_s: opts.window_s,
+                cost: 1,
+            };
+            plan.next = Next::CountInRedis(CounterCall {
+                body: remote::request_body(backend, std::slice::from_ref(&op)),
+                timeout: timeout.saturating_add(COUNTER_CALL_MARGIN),
+                opts: Box::new(opts.clone()),
+                body_check,
+            });
+            return plan;
+        }
+    };
+    let judged = counter_answered(opts, outcome, body_check);
+    plan.next = judged.next;
+    plan.quota = judged.quota;
+    plan.notes.extend(judged.notes);
+    plan
+}
+
+/// The counter's state for this request (`Err`: the store failed, with the reason to log):
+/// quota headers, the refusal over the limit, the degradation rule, then the body check.
+pub fn counter_answered(
+    opts: &LimitOptions,
+    outcome: Result<Hit, String>,
+    body_check: Option<BodyCheck>,
+) -> Plan {
+    let mut plan = Plan::then(Next::Continue);
+    match outcome {
+        Ok(hit) => {
+            plan.notes.push(Note::LimitWorks);
+            if opts.show_limit_quota_header {
+                plan.quota = Some(limit::quota_headers(&hit));
+            }
+            if !hit.allowed() {
+                plan.next = Next::Reply(opts.reject());
+                return plan;
+            }
+        }
+        Err(reason) => {
+            plan.notes.push(Note::LimitFailed(reason));
+            if !opts.allow_degradation {
+                plan.next = Next::Reply(limit::unavailable());
+                return plan;
+            }
+        }
+    }
+    if let Some(check) = body_check {
+        plan.next = Next::WaitBody(check);
+    }
+    plan
+}
+
+/// The sidecar's answer to a counter call (`status` `None`: the call failed).
+pub fn counter_reply(
+    call_opts: &LimitOptions,
+    status: Option<&str>,
+    body: &[u8],
+) -> Result<Hit, String> {
+    match remote::parse_answer(status, body, 1)?.first() {
+        Some(c) => Ok(c.to_hit(call_opts.count)),
+        None => Err("empty answer".into()),
+    }
+}
+
+/// The answer past `max_req_body_size`.
+pub fn too_large() -> Reject {
+    Reject::message(413, "Request Entity Too Large", None, "body_too_large")
+}
+
+/// Step 4, once the whole body is there: 413 past the limit, else its digest must match.
+pub fn body_arrived(check: &BodyCheck, body: &[u8]) -> (Next, Option<Note>) {
+    if body.len() > check.max_size {
+        return (Next::Reply(too_large()), None);
+    }
+    if auth::hmac::body_matches(&check.digest, body) {
+        (Next::Continue, None)
+    } else {
+        let reject = auth::hmac::digest_mismatch();
+        (Next::Reply(reject.clone()), Some(Note::Refused(reject)))
+    }
+}
+
+#[cfg(test)]
+mod tests;
