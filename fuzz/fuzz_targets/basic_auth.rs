@@ -22,9 +22,11 @@ fuzz_target!(|data: &[u8]| {
                 assert!((400..500).contains(&r.status), "{r:?}");
             }
         }
-        if let Some(Decision::Reject(r)) =
-            envoy_secret_auth_filter::request::authenticate(set, creds, &mut FakeRequest::new(&request.headers))
-        {
+        if let Some(Decision::Reject(r)) = envoy_secret_auth_filter::request::authenticate(
+            set,
+            creds,
+            &mut FakeRequest::new(&request.headers),
+        ) {
             assert!((400..500).contains(&r.status), "{r:?}");
         }
     });

@@ -11,8 +11,8 @@
 //! ```
 //! A line without ": " is a header with that name and an empty value.
 
-use envoy_secret_auth_filter::http::RequestView;
 use envoy_secret_auth_filter::config::{self, PluginSet};
+use envoy_secret_auth_filter::http::RequestView;
 use envoy_secret_auth_filter::runtime::{self, Level, Runtime};
 
 /// The fake clock of every target: 2025-01-01T00:00:00Z (the harness's default start).
