@@ -9,64 +9,25 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::ops::{Deref, DerefMut};
+mod support;
+
 use std::time::Duration;
 
-use proxy_wasm_harness::{
-    filter_wasm, header_all, Headers, Host, HostOptions, HttpCall, LogLevel, Outcome, Stream,
-};
+use proxy_wasm_harness::{header_all, Headers, Host, HttpCall, Outcome, Stream};
 use serde_json::{json, Value};
+use support::{
+    answer, answer_counter, body_of, callouts_within, first_answered, one_callout, request,
+    sidecar, started, the_callout, warnings, Filter, FIRST_FETCH,
+};
 
-const TOKEN: &str = "test-sidecar-token";
 const ALICE_REF: &str = "$secret://aws/my-secrets-manager/alice-credentials/alice-key-auth";
 const REDIS_PASSWORD_REF: &str = "$secret://aws/my-secrets-manager/redis/password";
 /// The client's address as Envoy gives it (`source.address`, with the port).
 const ADDR_A: &str = "10.0.0.1:5555";
 const ADDR_B: &str = "10.0.0.2:6666";
 const TOO_MANY: &str = "{\"error_msg\":\"Too many requests\"}\n";
-/// The first fetch happens "on the first tick after configure": within this.
-const FIRST_FETCH: Duration = Duration::from_secs(1);
 
 // ---- helpers -------------------------------------------------------------------------------
-
-/// A host running the filter. When the test ends it checks the VM is alive and the filter made
-/// no host call that Envoy would ignore or refuse (see `Host::violations`).
-struct Filter(Host);
-
-impl Deref for Filter {
-    type Target = Host;
-    fn deref(&self) -> &Host {
-        &self.0
-    }
-}
-
-impl DerefMut for Filter {
-    fn deref_mut(&mut self) -> &mut Host {
-        &mut self.0
-    }
-}
-
-impl Drop for Filter {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            assert!(!self.0.is_dead(), "the VM died: {}", self.0.stderr());
-            assert!(
-                self.0.violations().is_empty(),
-                "host calls Envoy would ignore or refuse: {:?}",
-                self.0.violations()
-            );
-        }
-    }
-}
-
-fn sidecar() -> Value {
-    json!({
-        "cluster": "secret_sidecar",
-        "authority": "secret-sidecar",
-        "timeout_ms": 2000,
-        "token": "$env://SECRET_SIDECAR_TOKEN"
-    })
-}
 
 /// alice and bob with plain keys (no `$secret://` reference: no startup wait).
 fn consumers() -> Value {
@@ -91,23 +52,6 @@ fn config_with(plugins: Value) -> Value {
     json!({"sidecar": sidecar(), "consumers": consumers(), "plugins": plugins})
 }
 
-fn started(config: &Value) -> Filter {
-    let wasm = filter_wasm().unwrap();
-    let mut host = Filter(
-        Host::new(
-            wasm,
-            HostOptions {
-                env: vec![("SECRET_SIDECAR_TOKEN".to_owned(), TOKEN.to_owned())],
-                plugin_config: config.to_string().into_bytes(),
-                ..HostOptions::default()
-            },
-        )
-        .unwrap(),
-    );
-    assert!(host.start().unwrap(), "config refused: {:?}", host.logs());
-    host
-}
-
 /// A GET from `addr` (`source.address`) with `extra` headers.
 fn get_from(host: &mut Host, addr: &str, extra: &[(&str, &str)]) -> Stream {
     get_path_from(host, addr, "/ip", extra)
@@ -115,13 +59,7 @@ fn get_from(host: &mut Host, addr: &str, extra: &[(&str, &str)]) -> Stream {
 
 fn get_path_from(host: &mut Host, addr: &str, path: &str, extra: &[(&str, &str)]) -> Stream {
     host.set_property(&["source", "address"], addr.as_bytes());
-    let mut headers = vec![
-        (":method", "GET"),
-        (":path", path),
-        (":authority", "example.com"),
-    ];
-    headers.extend_from_slice(extra);
-    host.request(&headers, true).unwrap()
+    request(host, "GET", path, extra, true)
 }
 
 /// The response headers the client gets when the upstream answers 200.
@@ -193,11 +131,7 @@ fn passes_of(host: &mut Host, n: usize, addr: &str, extra: &[(&str, &str)]) -> u
 
 /// The filter's `warn` log lines about limit-count.
 fn limit_warnings(host: &Host) -> Vec<String> {
-    host.logs()
-        .iter()
-        .filter(|(level, m)| *level == LogLevel::Warn && m.contains("limit-count"))
-        .map(|(_, m)| m.clone())
-        .collect()
+    warnings(host, "limit-count")
 }
 
 // ---- local policy --------------------------------------------------------------------------
@@ -510,60 +444,6 @@ fn requests_refused_by_key_auth_do_not_consume_the_limit() {
 
 // ---- redis policy through the sidecar ------------------------------------------------------
 
-/// Advances the clock until the filter has made callouts, returns them (at most `within`).
-fn callouts_within(host: &mut Host, within: Duration) -> Vec<HttpCall> {
-    let step = Duration::from_millis(10);
-    let mut waited = Duration::ZERO;
-    while waited < within {
-        host.advance(step).unwrap();
-        waited += step;
-        let calls = host.take_http_calls();
-        if !calls.is_empty() {
-            return calls;
-        }
-    }
-    Vec::new()
-}
-
-/// The one callout the filter makes within `within`.
-fn one_callout(host: &mut Host, within: Duration) -> HttpCall {
-    let mut calls = callouts_within(host, within);
-    assert_eq!(calls.len(), 1, "expected exactly one callout: {calls:?}");
-    calls.remove(0)
-}
-
-/// The one callout made since the last look, without moving the clock.
-fn the_callout(host: &mut Host) -> HttpCall {
-    let mut calls = host.take_http_calls();
-    assert_eq!(calls.len(), 1, "expected exactly one callout: {calls:?}");
-    calls.remove(0)
-}
-
-fn body_of(call: &HttpCall) -> Value {
-    serde_json::from_slice(&call.body)
-        .unwrap_or_else(|_| panic!("callout body is not JSON: {:?}", call.body_str()))
-}
-
-/// Answers a `/v1/resolve` callout: alice's key resolves, anything else is not found.
-fn answer_resolve(host: &mut Host, call: &HttpCall) {
-    assert_eq!(call.header(":path"), Some("/v1/resolve"));
-    let results: Vec<Value> = body_of(call)["refs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            if r == ALICE_REF {
-                json!({"ref": r, "value": "alice-key", "stale": false})
-            } else {
-                json!({"ref": r, "error": {"code": "secret_not_found", "message": "not found"}})
-            }
-        })
-        .collect();
-    let body = json!({ "results": results }).to_string();
-    host.respond(call.token, &[(":status", "200")], body.as_bytes())
-        .unwrap();
-}
-
 /// Asserts `call` is a `/v1/limit` call to the sidecar; returns its ops.
 fn limit_ops(call: &HttpCall) -> Vec<Value> {
     assert_eq!(call.upstream, "secret_sidecar");
@@ -592,16 +472,6 @@ fn single_op(call: &HttpCall) -> (String, u64, u64, u64) {
     )
 }
 
-fn answer_counter(host: &mut Host, call: &HttpCall, remaining: i64, reset_s: u64) {
-    let body = json!({"results": [{"remaining": remaining, "reset_s": reset_s}]}).to_string();
-    host.respond(
-        call.token,
-        &[(":status", "200"), ("content-type", "application/json")],
-        body.as_bytes(),
-    )
-    .unwrap();
-}
-
 fn redis_limit() -> Value {
     json!({
         "count": 3, "time_window": 60, "key": "remote_addr",
@@ -622,12 +492,12 @@ fn config_with_secret_key(limit: Value) -> Value {
     })
 }
 
+/// alice's key, as `/v1/resolve` answers it.
+const ALICE_VALUES: &[(&str, &str)] = &[(ALICE_REF, "alice-key")];
+
 /// Started with `limit`, the first `/v1/resolve` answered.
 fn resolved(limit: Value) -> Filter {
-    let mut host = started(&config_with_secret_key(limit));
-    let call = one_callout(&mut host, FIRST_FETCH);
-    answer_resolve(&mut host, &call);
-    host
+    first_answered(started(&config_with_secret_key(limit)), ALICE_VALUES)
 }
 
 const ALICE: &[(&str, &str)] = &[("apikey", "alice-key")];
@@ -641,7 +511,7 @@ fn redis_request_waits_for_the_sidecar_counter() {
         json!([ALICE_REF]),
         "the Redis password is the sidecar's to resolve"
     );
-    answer_resolve(&mut host, &resolve);
+    answer(&mut host, &resolve, ALICE_VALUES, &[]);
 
     let s = get_from(&mut host, ADDR_A, ALICE);
     assert_eq!(host.outcome(s), Outcome::Paused);
@@ -1000,7 +870,7 @@ fn request_released_by_the_first_answer_is_counted_locally() {
     assert_eq!(host.outcome(first), Outcome::Paused);
     assert_eq!(host.outcome(second), Outcome::Paused);
     let call = one_callout(&mut host, FIRST_FETCH);
-    answer_resolve(&mut host, &call);
+    answer(&mut host, &call, ALICE_VALUES, &[]);
 
     let outcomes = [host.outcome(first), host.outcome(second)];
     assert_eq!(
@@ -1026,7 +896,7 @@ fn request_released_by_the_first_answer_is_counted_in_redis() {
     let passing = get_from(&mut host, ADDR_A, ALICE);
     let limited = get_from(&mut host, ADDR_B, ALICE);
     let resolve = one_callout(&mut host, FIRST_FETCH);
-    answer_resolve(&mut host, &resolve);
+    answer(&mut host, &resolve, ALICE_VALUES, &[]);
 
     let calls = host.take_http_calls();
     assert_eq!(calls.len(), 2, "one /v1/limit call per released request");
