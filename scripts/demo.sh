@@ -67,7 +67,7 @@ ready moto 20 "${CURL[@]}" -f http://127.0.0.1:5000/moto-api/
 SECRET_SIDECAR_TOKEN="$(random_token)"
 export SECRET_SIDECAR_TOKEN
 
-start sidecar env RUST_LOG="${RUST_LOG:-info}" "$SIDECAR_BIN" --config envoy/demo/sidecar.toml
+start sidecar env RUST_LOG="${RUST_LOG:-info}" "$SIDECAR_RELEASE_BIN" --config envoy/demo/sidecar.toml
 healthz() { "${CURL[@]}" -f -H "Authorization: Bearer $SECRET_SIDECAR_TOKEN" http://127.0.0.1:7070/healthz; }
 ready sidecar 20 healthz
 
