@@ -736,19 +736,20 @@ fn limit_options(
             ))
         }
     };
-    let mut backend = serde_json::json!({
-        "database": l.redis_database,
-        "timeout_ms": l.redis_timeout,
-        "ssl": l.redis_ssl,
-    });
-    for (k, v) in [
-        ("username", &l.redis_username),
-        ("password", &l.redis_password),
-    ] {
-        if let Some(v) = v {
-            backend[k] = serde_json::Value::from(v.as_str());
-        }
-    }
+    let backend = |policy| crate::limit::LimitBackend {
+        database: Some(i64::from(l.redis_database)),
+        timeout_ms: Some(i64::try_from(l.redis_timeout).unwrap_or(i64::MAX)),
+        ssl: Some(l.redis_ssl),
+        username: l
+            .redis_username
+            .as_ref()
+            .map(|v| SecretValue::new(v.as_str())),
+        password: l
+            .redis_password
+            .as_ref()
+            .map(|v| SecretValue::new(v.as_str())),
+        ..crate::limit::LimitBackend::new(policy)
+    };
     let policy = match l.policy.as_str() {
         "local" => Policy::Local,
         "redis" => {
@@ -757,11 +758,12 @@ fn limit_options(
                 .clone()
                 .filter(|h| !h.is_empty())
                 .ok_or_else(|| syntax("redis_host", "required with policy \"redis\"".into()))?;
-            backend["policy"] = "redis".into();
-            backend["host"] = host.into();
-            backend["port"] = l.redis_port.into();
             Policy::Redis {
-                backend,
+                backend: crate::limit::LimitBackend {
+                    host: Some(host),
+                    port: Some(i64::from(l.redis_port)),
+                    ..backend(crate::limit::LimitPolicy::Redis)
+                },
                 sync_interval,
                 timeout: Duration::from_millis(l.redis_timeout),
             }
@@ -774,10 +776,11 @@ fn limit_options(
                     "required with policy \"redis-cluster\"".into(),
                 ));
             }
-            backend["policy"] = "redis-cluster".into();
-            backend["cluster_nodes"] = nodes.into();
             Policy::Redis {
-                backend,
+                backend: crate::limit::LimitBackend {
+                    cluster_nodes: Some(nodes),
+                    ..backend(crate::limit::LimitPolicy::RedisCluster)
+                },
                 sync_interval,
                 timeout: Duration::from_millis(l.redis_timeout),
             }

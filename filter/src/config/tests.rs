@@ -460,10 +460,13 @@ fn limit_count_options() {
         } => {
             // redis_timeout's default, also what a request waits for its counter
             assert_eq!(*timeout, Duration::from_millis(1000));
-            assert_eq!(backend["timeout_ms"], 1000);
-            assert_eq!(backend["password"], "$secret://aws/sm/redis/password");
-            assert_eq!(backend["port"], 6380);
-            assert_eq!(backend["policy"], "redis");
+            assert_eq!(backend.timeout_ms, Some(1000));
+            assert_eq!(
+                backend.password.as_ref().map(SecretValue::expose),
+                Some("$secret://aws/sm/redis/password")
+            );
+            assert_eq!(backend.port, Some(6380));
+            assert_eq!(backend.policy, crate::limit::LimitPolicy::Redis);
             assert_eq!(*sync_interval, Some(Duration::from_millis(500)));
         }
         other => panic!("{other:?}"),

@@ -8,47 +8,21 @@ pub mod remote;
 
 use crate::http::Reject;
 use local::Hit;
+pub use sidecar_api::{LimitBackend, LimitPolicy};
 use std::time::Duration;
 
-#[derive(Clone, PartialEq)]
+/// Where the counters are kept. `Debug` shows the Redis credentials only when they are
+/// `$secret://` references (see [`LimitBackend`]).
+#[derive(Debug, Clone, PartialEq)]
 pub enum Policy {
     Local,
-    /// `backend` is the sidecar's `/v1/limit` backend object (credentials stay references).
+    /// `backend` is the sidecar's `/v1/limit` backend (credentials stay references).
     Redis {
-        backend: serde_json::Value,
+        backend: LimitBackend,
         sync_interval: Option<Duration>,
         /// `redis_timeout`: how long a request waits for its counter.
         timeout: Duration,
     },
-}
-
-/// The backend may carry a plain Redis username and password: `Debug` hides them.
-impl std::fmt::Debug for Policy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Policy::Local => f.write_str("Local"),
-            Policy::Redis {
-                backend,
-                sync_interval,
-                timeout,
-            } => {
-                let mut shown = backend.clone();
-                for field in ["username", "password"] {
-                    if let Some(v) = shown.get_mut(field) {
-                        let is_ref = v.as_str().is_some_and(|s| s.starts_with("$secret://"));
-                        if !is_ref {
-                            *v = "<redacted>".into();
-                        }
-                    }
-                }
-                f.debug_struct("Redis")
-                    .field("backend", &shown)
-                    .field("sync_interval", sync_interval)
-                    .field("timeout", timeout)
-                    .finish()
-            }
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

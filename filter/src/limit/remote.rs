@@ -2,8 +2,10 @@
 //! (`POST /v1/limit`, docs/DESIGN.md §4), per request or batched every `sync_interval`.
 
 use super::local::Hit;
-use serde::Deserialize;
+use super::LimitBackend;
+use sidecar_api::{ErrorCode, LimitFailure, LimitOp, LimitRequest, LimitResponse};
 use std::collections::HashMap;
+use std::fmt;
 
 /// The most ops the sidecar takes in one `/v1/limit` call; larger pushes are split.
 pub const MAX_OPS_PER_CALL: usize = 1000;
@@ -23,61 +25,108 @@ pub struct Op {
 
 /// The request body: the backend (as configured; credentials are references the sidecar
 /// resolves) and the operations.
-pub fn request_body(backend: &serde_json::Value, ops: &[Op]) -> Vec<u8> {
-    let ops: Vec<serde_json::Value> = ops
-        .iter()
-        .map(|o| {
-            serde_json::json!({"key": o.key, "limit": o.limit, "window_s": o.window_s, "cost": o.cost})
-        })
-        .collect();
-    serde_json::json!({ "backend": backend, "ops": ops })
-        .to_string()
-        .into_bytes()
+pub fn request_body(backend: &LimitBackend, ops: &[Op]) -> Vec<u8> {
+    let wire = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let request = LimitRequest {
+        backend: backend.clone(),
+        ops: ops
+            .iter()
+            .map(|o| LimitOp {
+                key: o.key.clone(),
+                limit: wire(o.limit),
+                window_s: wire(o.window_s),
+                cost: Some(wire(o.cost)),
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&request).unwrap_or_default()
 }
 
 /// The counter after an op: `remaining` may be negative (over the limit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counter {
     pub remaining: i64,
     pub reset_s: u64,
 }
 
-#[derive(Deserialize)]
-struct Answer {
-    results: Vec<Counter>,
+/// Why a `/v1/limit` answer gives no counters. `Display` is the line to log (never a secret:
+/// the sidecar does not put any in its messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerError {
+    /// The call failed (no answer, reset, timeout).
+    NoAnswer,
+    /// A `200` whose body is not the documented JSON.
+    Malformed(String),
+    /// A `200` with a different number of results than ops.
+    Count { results: usize, ops: usize },
+    /// The sidecar's documented failure (`{"error": {"code", "message"}}`).
+    Refused {
+        status: String,
+        code: ErrorCode,
+        message: String,
+    },
+    /// Any other status.
+    Status(String),
 }
 
-#[derive(Deserialize)]
-struct Failure {
-    error: FailureBody,
-}
-
-#[derive(Deserialize)]
-struct FailureBody {
-    code: String,
-    message: String,
-}
-
-/// Parses the sidecar's answer; `Err` carries a log-worthy reason (never a secret: the sidecar
-/// does not put any in its messages).
-pub fn parse_answer(status: Option<&str>, body: &[u8], ops: usize) -> Result<Vec<Counter>, String> {
-    match status {
-        None => Err("no answer from the sidecar".into()),
-        Some("200") => {
-            let a: Answer = serde_json::from_slice(body)
-                .map_err(|e| format!("malformed answer from the sidecar: {e}"))?;
-            if a.results.len() == ops {
-                Ok(a.results)
-            } else {
-                Err(format!(
-                    "the sidecar answered {} results for {ops} ops",
-                    a.results.len()
-                ))
+impl fmt::Display for AnswerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AnswerError::NoAnswer => f.write_str("no answer from the sidecar"),
+            AnswerError::Malformed(e) => write!(f, "malformed answer from the sidecar: {e}"),
+            AnswerError::Count { results, ops } => {
+                write!(f, "the sidecar answered {results} results for {ops} ops")
             }
+            AnswerError::Refused {
+                status,
+                code,
+                message,
+            } => write!(f, "{message} ({code}, HTTP {status})"),
+            AnswerError::Status(s) => write!(f, "the sidecar answered HTTP {s}"),
         }
-        Some(s) => match serde_json::from_slice::<Failure>(body) {
-            Ok(f) => Err(format!("{} ({}, HTTP {s})", f.error.message, f.error.code)),
-            Err(_) => Err(format!("the sidecar answered HTTP {s}")),
+    }
+}
+
+impl std::error::Error for AnswerError {}
+
+/// Parses the sidecar's answer: one counter per op.
+pub fn parse_answer(
+    status: Option<&str>,
+    body: &[u8],
+    ops: usize,
+) -> Result<Vec<Counter>, AnswerError> {
+    match status {
+        None => Err(AnswerError::NoAnswer),
+        Some("200") => {
+            let a: LimitResponse =
+                serde_json::from_slice(body).map_err(|e| AnswerError::Malformed(e.to_string()))?;
+            if a.results.len() != ops {
+                return Err(AnswerError::Count {
+                    results: a.results.len(),
+                    ops,
+                });
+            }
+            a.results
+                .into_iter()
+                .map(|c| match u64::try_from(c.reset_s) {
+                    Ok(reset_s) => Ok(Counter {
+                        remaining: c.remaining,
+                        reset_s,
+                    }),
+                    Err(_) => Err(AnswerError::Malformed(format!(
+                        "reset_s {} is negative",
+                        c.reset_s
+                    ))),
+                })
+                .collect()
+        }
+        Some(s) => match serde_json::from_slice::<LimitFailure>(body) {
+            Ok(f) => Err(AnswerError::Refused {
+                status: s.to_string(),
+                code: f.error.code,
+                message: f.error.message,
+            }),
+            Err(_) => Err(AnswerError::Status(s.to_string())),
         },
     }
 }
@@ -242,8 +291,14 @@ mod tests {
 
     #[test]
     fn body_and_answers() {
-        let backend = serde_json::json!({"policy": "redis", "host": "127.0.0.1", "port": 6379,
-                                          "password": "$secret://aws/sm/redis/password"});
+        let backend = LimitBackend {
+            host: Some("127.0.0.1".into()),
+            port: Some(6379),
+            password: Some(secret_ref::SecretValue::new(
+                "$secret://aws/sm/redis/password",
+            )),
+            ..LimitBackend::new(crate::limit::LimitPolicy::Redis)
+        };
         let ops = [Op {
             key: "k".into(),
             limit: 3,
@@ -285,12 +340,22 @@ mod tests {
             1,
         )
         .unwrap_err();
-        assert_eq!(e, "connection refused (redis_unavailable, HTTP 502)");
+        assert_eq!(
+            e.to_string(),
+            "connection refused (redis_unavailable, HTTP 502)"
+        );
+        assert!(matches!(
+            e,
+            AnswerError::Refused {
+                code: ErrorCode::RedisUnavailable,
+                ..
+            }
+        ));
         assert!(parse_answer(None, b"", 1).is_err());
         assert!(parse_answer(Some("200"), br#"{"results":[]}"#, 1).is_err());
         assert!(parse_answer(Some("200"), b"nope", 1).is_err());
         assert_eq!(
-            parse_answer(Some("503"), b"x", 1).unwrap_err(),
+            parse_answer(Some("503"), b"x", 1).unwrap_err().to_string(),
             "the sidecar answered HTTP 503"
         );
     }

@@ -266,7 +266,10 @@ pub fn counter_reply(
     status: Option<&str>,
     body: &[u8],
 ) -> Result<Hit, String> {
-    match remote::parse_answer(status, body, 1)?.first() {
+    match remote::parse_answer(status, body, 1)
+        .map_err(|e| e.to_string())?
+        .first()
+    {
         Some(c) => Ok(c.to_hit(call_opts.count)),
         None => Err("empty answer".into()),
     }

@@ -50,7 +50,7 @@ pub struct Runtime {
     last_batch_error: Option<String>,
     /// `sync_interval` counters by scope, with the backend and interval to push them with.
     sync: RefCell<HashMap<String, SyncCounters>>,
-    sync_scopes: Vec<(String, serde_json::Value, u64)>,
+    sync_scopes: Vec<(String, crate::limit::LimitBackend, u64)>,
     next_sync_ms: HashMap<String, u64>,
     sync_calls: HashMap<u32, (String, Vec<Op>)>,
     last_sync_error: Option<String>,
@@ -69,7 +69,7 @@ impl Runtime {
             (!config.refs.is_empty()).then(|| Refresh::new(now, config.refresh_interval, s.timeout))
         });
         let startup_deadline_ms = now.saturating_add(millis(config.startup_wait));
-        let mut sync_scopes: Vec<(String, serde_json::Value, u64)> = Vec::new();
+        let mut sync_scopes: Vec<(String, crate::limit::LimitBackend, u64)> = Vec::new();
         for set in std::iter::once(&config.default_plugins).chain(config.routes.values()) {
             if let Some(LimitOptions {
                 scope,
@@ -231,7 +231,7 @@ impl Runtime {
             Err(e) => {
                 counters.failed(&ops);
                 drop(sync);
-                self.sync_failed(host, &e);
+                self.sync_failed(host, &e.to_string());
             }
         }
         true
