@@ -1,15 +1,24 @@
 //! The sidecar's batch resolve call: request body and answer parsing (see docs/DESIGN.md §2).
 
 use secret_ref::{SecretRef, SecretValue};
-use serde::Deserialize;
+use sidecar_api::{ErrorCode, ResolveRequest, ResolveResponse, ResolveResult};
 use std::collections::HashMap;
 use std::fmt;
 
 /// One reference's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    Value { value: SecretValue, stale: bool },
-    Error { code: String, message: String },
+    Value {
+        value: SecretValue,
+        stale: bool,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+    /// The sidecar's answer has no result for this reference: nothing is known (transient,
+    /// logged as `missing_result`).
+    Missing,
 }
 
 /// Why a whole batch answer is unusable (the last good values are kept).
@@ -47,29 +56,10 @@ impl fmt::Display for BatchError {
 
 /// `{"refs":[...]}` for the given references.
 pub fn request_body(refs: &[SecretRef]) -> Vec<u8> {
-    let refs: Vec<String> = refs.iter().map(ToString::to_string).collect();
-    serde_json::json!({ "refs": refs }).to_string().into_bytes()
-}
-
-#[derive(Deserialize)]
-struct Response {
-    results: Vec<Item>,
-}
-
-#[derive(Deserialize)]
-struct Item {
-    #[serde(rename = "ref")]
-    reference: String,
-    value: Option<String>,
-    #[serde(default)]
-    stale: bool,
-    error: Option<ItemError>,
-}
-
-#[derive(Deserialize)]
-struct ItemError {
-    code: String,
-    message: String,
+    let request = ResolveRequest {
+        refs: refs.iter().map(ToString::to_string).collect(),
+    };
+    serde_json::to_vec(&request).unwrap_or_default()
 }
 
 /// Parses the sidecar's answer into one [`Answer`] per reference, in the order of `refs`.
@@ -84,38 +74,29 @@ pub fn parse_answer(
         Some("200") => {}
         Some(s) => return Err(BatchError::Status(s.to_string())),
     }
-    let response: Response =
+    let response: ResolveResponse =
         serde_json::from_slice(body).map_err(|e| BatchError::Malformed(e.to_string()))?;
     let mut by_ref: HashMap<String, Answer> = HashMap::with_capacity(response.results.len());
-    for item in response.results {
-        let answer = match (item.value, item.error) {
-            (Some(v), None) => Answer::Value {
-                value: SecretValue::new(v),
-                stale: item.stale,
-            },
-            (None, Some(e)) => Answer::Error {
-                code: e.code,
-                message: e.message,
-            },
-            _ => {
-                return Err(BatchError::Malformed(format!(
-                    "result for {} has neither exactly one of value and error",
-                    item.reference
-                )))
-            }
+    for result in response.results {
+        let (reference, answer) = match result {
+            ResolveResult::Value {
+                reference,
+                value,
+                stale,
+            } => (reference, Answer::Value { value, stale }),
+            ResolveResult::Error { reference, error } => (
+                reference,
+                Answer::Error {
+                    code: error.code,
+                    message: error.message,
+                },
+            ),
         };
-        by_ref.insert(item.reference, answer);
+        by_ref.insert(reference, answer);
     }
     Ok(refs
         .iter()
-        .map(|r| {
-            by_ref
-                .remove(&r.to_string())
-                .unwrap_or_else(|| Answer::Error {
-                    code: "missing_result".into(),
-                    message: "the sidecar's answer has no result for this reference".into(),
-                })
-        })
+        .map(|r| by_ref.remove(&r.to_string()).unwrap_or(Answer::Missing))
         .collect())
 }
 
@@ -163,11 +144,11 @@ mod tests {
         assert_eq!(
             answers[1],
             Answer::Error {
-                code: "secret_not_found".into(),
+                code: ErrorCode::SecretNotFound,
                 message: "nope".into()
             }
         );
-        assert!(matches!(&answers[2], Answer::Error { code, .. } if code == "missing_result"));
+        assert_eq!(answers[2], Answer::Missing);
     }
 
     #[test]

@@ -3,20 +3,7 @@
 use super::batch::Answer;
 use crate::config::Config;
 use secret_ref::SecretValue;
-
-/// Error codes that say the provider is having trouble, not that the reference is wrong: a value
-/// we already have is kept for these.
-const TRANSIENT: &[&str] = &[
-    "provider_unreachable",
-    "provider_error",
-    "access_denied",
-    "missing_result",
-];
-
-/// The error code for a reference that resolved to an empty string (also the sidecar's).
-pub const EMPTY_VALUE: &str = "empty_value";
-/// The error code for a value that no fresh answer confirmed within `max_stale_s`.
-pub const STALE_EXPIRED: &str = "stale_expired";
+use sidecar_api::ErrorCode;
 
 #[derive(Debug, Default)]
 struct Entry {
@@ -82,8 +69,9 @@ impl SecretTable {
         let mut notes = Vec::new();
         for (id, answer) in answers.into_iter().enumerate() {
             let answer = match answer {
+                // the sidecar's code for it too
                 Answer::Value { value, .. } if value.expose().is_empty() => Answer::Error {
-                    code: EMPTY_VALUE.into(),
+                    code: ErrorCode::EmptyValue,
                     message: "the reference resolves to an empty value".into(),
                 },
                 other => other,
@@ -120,10 +108,22 @@ impl SecretTable {
                     }
                     entry.stale = stale;
                 }
-                Answer::Error { code, message } => {
-                    let text = format!("{message} ({code})");
+                failure => {
+                    // Transient codes say the provider is having trouble, not that the
+                    // reference is wrong: a value we already have is kept for these.
+                    let (text, transient) = match failure {
+                        Answer::Error { code, message } => {
+                            (format!("{message} ({code})"), code.is_transient())
+                        }
+                        _ => (
+                            "the sidecar's answer has no result for this reference \
+                             (missing_result)"
+                                .to_string(),
+                            true,
+                        ),
+                    };
                     let is_new = entry.error.as_deref() != Some(text.as_str());
-                    if entry.value.is_some() && TRANSIENT.contains(&code.as_str()) {
+                    if entry.value.is_some() && transient {
                         if is_new {
                             notes.push(Note::Warn(format!(
                                 "{reference}: {text}; keeping the last good value for \
@@ -161,8 +161,9 @@ impl SecretTable {
                 let reference = self.names.get(id).map(String::as_str).unwrap_or("?");
                 let text = format!(
                     "no fresh value from the sidecar for {}s, longer than max_stale_s \
-                     ({STALE_EXPIRED})",
-                    now_ms.saturating_sub(entry.confirmed_ms) / 1000
+                     ({})",
+                    now_ms.saturating_sub(entry.confirmed_ms) / 1000,
+                    ErrorCode::StaleExpired
                 );
                 notes.push(Note::Error(format!(
                     "{reference}: {text}; credential(s) {users} disabled"
@@ -199,7 +200,7 @@ mod tests {
     }
     fn error(code: &str) -> Answer {
         Answer::Error {
-            code: code.into(),
+            code: ErrorCode::parse(code),
             message: "boom".into(),
         }
     }
