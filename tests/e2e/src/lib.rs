@@ -8,13 +8,16 @@
 
 use std::fs::{self, File};
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
+use test_support::{port_open, tail, Process};
+
+pub use test_support::free_port;
 
 /// How long a fixture may take to become ready.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -147,12 +150,6 @@ pub fn test_dir(name: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
-
 /// A random token for the sidecar API (hex of 32 bytes from the OS).
 pub fn random_token() -> Result<String> {
     let mut bytes = [0u8; 32];
@@ -190,124 +187,31 @@ where
     }
 }
 
-fn port_open(port: u16) -> bool {
-    TcpStream::connect_timeout(
-        &SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_millis(200),
-    )
-    .is_ok()
-}
-
-fn read_log(path: &Path) -> String {
-    fs::read(path)
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-        .unwrap_or_default()
-}
-
-/// The last `n` lines of a log, for error messages.
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-// ------------------------------------------------------------------------------------------------
-// Processes
-
-/// A child process that is killed (and reaped) when dropped.
-#[derive(Debug)]
-struct Process {
-    name: &'static str,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Process {
-    fn spawn(name: &'static str, mut command: Command, log: PathBuf) -> Result<Process> {
-        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let err = out.try_clone()?;
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err));
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {name}: {command:?}"))?;
-        Ok(Process {
-            name,
-            child: Some(child),
-            log,
-        })
-    }
-
-    fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// `Some(status)` once the process has exited.
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-    }
-
-    fn logs(&self) -> String {
-        read_log(&self.log)
-    }
-
-    /// Fails with the log tail when the process has exited.
-    fn ensure_running(&mut self) -> Result<()> {
-        match self.exited() {
-            None => Ok(()),
-            Some(status) => Err(anyhow!(
-                "{} exited ({status}); log {}:\n{}",
-                self.name,
-                self.log.display(),
-                tail(&self.logs(), 40)
-            )),
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 // ------------------------------------------------------------------------------------------------
 // moto
 
 /// moto's server mode, standing in for AWS Secrets Manager.
 #[derive(Debug)]
 pub struct Moto {
-    port: u16,
-    process: Process,
+    server: test_support::Moto,
     http: reqwest::Client,
 }
 
 impl Moto {
     pub async fn start(paths: &Paths, dir: &Path) -> Result<Moto> {
-        let port = free_port()?;
-        let mut command = Command::new(&paths.moto);
-        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-        let process = Process::spawn("moto", command, dir.join("moto.log"))?;
+        let (bin, log) = (paths.moto.clone(), dir.join("moto.log"));
+        let server =
+            tokio::task::spawn_blocking(move || test_support::Moto::start(&bin, Some(&log)))
+                .await??;
         let mut moto = Moto {
-            port,
-            process,
+            server,
             http: client()?,
         };
         let url = format!("{}/moto-api/", moto.endpoint());
         let http = moto.http.clone();
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            moto.process.ensure_running()?;
+            moto.server.ensure_running()?;
             if let Ok(resp) = http.get(&url).send().await {
                 if resp.status().is_success() {
                     return Ok(moto);
@@ -316,7 +220,7 @@ impl Moto {
             if Instant::now() >= deadline {
                 bail!(
                     "moto did not answer {url} within {READY_TIMEOUT:?}:\n{}",
-                    tail(&moto.process.logs(), 20)
+                    tail(&moto.server.logs(), 20)
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -324,7 +228,7 @@ impl Moto {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.endpoint()
     }
 
     /// One call of the Secrets Manager JSON 1.1 protocol. moto routes on the credential scope
@@ -524,7 +428,7 @@ impl Sidecar {
             .env_remove("AWS_ENDPOINT_URL")
             .env_remove("AWS_PROFILE")
             .env("RUST_LOG", "info");
-        let process = Process::spawn("secret-sidecar", command, dir.join("sidecar.log"))?;
+        let process = Process::spawn("secret-sidecar", command, Some(dir.join("sidecar.log")))?;
         let mut sidecar = Sidecar {
             port,
             token,
@@ -828,7 +732,7 @@ impl Envoy {
                 "wasm:debug",
             ])
             .env("SECRET_SIDECAR_TOKEN", &config.token);
-        let process = Process::spawn("envoy", command, dir.join("envoy.log"))?;
+        let process = Process::spawn("envoy", command, Some(dir.join("envoy.log")))?;
         Ok(Envoy {
             listener_port: config.listener_port,
             admin_port: config.admin_port,

@@ -6,8 +6,6 @@
 //! Needs `redis-server` and `redis-cli` on PATH besides the usual e2e binaries; without them the
 //! tests fail with what to run.
 
-mod redis_support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -16,8 +14,8 @@ use e2e::{
     free_port, get, random_token, render_sidecar_config, test_dir, wait_for, Envoy, EnvoySpec,
     Moto, Paths, Reply, Sidecar, SidecarCache, Upstream, SIDECAR_CLUSTER,
 };
-use redis_support::{keys, redis_cli, RedisCluster, RedisServer};
 use serde_json::{json, Value};
+use test_support::{keys, redis_cli, RedisCluster, RedisServer};
 
 const ALICE_REF: &str = "$secret://aws/my-secrets-manager/alice-credentials/alice-key-auth";
 const REDIS_USER_REF: &str = "$secret://aws/my-secrets-manager/redis-credentials/username";
@@ -363,7 +361,7 @@ async fn redis_cluster_counts_exactly_on_every_node() -> Result<()> {
     let started = Instant::now();
     let paths = Paths::locate()?;
     let dir = test_dir("limit_count_cluster")?;
-    let cluster = RedisCluster::start(&dir.join("cluster"))?;
+    let cluster = RedisCluster::start(Some(&dir.join("cluster")))?;
     let sidecar = redis_only_sidecar(&paths, &dir).await?;
     let upstream = Upstream::start().await?;
     let filter = limit_only(limit_count(
