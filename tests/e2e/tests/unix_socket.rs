@@ -8,14 +8,14 @@
 //! lib.rs's Envoy config with its sidecar cluster swapped for the documented one.
 //!
 //! lib.rs's `Sidecar` fixture waits for the sidecar on `127.0.0.1:<port>`, so the sidecar is
-//! started here, under a guard that kills it on drop. Evidence on failure is in
+//! started here, under test-support's process guard (killed by PID on drop). Evidence on failure is in
 //! `.run/e2e/unix_socket/` (`sidecar.log`, `envoy.log`, the generated configs).
 
 use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -25,6 +25,7 @@ use e2e::{
     SIDECAR_CLUSTER,
 };
 use serde_json::{json, Value};
+use test_support::Process;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ALICE_REF: &str = "$secret://aws/my-secrets-manager/alice-credentials/alice-key-auth";
@@ -193,92 +194,43 @@ fn envoy_config(
 // ------------------------------------------------------------------------------------------------
 // The sidecar, on its socket
 
-/// The sidecar binary, killed (and reaped) on drop.
-struct SidecarProcess {
-    child: Option<Child>,
-    log: PathBuf,
+/// Starts the sidecar binary with `config` under test-support's process guard (killed by PID
+/// and reaped on drop).
+fn spawn_sidecar(paths: &Paths, dir: &Path, config: &str, token: &str) -> Result<Process> {
+    let config_path = dir.join("sidecar.toml");
+    fs::write(&config_path, config)?;
+    let mut command = Command::new(&paths.sidecar);
+    command
+        .arg("--config")
+        .arg(&config_path)
+        .env("SECRET_SIDECAR_TOKEN", token)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_PROFILE")
+        .env("RUST_LOG", "info");
+    Process::spawn("secret-sidecar", command, Some(dir.join("sidecar.log")))
 }
 
-impl SidecarProcess {
-    fn spawn(paths: &Paths, dir: &Path, config: &str, token: &str) -> Result<SidecarProcess> {
-        let config_path = dir.join("sidecar.toml");
-        fs::write(&config_path, config)?;
-        let log = dir.join("sidecar.log");
-        let out = fs::File::create(&log)?;
-        let err = out.try_clone()?;
-        let child = Command::new(&paths.sidecar)
-            .arg("--config")
-            .arg(&config_path)
-            .env("SECRET_SIDECAR_TOKEN", token)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env_remove("AWS_ENDPOINT_URL")
-            .env_remove("AWS_PROFILE")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .with_context(|| format!("starting {}", paths.sidecar.display()))?;
-        Ok(SidecarProcess {
-            child: Some(child),
-            log,
-        })
-    }
-
-    fn pid(&self) -> Result<u32> {
-        self.child
-            .as_ref()
-            .map(Child::id)
-            .context("already stopped")
-    }
-
-    fn logs(&self) -> String {
-        fs::read(&self.log)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    }
-
-    fn ensure_running(&mut self) -> Result<()> {
-        let exited = self.child.as_mut().map(|c| c.try_wait()).transpose()?;
-        match exited {
-            Some(None) => Ok(()),
-            Some(Some(status)) => bail!("the sidecar exited ({status}):\n{}", self.logs()),
-            None => bail!("the sidecar was stopped"),
+/// SIGTERM (by PID), then waits (bounded) for a clean exit.
+async fn terminate(process: &mut Process) -> Result<()> {
+    let pid = process.pid().context("already stopped")?;
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .context("running kill")?;
+    ensure!(status.success(), "kill -TERM {pid}: {status}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(status) = process.exited() {
+            ensure!(status.success(), "the sidecar exited with {status}");
+            return Ok(());
         }
-    }
-
-    /// SIGTERM, then waits (bounded) for a clean exit.
-    async fn terminate(&mut self) -> Result<()> {
-        let pid = self.pid()?;
-        let status = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .context("running kill")?;
-        ensure!(status.success(), "kill -TERM {pid}: {status}");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let child = self.child.as_mut().context("already stopped")?;
-        loop {
-            if let Some(status) = child.try_wait()? {
-                self.child = None;
-                ensure!(status.success(), "the sidecar exited with {status}");
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!("the sidecar did not exit within 5 s of SIGTERM");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if Instant::now() >= deadline {
+            bail!("the sidecar did not exit within 5 s of SIGTERM");
         }
-    }
-}
-
-impl Drop for SidecarProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -389,7 +341,7 @@ async fn run() -> Result<()> {
 
     let token = e2e::random_token()?;
     let config = sidecar_config(&documented_toml, &socket, &moto)?;
-    let mut sidecar = SidecarProcess::spawn(&paths, &dir, &config, &token)?;
+    let mut sidecar = spawn_sidecar(&paths, &dir, &config, &token)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         sidecar.ensure_running()?;
@@ -448,7 +400,7 @@ async fn run() -> Result<()> {
     );
 
     // No TCP port: the sidecar holds no listening TCP socket (Envoy, the control, holds two).
-    let sidecar_tcp = tcp_listeners(sidecar.pid()?)?;
+    let sidecar_tcp = tcp_listeners(sidecar.pid().context("the sidecar's pid")?)?;
     ensure!(
         sidecar_tcp.is_empty(),
         "the sidecar listens on TCP: {sidecar_tcp:?}"
@@ -505,7 +457,7 @@ async fn run() -> Result<()> {
     ensure!(failed == 0, "{failed} failed connections to the socket");
 
     // A clean stop removes the socket file.
-    sidecar.terminate().await?;
+    terminate(&mut sidecar).await?;
     ensure!(
         !socket.exists(),
         "{} is left after SIGTERM",
