@@ -25,7 +25,7 @@ use secret_sidecar::{app, build_resolver, AppState};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use common::{create_secret, delete_secret, free_port, sdk_client, Moto};
+use common::{create_secret, delete_secret, free_port, sdk_client, start_moto};
 
 const TOKEN: &str = "integration-token";
 const TUTORIAL_REF: &str = "$secret://aws/my-secrets-manager/alice-credentials/alice-key-auth";
@@ -87,8 +87,8 @@ fn ok(reference: &str, value: &str, stale: bool) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecar_against_moto() {
     let started = Instant::now();
-    let mut moto = Moto::start();
-    let client = sdk_client(&moto.endpoint).await;
+    let mut moto = start_moto();
+    let client = sdk_client(&moto.endpoint()).await;
     create_secret(
         &client,
         "alice-credentials",
@@ -99,7 +99,7 @@ async fn sidecar_against_moto() {
     create_secret(&client, "plain/with/slash", "raw-value").await;
 
     let closed_port = free_port();
-    let config = Config::parse(&config_toml(&moto.endpoint, closed_port), &test_env).unwrap();
+    let config = Config::parse(&config_toml(&moto.endpoint(), closed_port), &test_env).unwrap();
     let clock = Arc::new(ManualClock::new());
     let resolver = build_resolver(&config, clock.clone()).await;
     let app = app(AppState::new(
@@ -173,7 +173,7 @@ async fn sidecar_against_moto() {
     );
 
     // the check command, as a user runs it (values never printed)
-    check_binary(&moto.endpoint, closed_port);
+    check_binary(&moto.endpoint(), closed_port);
 
     // moto gone: the last good values are served, marked stale
     moto.stop();
@@ -249,8 +249,8 @@ fn check_binary(endpoint: &str, closed_port: u16) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_refs_into_one_secret() {
     const N: usize = 1000;
-    let moto = Moto::start();
-    let client = sdk_client(&moto.endpoint).await;
+    let moto = start_moto();
+    let client = sdk_client(&moto.endpoint()).await;
     let fields: serde_json::Map<String, Value> = (0..N)
         .map(|i| (format!("consumer-{i}"), json!(format!("key-{i}"))))
         .collect();
@@ -258,7 +258,7 @@ async fn a_thousand_refs_into_one_secret() {
     // a name containing '/' that exists as a whole wins over its shorter prefix
     create_secret(&client, "bench-keys/special", r#"{"k":"whole-name"}"#).await;
 
-    let config = Config::parse(&config_toml(&moto.endpoint, free_port()), &test_env).unwrap();
+    let config = Config::parse(&config_toml(&moto.endpoint(), free_port()), &test_env).unwrap();
     let resolver = build_resolver(&config, Arc::new(ManualClock::new())).await;
     let app = app(AppState::new(
         SecretValue::new(TOKEN),
@@ -294,10 +294,10 @@ async fn a_thousand_refs_into_one_secret() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_and_ambiguity_against_moto() {
     let started = Instant::now();
-    let moto = Moto::start();
-    let mut flaky = Moto::start();
-    let client = sdk_client(&moto.endpoint).await;
-    let flaky_client = sdk_client(&flaky.endpoint).await;
+    let moto = start_moto();
+    let mut flaky = start_moto();
+    let client = sdk_client(&moto.endpoint()).await;
+    let flaky_client = sdk_client(&flaky.endpoint()).await;
     create_secret(
         &client,
         "alice-credentials",
@@ -337,7 +337,8 @@ endpoint_url = "{}"
 access_key_id = "test"
 secret_access_key = "test"
 "#,
-        moto.endpoint, flaky.endpoint
+        moto.endpoint(),
+        flaky.endpoint()
     );
     let config = Config::parse(&toml, &test_env).unwrap();
     let clock = Arc::new(ManualClock::new());
@@ -429,7 +430,7 @@ secret_access_key = "test"
     );
 
     // the check command shows the codes (a fresh process: nothing pinned, nothing cached)
-    let dir = common::TempDir::new("check-codes");
+    let dir = common::TempDir::new("check-codes").unwrap();
     let config_path = dir.path().join("sidecar.toml");
     std::fs::write(&config_path, &toml).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_secret-sidecar"))

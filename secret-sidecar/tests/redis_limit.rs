@@ -30,9 +30,9 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use common::{
-    create_secret, find_on_path, free_port, put_secret_value, redis_cli, sdk_client, Moto, Redis,
-    TempDir,
+    create_secret, free_port, put_secret_value, redis_cli, sdk_client, start_moto, TempDir,
 };
+use test_support::{RedisCluster, RedisServer};
 
 const TOKEN: &str = "limit-token";
 
@@ -138,8 +138,8 @@ fn single(port: u16, extra: Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixed_window_counts_in_a_real_redis() {
     let started = Instant::now();
-    let mut redis = Redis::start(&["--requirepass", "plain-pw"]);
-    let port = redis.port;
+    let mut redis = RedisServer::start_temp(&["--requirepass", "plain-pw"]).unwrap();
+    let port = redis.port();
     let cli = |args: &[&str]| {
         let mut all = vec!["-a", "plain-pw"];
         all.extend_from_slice(args);
@@ -264,7 +264,7 @@ async fn fixed_window_counts_in_a_real_redis() {
     );
 
     // Redis stopped: unavailable, within the timeout, while it stays down
-    redis.stop();
+    redis.kill();
     let fast = single(port, json!({"password": "plain-pw", "timeout_ms": 500}));
     for _ in 0..2 {
         let t = Instant::now();
@@ -281,7 +281,7 @@ async fn fixed_window_counts_in_a_real_redis() {
         );
     }
     // and back (empty, no persistence): the next request reconnects
-    redis.restart();
+    redis.restart().unwrap();
     assert_eq!(
         counters(&app, &fast, json!([op("c3", 3, 60, 1)])).await[0].0,
         2
@@ -329,15 +329,15 @@ async fn unresponsive_redis_times_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_user_with_its_password_in_moto() {
-    let moto = Moto::start();
-    let client = sdk_client(&moto.endpoint).await;
+    let moto = start_moto();
+    let client = sdk_client(&moto.endpoint()).await;
     create_secret(
         &client,
         "redis-credentials",
         r#"{"username":"api7","password":"s3cret-pw"}"#,
     )
     .await;
-    let redis = Redis::start(&[
+    let redis = RedisServer::start_temp(&[
         "--user",
         "api7",
         "on",
@@ -348,15 +348,16 @@ async fn acl_user_with_its_password_in_moto() {
         "--user",
         "default",
         "off",
-    ]);
-    let port = redis.port;
+    ])
+    .unwrap();
+    let port = redis.port();
     let cli = |args: &[&str]| {
         let mut all = vec!["--user", "api7", "--pass", "s3cret-pw"];
         all.extend_from_slice(args);
         redis_cli(port, &all)
     };
     let clock = Arc::new(ManualClock::new());
-    let app = sidecar(&moto.endpoint, clock.clone()).await;
+    let app = sidecar(&moto.endpoint(), clock.clone()).await;
     let user_ref = "$secret://aws/my-secrets-manager/redis-credentials/username";
     let pass_ref = "$secret://aws/my-secrets-manager/redis-credentials/password";
     let backend = single(port, json!({"username": user_ref, "password": pass_ref}));
@@ -410,49 +411,12 @@ async fn acl_user_with_its_password_in_moto() {
     assert_eq!(got[0].0, 1);
 }
 
-/// Starts a three-node Redis Cluster (no replicas) and waits until it serves.
-fn start_cluster() -> Vec<Redis> {
-    let nodes: Vec<Redis> = (0..3)
-        .map(|_| {
-            Redis::start_with(|port| {
-                vec![
-                    "--cluster-enabled".into(),
-                    "yes".into(),
-                    "--cluster-config-file".into(),
-                    format!("nodes-{port}.conf"),
-                    "--cluster-node-timeout".into(),
-                    "5000".into(),
-                ]
-            })
-        })
-        .collect();
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port))
-        .collect();
-    let mut args = vec!["--cluster", "create"];
-    args.extend(addrs.iter().map(String::as_str));
-    args.extend(["--cluster-replicas", "0", "--cluster-yes"]);
-    redis_cli(nodes[0].port, &args);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for n in &nodes {
-        while !redis_cli(n.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok") {
-            assert!(
-                Instant::now() < deadline,
-                "the cluster did not reach cluster_state:ok"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    nodes
-}
-
 /// For each node, a key whose slot that node serves (slots are split evenly in order).
-fn key_per_node(nodes: &[Redis]) -> Vec<(String, u16)> {
+fn key_per_node(nodes: &[RedisServer]) -> Vec<(String, u16)> {
     let mut found: Vec<Option<String>> = vec![None; nodes.len()];
     for i in 0..1000 {
         let key = format!("limit-count:route1:remote_addr:10.0.0.{i}");
-        let node = owner(nodes[0].port, &key, nodes);
+        let node = owner(nodes[0].port(), &key, nodes);
         if found[node].is_none() {
             found[node] = Some(key);
         }
@@ -463,19 +427,19 @@ fn key_per_node(nodes: &[Redis]) -> Vec<(String, u16)> {
     found
         .into_iter()
         .zip(nodes)
-        .map(|(k, n)| (k.unwrap(), n.port))
+        .map(|(k, n)| (k.unwrap(), n.port()))
         .collect()
 }
 
 /// Which of `nodes` serves `key`, as the node at `port` sees the slot map.
-fn owner(port: u16, key: &str, nodes: &[Redis]) -> usize {
+fn owner(port: u16, key: &str, nodes: &[RedisServer]) -> usize {
     let slot: u16 = redis_cli(port, &["CLUSTER", "KEYSLOT", key])
         .parse()
         .unwrap();
     let id = slot_owner_id(port, slot);
     nodes
         .iter()
-        .position(|n| redis_cli(n.port, &["CLUSTER", "MYID"]) == id)
+        .position(|n| redis_cli(n.port(), &["CLUSTER", "MYID"]) == id)
         .unwrap()
 }
 
@@ -499,12 +463,13 @@ fn slot_owner_id(port: u16, slot: u16) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_routes_each_key_to_its_slot() {
     let started = Instant::now();
-    let nodes = start_cluster();
-    let keys = key_per_node(&nodes);
+    let cluster = RedisCluster::start(None).unwrap();
+    let nodes = &cluster.nodes;
+    let keys = key_per_node(nodes);
     let app = plain_sidecar().await;
     // one seed node is enough to find the others
     let backend = json!({"policy": "redis-cluster", "timeout_ms": 2000,
-                         "cluster_nodes": [format!("127.0.0.1:{}", nodes[1].port)]});
+                         "cluster_nodes": [format!("127.0.0.1:{}", nodes[1].port())]});
     let ops: Vec<Value> = keys.iter().map(|(k, _)| op(k, 3, 60, 1)).collect();
     for want in [2, 1, 0, -1] {
         let got = counters(&app, &backend, Value::Array(ops.clone())).await;
@@ -529,7 +494,7 @@ async fn redis_cluster_routes_each_key_to_its_slot() {
     assert_eq!(got.iter().map(|c| c.0).collect::<Vec<_>>(), [5, -1, 0]);
 
     // all nodes gone: unavailable
-    drop(nodes);
+    drop(cluster);
     let (code, message) = failure(&app, &backend, json!([op("x", 3, 60, 1)])).await;
     assert_eq!(code, "redis_unavailable", "{message}");
     assert!(message.starts_with("redis-cluster 127.0.0.1:"), "{message}");
@@ -543,7 +508,7 @@ async fn redis_cluster_routes_each_key_to_its_slot() {
 // --- TLS ----------------------------------------------------------------------------------------
 
 fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new(find_on_path("openssl"))
+    let out = Command::new(test_support::on_path("openssl").unwrap())
         .current_dir(dir)
         .args(args)
         .output()
@@ -623,10 +588,10 @@ fn http_post(port: u16, path: &str, body: &str) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_backend() {
-    let certs = TempDir::new("tls");
+    let certs = TempDir::new("tls").unwrap();
     make_certs(certs.path());
     let file = |name: &str| certs.path().join(name).display().to_string();
-    let redis = Redis::start_with(|port| {
+    let redis = RedisServer::start_with(None, |port| {
         vec![
             "--port".into(),
             "0".into(),
@@ -641,14 +606,15 @@ async fn tls_backend() {
             "--tls-auth-clients".into(),
             "no".into(),
         ]
-    });
-    let body = json!({"backend": single(redis.port, json!({"ssl": true})),
+    })
+    .unwrap();
+    let body = json!({"backend": single(redis.port(), json!({"ssl": true})),
                       "ops": [op("tls", 2, 60, 1)]})
     .to_string();
 
     // this process does not trust the test CA: the certificate is refused
     let app = plain_sidecar().await;
-    let backend = single(redis.port, json!({"ssl": true}));
+    let backend = single(redis.port(), json!({"ssl": true}));
     let (code, message) = failure(&app, &backend, json!([op("tls", 2, 60, 1)])).await;
     assert_eq!(code, "redis_unavailable", "{message}");
     assert!(message.contains("certificate"), "{message}");

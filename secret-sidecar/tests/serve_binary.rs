@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,14 +17,6 @@ impl Drop for Sidecar {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn http_get(port: u16, path: &str, token: Option<&str>) -> String {
@@ -70,7 +62,7 @@ fn serves_checks_the_token_and_stops_on_sigterm() {
         "{stderr}"
     );
 
-    let port = free_port();
+    let port = test_support::free_port().unwrap();
     let mut sidecar = Sidecar(
         Command::new(env!("CARGO_BIN_EXE_secret-sidecar"))
             .arg("--config")

@@ -241,7 +241,7 @@ async fn idle_connections_are_closed_and_refused_tokens_close_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unix_socket_listener() {
-    let dir = TempDir::new("unix");
+    let dir = TempDir::new("unix").unwrap();
     let path = dir.path().join("sidecar.sock");
     // a stale socket file from an earlier run is replaced
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
