@@ -1,5 +1,7 @@
 //! The HTTP API (docs/DESIGN.md, sections 2 and 4): bearer-token check, `GET /healthz`,
-//! `POST /v1/resolve`, `POST /v1/limit`. Errors are mapped to the wire here and nowhere else.
+//! `POST /v1/resolve`, `POST /v1/limit`. The bodies are the `sidecar-api` crate's types (shared
+//! with the filter); errors are mapped to the wire here and nowhere else (their codes by
+//! `ResolveError::code` and `LimitError::code`).
 
 use std::sync::Arc;
 
@@ -12,7 +14,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use secret_ref::SecretValue;
-use serde::{Deserialize, Serialize};
+use sidecar_api::{
+    BadRequest, LimitCounter, LimitErrorBody, LimitFailure, LimitResponse, ResolveErrorBody,
+    ResolveRequest, ResolveResponse, ResolveResult,
+};
 
 use crate::config::LimitConfig;
 use crate::limit::{self, Counter, LimitError, Store};
@@ -96,48 +101,8 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ResolveRequest {
-    refs: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct ResolveResponse<'a> {
-    results: Vec<WireResult<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum WireResult<'a> {
-    Value {
-        #[serde(rename = "ref")]
-        reference: &'a str,
-        value: &'a str,
-        stale: bool,
-    },
-    Error {
-        #[serde(rename = "ref")]
-        reference: &'a str,
-        error: WireError<'a>,
-    },
-}
-
-#[derive(Serialize)]
-struct WireError<'a> {
-    code: &'static str,
-    message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    did_you_mean: Option<&'a [String]>,
-}
-
-#[derive(Serialize)]
-struct RequestError {
-    error: String,
-}
-
 fn request_error(status: StatusCode, error: String) -> Response {
-    (status, Json(RequestError { error })).into_response()
+    (status, Json(BadRequest { error })).into_response()
 }
 
 fn invalid_body(why: &str) -> String {
@@ -185,47 +150,25 @@ async fn resolve(State(state): State<AppState>, body: Result<Bytes, BytesRejecti
     let resolutions = state.inner.resolver.resolve_batch(&request.refs).await;
     let results = request
         .refs
-        .iter()
-        .zip(&resolutions)
+        .into_iter()
+        .zip(resolutions)
         .map(|(reference, resolution)| match resolution {
-            Resolution::Value { value, stale } => WireResult::Value {
+            Resolution::Value { value, stale } => ResolveResult::Value {
                 reference,
-                value: value.expose(),
-                stale: *stale,
+                value,
+                stale,
             },
-            Resolution::Error(e) => WireResult::Error {
+            Resolution::Error(e) => ResolveResult::Error {
                 reference,
-                error: WireError {
+                error: ResolveErrorBody {
                     code: e.code(),
                     message: e.to_string(),
-                    did_you_mean: e.did_you_mean(),
+                    did_you_mean: e.did_you_mean().map(<[String]>::to_vec),
                 },
             },
         })
         .collect();
     Json(ResolveResponse { results }).into_response()
-}
-
-#[derive(Serialize)]
-struct LimitResponse {
-    results: Vec<WireCounter>,
-}
-
-#[derive(Serialize)]
-struct WireCounter {
-    remaining: i64,
-    reset_s: i64,
-}
-
-#[derive(Serialize)]
-struct LimitFailure {
-    error: LimitFailureDetail,
-}
-
-#[derive(Serialize)]
-struct LimitFailureDetail {
-    code: &'static str,
-    message: String,
 }
 
 async fn limit(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
@@ -242,7 +185,7 @@ async fn limit(State(state): State<AppState>, body: Result<Bytes, BytesRejection
         Ok(counters) => Json(LimitResponse {
             results: counters
                 .into_iter()
-                .map(|Counter { remaining, reset_s }| WireCounter { remaining, reset_s })
+                .map(|Counter { remaining, reset_s }| LimitCounter { remaining, reset_s })
                 .collect(),
         })
         .into_response(),
@@ -253,7 +196,7 @@ async fn limit(State(state): State<AppState>, body: Result<Bytes, BytesRejection
 /// `502 {"error": {"code", "message"}}` (`403` for a backend the config does not allow),
 /// logged once (the message never holds a credential).
 fn limit_failure(e: &LimitError) -> Response {
-    tracing::warn!(code = e.code(), error = %e, "limit request failed");
+    tracing::warn!(code = %e.code(), error = %e, "limit request failed");
     let status = match e {
         LimitError::BackendNotAllowed { .. } => StatusCode::FORBIDDEN,
         _ => StatusCode::BAD_GATEWAY,
@@ -261,7 +204,7 @@ fn limit_failure(e: &LimitError) -> Response {
     (
         status,
         Json(LimitFailure {
-            error: LimitFailureDetail {
+            error: LimitErrorBody {
                 code: e.code(),
                 message: e.to_string(),
             },

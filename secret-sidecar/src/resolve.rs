@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use secret_ref::{ExtractError, Manager, ParseError, Reference, SecretRef, SecretValue};
+use sidecar_api::ErrorCode;
 use tokio::sync::OnceCell;
 
 use crate::cache::{Cache, Listing, Lookup};
@@ -173,25 +174,26 @@ fn value_name(secret: &str, key: Option<&str>, provider: &str) -> String {
 }
 
 impl ResolveError {
-    /// The error code on the wire (docs/DESIGN.md, section 2).
-    pub fn code(&self) -> &'static str {
+    /// The error code on the wire (docs/DESIGN.md, section 2): the one mapping of these errors to
+    /// the wire.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ResolveError::InvalidReference(_) => "invalid_reference",
-            ResolveError::UnknownProvider { .. } => "unknown_provider",
-            ResolveError::UnsupportedManager { .. } => "unsupported_manager",
-            ResolveError::SecretNotFound { .. } => "secret_not_found",
-            ResolveError::KeyNotFound { .. } => "key_not_found",
-            ResolveError::NotJsonObject { .. } => "not_json_object",
-            ResolveError::NotAString { .. } => "not_a_string",
-            ResolveError::AccessDenied { .. } => "access_denied",
-            ResolveError::ProviderUnreachable { .. } => "provider_unreachable",
-            ResolveError::ProviderError { .. } => "provider_error",
-            ResolveError::EmptyValue { .. } => "empty_value",
-            ResolveError::SecretDeleted { .. } => "secret_deleted",
-            ResolveError::DecryptionFailed { .. } => "decryption_failed",
-            ResolveError::ProviderRejected { .. } => "provider_rejected",
-            ResolveError::StaleExpired { .. } => "stale_expired",
-            ResolveError::AmbiguousSecretName { .. } => "ambiguous_secret_name",
+            ResolveError::InvalidReference(_) => ErrorCode::InvalidReference,
+            ResolveError::UnknownProvider { .. } => ErrorCode::UnknownProvider,
+            ResolveError::UnsupportedManager { .. } => ErrorCode::UnsupportedManager,
+            ResolveError::SecretNotFound { .. } => ErrorCode::SecretNotFound,
+            ResolveError::KeyNotFound { .. } => ErrorCode::KeyNotFound,
+            ResolveError::NotJsonObject { .. } => ErrorCode::NotJsonObject,
+            ResolveError::NotAString { .. } => ErrorCode::NotAString,
+            ResolveError::AccessDenied { .. } => ErrorCode::AccessDenied,
+            ResolveError::ProviderUnreachable { .. } => ErrorCode::ProviderUnreachable,
+            ResolveError::ProviderError { .. } => ErrorCode::ProviderError,
+            ResolveError::EmptyValue { .. } => ErrorCode::EmptyValue,
+            ResolveError::SecretDeleted { .. } => ErrorCode::SecretDeleted,
+            ResolveError::DecryptionFailed { .. } => ErrorCode::DecryptionFailed,
+            ResolveError::ProviderRejected { .. } => ErrorCode::ProviderRejected,
+            ResolveError::StaleExpired { .. } => ErrorCode::StaleExpired,
+            ResolveError::AmbiguousSecretName { .. } => ErrorCode::AmbiguousSecretName,
         }
     }
 
@@ -200,12 +202,7 @@ impl ResolveError {
     /// keep a last good value of its own for these; every other code is definitive (the
     /// reference must not be used).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            ResolveError::ProviderUnreachable { .. }
-                | ResolveError::ProviderError { .. }
-                | ResolveError::AccessDenied { .. }
-        )
+        self.code().is_transient()
     }
 
     /// Close existing secret names, for `secret_not_found`.
@@ -686,7 +683,7 @@ fn stale_expired(
 }
 
 fn log_batch(results: &[Resolution]) {
-    let mut errors: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut errors: BTreeMap<ErrorCode, usize> = BTreeMap::new();
     let mut stale = 0usize;
     for r in results {
         match r {
@@ -696,6 +693,11 @@ fn log_batch(results: &[Resolution]) {
         }
     }
     let failed: usize = errors.values().sum();
+    // logged by wire code: {"secret_not_found": 2}
+    let errors: BTreeMap<String, usize> = errors
+        .into_iter()
+        .map(|(code, n)| (code.to_string(), n))
+        .collect();
     tracing::info!(
         refs = results.len(),
         resolved = results.len() - failed,
@@ -978,12 +980,12 @@ mod tests {
         let r = resolver_with(p, 60);
         let e = error(one(&r, &aws("empty-whole")).await);
         assert_eq!(
-            (e.code(), e.to_string().as_str()),
+            (e.code().as_str(), e.to_string().as_str()),
             ("empty_value", "secret \"empty-whole\" (provider \"my-secrets-manager\") is an empty string; an empty value is never used as a credential")
         );
         let e = error(one(&r, &aws("empty-key/k")).await);
         assert_eq!(
-            (e.code(), e.to_string().as_str()),
+            (e.code().as_str(), e.to_string().as_str()),
             ("empty_value", "key \"k\" in secret \"empty-key\" (provider \"my-secrets-manager\") is an empty string; an empty value is never used as a credential")
         );
         assert!(!e.is_transient());
@@ -1056,7 +1058,7 @@ mod tests {
         for (path, code, message) in cases {
             let e = error(one(&r, &format!("$secret://aws/{PROVIDER}/{path}")).await);
             assert_eq!(
-                (e.code(), e.to_string().as_str()),
+                (e.code().as_str(), e.to_string().as_str()),
                 (code, message),
                 "{path}"
             );
@@ -1077,7 +1079,7 @@ mod tests {
         for (reference, code, message) in cases {
             let e = error(one(&r, reference).await);
             assert_eq!(
-                (e.code(), e.to_string().as_str()),
+                (e.code().as_str(), e.to_string().as_str()),
                 (code, message),
                 "{reference}"
             );
@@ -1202,7 +1204,7 @@ mod tests {
                 )
                 .await,
             );
-            assert_eq!((e.code(), e.to_string().as_str()), (code, message));
+            assert_eq!((e.code().as_str(), e.to_string().as_str()), (code, message));
             assert_eq!(e.is_transient(), transient, "{code}");
         }
     }

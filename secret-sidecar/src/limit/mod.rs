@@ -6,6 +6,7 @@ pub mod request;
 pub mod store;
 
 use secret_ref::SecretValue;
+use sidecar_api::ErrorCode;
 
 use crate::config::LimitConfig;
 use crate::resolve::{Resolution, Resolver};
@@ -36,20 +37,21 @@ pub enum LimitError {
     SecretUnresolved {
         field: &'static str,
         reference: String,
-        code: &'static str,
+        code: ErrorCode,
         message: String,
     },
 }
 
 impl LimitError {
-    /// The error code on the wire (docs/DESIGN.md, section 4).
-    pub fn code(&self) -> &'static str {
+    /// The error code on the wire (docs/DESIGN.md, section 4): the one mapping of these errors
+    /// to the wire.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            LimitError::Unavailable { .. } => "redis_unavailable",
-            LimitError::AuthFailed { .. } => "redis_auth_failed",
-            LimitError::Redis { .. } => "redis_error",
-            LimitError::SecretUnresolved { .. } => "secret_unresolved",
-            LimitError::BackendNotAllowed { .. } => "backend_not_allowed",
+            LimitError::Unavailable { .. } => ErrorCode::RedisUnavailable,
+            LimitError::AuthFailed { .. } => ErrorCode::RedisAuthFailed,
+            LimitError::Redis { .. } => ErrorCode::RedisError,
+            LimitError::SecretUnresolved { .. } => ErrorCode::SecretUnresolved,
+            LimitError::BackendNotAllowed { .. } => ErrorCode::BackendNotAllowed,
         }
     }
 
@@ -264,7 +266,7 @@ redis_clusters = [["10.0.0.1:7000", "10.0.0.2:7000", "10.0.0.3:7000"], ["10.1.0.
         for (b, message) in refused {
             let e = check_allowed(&config, &target(b)).unwrap_err();
             assert_eq!(
-                (e.code(), e.to_string().as_str()),
+                (e.code().as_str(), e.to_string().as_str()),
                 ("backend_not_allowed", message),
                 "{b}"
             );
@@ -321,7 +323,7 @@ redis_clusters = [["10.0.0.1:7000", "10.0.0.2:7000", "10.0.0.3:7000"], ["10.1.0.
         ];
         for (e, code, message) in cases {
             let e = LimitError::from_store(&backend, e);
-            assert_eq!((e.code(), e.to_string().as_str()), (code, message));
+            assert_eq!((e.code().as_str(), e.to_string().as_str()), (code, message));
         }
     }
 }

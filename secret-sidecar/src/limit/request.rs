@@ -5,7 +5,6 @@ use std::fmt;
 use std::time::Duration;
 
 use secret_ref::{ParseError, Reference, SecretValue};
-use serde::Deserialize;
 
 /// Most ops accepted in one request.
 pub const MAX_OPS: usize = 1000;
@@ -19,53 +18,12 @@ pub const MAX_TIMEOUT_MS: u64 = 60_000;
 pub const MAX_WINDOW_S: u64 = i32::MAX as u64;
 
 /// Which kind of Redis deployment holds the counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Policy {
-    Redis,
-    RedisCluster,
-}
+pub use sidecar_api::LimitPolicy as Policy;
 
-impl Policy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Policy::Redis => "redis",
-            Policy::RedisCluster => "redis-cluster",
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRequest {
-    backend: RawBackend,
-    ops: Vec<RawOp>,
-}
-
-// Numbers are read signed so that a negative value gets our message ("must be at least 1"),
-// not serde's "invalid value: integer `-1`, expected u64".
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBackend {
-    policy: Policy,
-    host: Option<String>,
-    port: Option<i64>,
-    database: Option<i64>,
-    username: Option<String>,
-    password: Option<String>,
-    timeout_ms: Option<i64>,
-    ssl: Option<bool>,
-    cluster_nodes: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOp {
-    key: String,
-    limit: i64,
-    window_s: i64,
-    cost: Option<i64>,
-}
+// The body as sent (sidecar-api, shared with the filter). Its numbers are signed so that a
+// negative value gets our message ("must be at least 1"), not serde's "invalid value: integer
+// `-1`, expected u64".
+use sidecar_api::{LimitBackend as RawBackend, LimitOp as RawOp, LimitRequest as RawRequest};
 
 /// A validated request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -348,13 +306,15 @@ fn host_port(name: &str, text: &str) -> Result<(String, u16), RequestError> {
 }
 
 /// Absent or empty: no credential (as APISIX treats an empty `redis_password`).
-fn credential(name: &str, value: Option<String>) -> Result<Option<Credential>, RequestError> {
-    let Some(value) = value.filter(|v| !v.is_empty()) else {
+fn credential(name: &str, value: Option<SecretValue>) -> Result<Option<Credential>, RequestError> {
+    let Some(value) = value.filter(|v| !v.expose().is_empty()) else {
         return Ok(None);
     };
-    match secret_ref::parse(&value) {
-        Ok(None) => Ok(Some(Credential::Plain(SecretValue::new(value)))),
-        Ok(Some(Reference::Secret(_))) => Ok(Some(Credential::Reference(value))),
+    match secret_ref::parse(value.expose()) {
+        Ok(None) => Ok(Some(Credential::Plain(value))),
+        Ok(Some(Reference::Secret(_))) => {
+            Ok(Some(Credential::Reference(value.expose().to_string())))
+        }
         Ok(Some(Reference::Env(_))) => Err(field(name, Problem::EnvReference)),
         Err(e) => Err(field(name, Problem::InvalidReference(e))),
     }
