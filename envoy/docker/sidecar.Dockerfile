@@ -5,6 +5,7 @@ WORKDIR /src
 # Only what the workspace needs to resolve (no target/, no .venv).
 COPY Cargo.toml Cargo.lock rust-toolchain.toml clippy.toml ./
 COPY secret-ref secret-ref
+COPY sidecar-api sidecar-api
 COPY secret-sidecar secret-sidecar
 COPY filter filter
 COPY tests tests

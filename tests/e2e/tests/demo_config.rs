@@ -389,3 +389,35 @@ fn demo_envoy_config_passes_envoy_validate() -> Result<()> {
         "target/wasm32-wasip1/wasm-release/envoy_secret_auth_filter.wasm",
     )
 }
+
+/// The sidecar image builds from the workspace: every workspace member's directory is copied
+/// into the build stage (a member missing there fails `cargo build` inside `docker build`).
+#[test]
+fn the_sidecar_image_copies_every_workspace_member() -> Result<()> {
+    let manifest = read("Cargo.toml")?;
+    let members = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("members = "))
+        .context("no members line in Cargo.toml")?;
+    let dockerfile = read("envoy/docker/sidecar.Dockerfile")?;
+    let copied: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for member in members
+        .trim_matches(|c| c == '[' || c == ']')
+        .split(',')
+        .map(|m| m.trim().trim_matches('"'))
+        .filter(|m| !m.is_empty())
+    {
+        let covered = copied
+            .iter()
+            .any(|c| member == *c || member.starts_with(&format!("{c}/")));
+        ensure!(
+            covered,
+            "envoy/docker/sidecar.Dockerfile does not COPY {member}"
+        );
+    }
+    Ok(())
+}
