@@ -1,6 +1,8 @@
 //! docs/DESIGN.md stays honest: every field the filter's JSON and the sidecar's TOML accept is
 //! documented there, and every filter option the design names is one the configuration accepts.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 use std::collections::BTreeSet;
 use std::path::Path;
 

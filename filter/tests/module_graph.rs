@@ -2,6 +2,8 @@
 //! ("Module graph"): leaves first, the glue on top. A new `use crate::...` that points the other
 //! way fails here, with the edge named.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
