@@ -6,9 +6,9 @@ pub mod config;
 pub mod http;
 pub mod limit;
 pub mod request;
-pub mod runtime;
 pub mod secrets;
 pub mod throttle;
+pub mod worker;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;

@@ -15,12 +15,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("limit", &["http"]),
     ("config", &["auth", "http", "limit"]),
     ("secrets", &["config"]),
-    ("runtime", &["auth", "config", "limit", "secrets"]),
-    ("request", &["auth", "config", "http", "limit", "runtime"]),
+    ("worker", &["auth", "config", "limit", "secrets"]),
+    ("request", &["auth", "config", "http", "limit", "worker"]),
     (
         "glue",
         &[
-            "auth", "config", "http", "limit", "request", "runtime", "secrets", "throttle",
+            "auth", "config", "http", "limit", "request", "worker", "secrets", "throttle",
         ],
     ),
 ];

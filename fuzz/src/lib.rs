@@ -13,7 +13,7 @@
 
 use envoy_secret_auth_filter::config::{self, PluginSet};
 use envoy_secret_auth_filter::http::RequestView;
-use envoy_secret_auth_filter::runtime::{self, Level, Runtime};
+use envoy_secret_auth_filter::worker::{self, Level, Worker};
 
 /// The fake clock of every target: 2025-01-01T00:00:00Z (the harness's default start).
 pub const NOW_S: u64 = 1_735_689_600;
@@ -96,7 +96,7 @@ impl RequestView for FakeRequest {
 /// The runtime's host: no sidecar (every credential is literal), logs dropped.
 struct NoSidecar;
 
-impl runtime::Host for NoSidecar {
+impl worker::Host for NoSidecar {
     fn now_ms(&self) -> u64 {
         NOW_S * 1000
     }
@@ -114,23 +114,23 @@ impl runtime::Host for NoSidecar {
 }
 
 /// The filter runtime for `CONFIG`: credential indexes built, plugins per route.
-pub fn runtime() -> Runtime {
+pub fn runtime() -> Worker {
     let compiled = config::compile(config_json().as_bytes(), &|_| None)
         .unwrap_or_else(|e| panic!("the fuzz config does not compile: {e}"));
-    Runtime::new(compiled, &mut NoSidecar)
+    Worker::new(compiled, &mut NoSidecar)
 }
 
 thread_local! {
-    static RUNTIME: Runtime = runtime();
+    static RUNTIME: Worker = runtime();
 }
 
 /// Runs `f` with this thread's runtime (built once: parsing the public keys is slow).
-pub fn with_runtime<R>(f: impl FnOnce(&Runtime) -> R) -> R {
+pub fn with_runtime<R>(f: impl FnOnce(&Worker) -> R) -> R {
     RUNTIME.with(f)
 }
 
 /// The plugin set of the route the request names (see `route_name`).
-pub fn plugins<'a>(rt: &'a Runtime, req: &Request) -> &'a PluginSet {
+pub fn plugins<'a>(rt: &'a Worker, req: &Request) -> &'a PluginSet {
     rt.plugins_for(route_name(&req.route))
 }
 

@@ -1,5 +1,5 @@
 //! The only code that names proxy_wasm: the root context (configure, ticks, sidecar callouts),
-//! the HTTP context (per-request decision), and the host calls behind [`runtime::Host`].
+//! the HTTP context (per-request decision), and the host calls behind [`worker::Host`].
 //! Host calls go through [`abi`], where every status is handled and request data is read as
 //! bytes; nothing a client sends can make this code panic.
 
@@ -12,8 +12,8 @@ use crate::limit::key::strip_port;
 use crate::limit::local::{self, SharedStore, StoreError};
 use crate::limit::LimitOptions;
 use crate::request::{self, Edit, Next, Note, Plan};
-use crate::runtime::{Host, Level, Runtime, LIMIT_PATH};
 use crate::throttle::LogThrottle;
+use crate::worker::{Host, Level, Worker, LIMIT_PATH};
 use abi::Buffer;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -34,7 +34,7 @@ proxy_wasm::main! {{
 /// State shared by a worker's root context and its HTTP contexts (one thread, so `Rc`).
 #[derive(Default)]
 struct Shared {
-    runtime: Option<Runtime>,
+    worker: Option<Worker>,
     /// HTTP contexts paused until the first answer from the sidecar.
     waiting: Vec<(u32, Rc<RefCell<ReqState>>)>,
     /// Per-request Redis rate-limit callouts: token -> the waiting request.
@@ -171,13 +171,13 @@ impl Root {
     fn release_waiting(&mut self) {
         let ids = {
             let mut shared = self.shared.borrow_mut();
-            if !shared.runtime.as_ref().is_some_and(Runtime::gate_open) {
+            if !shared.worker.as_ref().is_some_and(Worker::gate_open) {
                 return;
             }
             std::mem::take(&mut shared.waiting)
         };
         let shared = self.shared.borrow();
-        let Some(rt) = shared.runtime.as_ref() else {
+        let Some(rt) = shared.worker.as_ref() else {
             return;
         };
         let mut limit_calls = HashMap::new();
@@ -216,7 +216,7 @@ impl Context for Root {
         }
         {
             let mut shared = self.shared.borrow_mut();
-            let Some(rt) = shared.runtime.as_mut() else {
+            let Some(rt) = shared.worker.as_mut() else {
                 return;
             };
             let (status, body) = callout_answer(num_headers, body_size);
@@ -228,9 +228,9 @@ impl Context for Root {
         let period = self
             .shared
             .borrow()
-            .runtime
+            .worker
             .as_ref()
-            .map(Runtime::tick_period);
+            .map(Worker::tick_period);
         if let Some(p) = period {
             self.set_tick(p);
         }
@@ -257,18 +257,18 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let mut runtime = Runtime::new(compiled, &mut ProxyHost);
-        if runtime.uses_local_limits() {
+        let mut worker = Worker::new(compiled, &mut ProxyHost);
+        if worker.uses_local_limits() {
             match local::HashKey::shared(&mut SharedData, random_key()) {
-                Ok(key) => runtime.set_limit_hash_key(key),
+                Ok(key) => worker.set_limit_hash_key(key),
                 Err(e) => log(
                     Level::Error,
                     &format!("limit-count: cannot set up local counters: {e}"),
                 ),
             }
         }
-        let period = runtime.tick_period();
-        self.shared.borrow_mut().runtime = Some(runtime);
+        let period = worker.tick_period();
+        self.shared.borrow_mut().worker = Some(worker);
         // The first fetch happens on the first tick, once Envoy's cluster manager is ready.
         self.set_tick(period);
         true
@@ -277,7 +277,7 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         let period = {
             let mut shared = self.shared.borrow_mut();
-            let Some(rt) = shared.runtime.as_mut() else {
+            let Some(rt) = shared.worker.as_mut() else {
                 return;
             };
             rt.on_tick(&mut ProxyHost);
@@ -341,7 +341,7 @@ impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
         let mut shared = self.shared.borrow_mut();
         self.state.borrow_mut().body_complete = end_of_stream;
-        let Some(rt) = shared.runtime.as_ref() else {
+        let Some(rt) = shared.worker.as_ref() else {
             // Not configured: Envoy would not run us; refuse rather than let anyone through.
             reply(&crate::auth::key::invalid(), None);
             return Action::Pause;
@@ -570,7 +570,7 @@ impl SharedStore for SharedData {
 }
 
 /// Decides the current request (the effective context).
-fn decide(rt: &Runtime) -> Plan {
+fn decide(rt: &Worker) -> Plan {
     request::decide(
         rt,
         &mut Headers::default(),

@@ -23,7 +23,7 @@ use crate::auth::{self, BodyCheck, Decision, Hide};
 use crate::http::{Reject, RequestView};
 use crate::limit::local::{self, Hit, SharedStore, StoreError};
 use crate::limit::{self, remote, LimitOptions, Policy};
-use crate::runtime::Runtime;
+use crate::worker::Worker;
 use std::time::Duration;
 
 /// Headers the upstream gets for an authenticated consumer. Client-sent copies are replaced or
@@ -102,7 +102,7 @@ impl Plan {
 /// Decides the request in front of `req` with the worker's configuration and credentials.
 /// Local counters are kept in `store`; `now_ms` is the time of the request.
 pub fn decide(
-    worker: &Runtime,
+    worker: &Worker,
     req: &mut dyn RequestView,
     store: &mut dyn SharedStore,
     now_ms: u64,
@@ -171,7 +171,7 @@ pub fn decide(
 /// Step 3: counts the request against its limit-count counter.
 #[allow(clippy::too_many_arguments)]
 fn count(
-    worker: &Runtime,
+    worker: &Worker,
     req: &mut dyn RequestView,
     store: &mut dyn SharedStore,
     now_ms: u64,

@@ -4,7 +4,7 @@ use super::*;
 use crate::auth::tests::FakeRequest;
 use crate::config::{compile, Sidecar};
 use crate::limit::local::HashKey;
-use crate::runtime::{Host, Level};
+use crate::worker::{Host, Level};
 use std::collections::HashMap;
 
 struct NoHost;
@@ -41,7 +41,7 @@ impl SharedStore for Store {
 }
 
 /// A worker with alice (key-auth, custom id) and the given plugin sets.
-fn worker(plugins: serde_json::Value, routes: serde_json::Value) -> Runtime {
+fn worker(plugins: serde_json::Value, routes: serde_json::Value) -> Worker {
     let json = serde_json::json!({
         "sidecar": {"cluster": "secret_sidecar", "token": "$env://TOKEN"},
         "consumers": [
@@ -53,12 +53,12 @@ fn worker(plugins: serde_json::Value, routes: serde_json::Value) -> Runtime {
         "routes": routes
     });
     let compiled = compile(json.to_string().as_bytes(), &|_| Some("t".into())).unwrap();
-    let mut w = Runtime::new(compiled, &mut NoHost);
+    let mut w = Worker::new(compiled, &mut NoHost);
     w.set_limit_hash_key(HashKey::fixed([1; 32]));
     w
 }
 
-fn run(w: &Runtime, store: &mut Store, headers: &[(&str, &str)]) -> Plan {
+fn run(w: &Worker, store: &mut Store, headers: &[(&str, &str)]) -> Plan {
     decide(w, &mut FakeRequest::new(headers), store, 1_000)
 }
 

@@ -40,7 +40,7 @@ pub trait Host {
     fn dispatch(&mut self, sidecar: &Sidecar, path: &str, body: Vec<u8>) -> Result<u32, String>;
 }
 
-pub struct Runtime {
+pub struct Worker {
     config: Config,
     table: SecretTable,
     credentials: Credentials,
@@ -58,7 +58,7 @@ pub struct Runtime {
     limit_hash_key: Option<HashKey>,
 }
 
-impl Runtime {
+impl Worker {
     pub fn new(compiled: Compiled, host: &mut dyn Host) -> Self {
         let Compiled { config, warnings } = compiled;
         for w in &warnings {
@@ -87,7 +87,7 @@ impl Runtime {
                 }
             }
         }
-        let mut rt = Runtime {
+        let mut rt = Worker {
             table: SecretTable::new(&config),
             config,
             credentials: Credentials::default(),
@@ -143,7 +143,7 @@ impl Runtime {
         self.gate_open
     }
 
-    /// How often the glue should call [`Runtime::on_tick`].
+    /// How often the glue should call [`Worker::on_tick`].
     pub fn tick_period(&self) -> Duration {
         let base = if self.gate_open { SLOW_TICK } else { FAST_TICK };
         self.sync_scopes

@@ -41,7 +41,7 @@ impl FakeHost {
 
 const ALICE_REF: &str = "$secret://aws/my-secrets-manager/alice-credentials/alice-key-auth";
 
-fn runtime(host: &mut FakeHost) -> Runtime {
+fn runtime(host: &mut FakeHost) -> Worker {
     let json = serde_json::json!({
         "sidecar": {"cluster": "secret_sidecar", "token": "$env://SIDECAR_TOKEN"},
         "refresh_interval_s": 30,
@@ -53,13 +53,13 @@ fn runtime(host: &mut FakeHost) -> Runtime {
         "plugins": {"key-auth": {}},
         "routes": {"open": {}}
     });
-    Runtime::new(
+    Worker::new(
         compile(json.to_string().as_bytes(), &|_| Some("t".into())).unwrap(),
         host,
     )
 }
 
-fn who(rt: &Runtime, key: &str) -> Option<String> {
+fn who(rt: &Worker, key: &str) -> Option<String> {
     let mut req = FakeRequest::new(&[(":path", "/ip"), ("apikey", key)]);
     match authenticate(rt.plugins_for(None), rt.credentials(), &mut req) {
         Some(Decision::Allow(a)) => a
@@ -70,7 +70,7 @@ fn who(rt: &Runtime, key: &str) -> Option<String> {
     }
 }
 
-fn answer(rt: &mut Runtime, host: &mut FakeHost, value_json: &str) {
+fn answer(rt: &mut Worker, host: &mut FakeHost, value_json: &str) {
     let token = host.calls.last().unwrap().0;
     let body = format!(r#"{{"results":[{{"ref":"{ALICE_REF}",{value_json}}}]}}"#);
     rt.on_answer(host, token, Some("200"), body.as_bytes());
@@ -239,14 +239,14 @@ fn logs_never_contain_values() {
     assert!(logs.iter().all(|(_, m)| !m.contains(":\"alice-key")));
 }
 
-fn sync_runtime(host: &mut FakeHost) -> Runtime {
+fn sync_runtime(host: &mut FakeHost) -> Worker {
     let json = serde_json::json!({
         "sidecar": {"cluster": "secret_sidecar", "token": "$env://SIDECAR_TOKEN"},
         "plugins": {"limit-count": {"count": 3, "time_window": 60, "policy": "redis",
                                      "redis_host": "127.0.0.1", "sync_interval": 0.2,
                                      "redis_password": "$secret://aws/sm/redis/password"}}
     });
-    Runtime::new(
+    Worker::new(
         compile(json.to_string().as_bytes(), &|_| Some("t".into())).unwrap(),
         host,
     )
