@@ -1,5 +1,7 @@
 //! Configuration errors: each names the path of the offending field and what is wrong with it.
 
+use crate::auth::jwt::KeyError as JwtKeyError;
+use crate::limit::key::KeyError as LimitKeyError;
 use secret_ref::{ExtractError, ParseError};
 use std::fmt;
 
@@ -12,8 +14,39 @@ pub struct ConfigError {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigErrorKind {
-    /// Not valid JSON, unknown field, wrong type: serde's message.
-    Syntax(String),
+    /// Not valid JSON, an unknown field, a wrong type: serde's message (values redacted).
+    Json(String),
+    /// A name that is not one of those accepted (`what` it is, what was `expected`).
+    Unknown {
+        what: &'static str,
+        given: String,
+        expected: String,
+    },
+    /// A field required in this case (`when`: "for RS256", "with policy \"redis\"").
+    Required { when: String },
+    /// A jwt-auth key that cannot verify tokens (never shows key material).
+    JwtKey(JwtKeyError),
+    /// A limit-count `key` / `key_type` that does not parse.
+    LimitKey(LimitKeyError),
+    /// A path that must start with `/`.
+    NotAbsolutePath(String),
+    /// Not an HTTP status code (200-599).
+    NotAnHttpStatus(u16),
+    /// A number outside `min..=max` (`unit` for the message).
+    OutOfRange {
+        value: u64,
+        min: u64,
+        max: u64,
+        unit: &'static str,
+    },
+    /// A positive number of seconds was expected.
+    NotPositiveSeconds(String),
+    /// `$env://` where the sidecar, not the filter, resolves the value (Redis credentials).
+    EnvNotAllowed,
+    /// `sync_interval` with the local policy.
+    OnlyForRedis,
+    /// A `group` configured differently where it was first defined.
+    GroupDiffers { group: String, first: String },
     /// A string meant as a reference that does not parse.
     Reference(ParseError),
     /// A required string is empty.
@@ -63,7 +96,33 @@ impl fmt::Display for ConfigErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use ConfigErrorKind::*;
         match self {
-            Syntax(m) => write!(f, "{m}"),
+            Json(m) => write!(f, "{m}"),
+            Unknown {
+                what,
+                given,
+                expected,
+            } => write!(f, "unknown {what} \"{given}\" (expected {expected})"),
+            Required { when } => write!(f, "required {when}"),
+            JwtKey(e) => write!(f, "{e}"),
+            LimitKey(e) => write!(f, "{e}"),
+            NotAbsolutePath(p) => write!(f, "\"{p}\" must start with '/'"),
+            NotAnHttpStatus(c) => write!(f, "{c} is not an HTTP status (200-599)"),
+            OutOfRange {
+                value,
+                min,
+                max,
+                unit,
+            } => write!(f, "{value}{unit} is out of range ({min}-{max})"),
+            NotPositiveSeconds(v) => write!(f, "{v} must be a positive number of seconds"),
+            EnvNotAllowed => write!(
+                f,
+                "$env:// is not supported here: the sidecar resolves Redis credentials, use \
+                 $secret:// or a plain value"
+            ),
+            OnlyForRedis => write!(f, "only applies to the redis policies"),
+            GroupDiffers { group, first } => {
+                write!(f, "group \"{group}\" is configured differently at {first}")
+            }
             Reference(e) => write!(f, "invalid reference: {e}"),
             Empty => write!(f, "must not be empty"),
             TooSmall { min } => write!(f, "must be at least {min}"),

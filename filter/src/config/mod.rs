@@ -176,7 +176,7 @@ pub fn compile(
         let path = e.path().to_string();
         ConfigError::new(
             path,
-            ConfigErrorKind::Syntax(redact_value(e.into_inner().to_string())),
+            ConfigErrorKind::Json(redact_value(e.into_inner().to_string())),
         )
     })?;
     Compiler {
@@ -389,8 +389,15 @@ impl Compiler<'_> {
                 ..
             } => {
                 let key = non_empty("key", key)?;
-                let algorithm: JwtAlgorithm = algorithm.parse().map_err(|e: String| {
-                    ConfigError::new(format!("{path}.algorithm"), ConfigErrorKind::Syntax(e))
+                let algorithm: JwtAlgorithm = algorithm.parse().map_err(|_| {
+                    ConfigError::new(
+                        format!("{path}.algorithm"),
+                        ConfigErrorKind::Unknown {
+                            what: "algorithm",
+                            given: algorithm.clone(),
+                            expected: format!("one of {}", JwtAlgorithm::names().join(", ")),
+                        },
+                    )
                 })?;
                 let (field, value) = match (algorithm.is_hmac(), secret, public_key) {
                     (true, Some(s), _) => ("secret", s),
@@ -398,13 +405,17 @@ impl Compiler<'_> {
                     (true, None, _) => {
                         return Err(ConfigError::new(
                             format!("{path}.secret"),
-                            ConfigErrorKind::Syntax(format!("required for {algorithm}")),
+                            ConfigErrorKind::Required {
+                                when: format!("for {algorithm}"),
+                            },
                         ))
                     }
                     (false, _, None) => {
                         return Err(ConfigError::new(
                             format!("{path}.public_key"),
-                            ConfigErrorKind::Syntax(format!("required for {algorithm}")),
+                            ConfigErrorKind::Required {
+                                when: format!("for {algorithm}"),
+                            },
                         ))
                     }
                 };
@@ -412,9 +423,8 @@ impl Compiler<'_> {
                 let material = self.sensitive(&field_path, value.as_str())?;
                 // A literal key is checked now; a referenced one when it resolves.
                 if let Source::Value(v) = &material {
-                    VerifyKey::new(algorithm, v.expose(), base64_secret).map_err(|e| {
-                        ConfigError::new(field_path, ConfigErrorKind::Syntax(e.to_string()))
-                    })?;
+                    VerifyKey::new(algorithm, v.expose(), base64_secret)
+                        .map_err(|e| ConfigError::new(field_path, ConfigErrorKind::JwtKey(e)))?;
                 }
                 CredentialKind::JwtAuth {
                     key,
@@ -491,7 +501,7 @@ impl Compiler<'_> {
         if !raw.path.starts_with('/') {
             return Err(ConfigError::new(
                 "sidecar.path",
-                ConfigErrorKind::Syntax(format!("\"{}\" must start with '/'", raw.path)),
+                ConfigErrorKind::NotAbsolutePath(raw.path.clone()),
             ));
         }
         if raw.timeout_ms < 1 {
@@ -580,9 +590,11 @@ fn plugin_set(
                         other => {
                             return Err(ConfigError::new(
                                 format!("{p}.claims_to_verify[{i}]"),
-                                ConfigErrorKind::Syntax(format!(
-                                    "unknown claim \"{other}\" (expected \"exp\" or \"nbf\")"
-                                )),
+                                ConfigErrorKind::Unknown {
+                                    what: "claim",
+                                    given: other.to_string(),
+                                    expected: "\"exp\" or \"nbf\"".into(),
+                                },
                             ))
                         }
                     }
@@ -616,10 +628,14 @@ fn plugin_set(
                     .iter()
                     .enumerate()
                     .map(|(i, a)| {
-                        a.parse().map_err(|e: String| {
+                        a.parse().map_err(|_| {
                             ConfigError::new(
                                 format!("{p}.allowed_algorithms[{i}]"),
-                                ConfigErrorKind::Syntax(e),
+                                ConfigErrorKind::Unknown {
+                                    what: "algorithm",
+                                    given: a.clone(),
+                                    expected: "hmac-sha1, hmac-sha256 or hmac-sha512".into(),
+                                },
                             )
                         })
                     })
@@ -681,7 +697,6 @@ fn limit_options(
     groups: &mut HashMap<String, (String, raw::RawLimitCount)>,
 ) -> Result<LimitOptions, ConfigError> {
     let err = |field: &str, kind: ConfigErrorKind| ConfigError::new(format!("{p}.{field}"), kind);
-    let syntax = |field: &str, m: String| err(field, ConfigErrorKind::Syntax(m));
     if l.count < 1 {
         return Err(err("count", ConfigErrorKind::TooSmall { min: 1 }));
     }
@@ -689,31 +704,35 @@ fn limit_options(
         return Err(err("time_window", ConfigErrorKind::TooSmall { min: 1 }));
     }
     if !(200..=599).contains(&l.rejected_code) {
-        return Err(syntax(
+        return Err(err(
             "rejected_code",
-            format!("{} is not an HTTP status (200-599)", l.rejected_code),
+            ConfigErrorKind::NotAnHttpStatus(l.rejected_code),
         ));
     }
     let key = KeySpec::parse(&l.key_type, &l.key).map_err(|e| match e {
-        crate::limit::key::KeyError::UnknownKeyType(_) => syntax("key_type", e.to_string()),
-        _ => syntax("key", e.to_string()),
+        crate::limit::key::KeyError::UnknownKeyType(_) => {
+            err("key_type", ConfigErrorKind::LimitKey(e))
+        }
+        _ => err("key", ConfigErrorKind::LimitKey(e)),
     })?;
     let credential = |field: &str, v: &Option<raw::RawSecret>| -> Result<(), ConfigError> {
         match v.as_ref().map(|v| secret_ref::parse(v.as_str())) {
             Some(Err(e)) => Err(err(field, ConfigErrorKind::Reference(e))),
-            Some(Ok(Some(secret_ref::Reference::Env(_)))) => Err(syntax(
-                field,
-                "$env:// is not supported here: the sidecar resolves Redis credentials, use \
-                 $secret:// or a plain value"
-                    .into(),
-            )),
+            Some(Ok(Some(secret_ref::Reference::Env(_)))) => {
+                Err(err(field, ConfigErrorKind::EnvNotAllowed))
+            }
             _ => Ok(()),
         }
     };
     if !(1..=60_000).contains(&l.redis_timeout) {
-        return Err(syntax(
+        return Err(err(
             "redis_timeout",
-            format!("{} ms is out of range (1-60000)", l.redis_timeout),
+            ConfigErrorKind::OutOfRange {
+                value: l.redis_timeout,
+                min: 1,
+                max: 60_000,
+                unit: " ms",
+            },
         ));
     }
     credential("redis_username", &l.redis_username)?;
@@ -724,15 +743,12 @@ fn limit_options(
             Some(Duration::from_secs_f64(s.min(3600.0)))
         }
         Some(_) if l.policy == "local" => {
-            return Err(syntax(
-                "sync_interval",
-                "only applies to the redis policies".into(),
-            ))
+            return Err(err("sync_interval", ConfigErrorKind::OnlyForRedis))
         }
         Some(s) => {
-            return Err(syntax(
+            return Err(err(
                 "sync_interval",
-                format!("{s} must be a positive number of seconds"),
+                ConfigErrorKind::NotPositiveSeconds(s.to_string()),
             ))
         }
     };
@@ -757,7 +773,14 @@ fn limit_options(
                 .redis_host
                 .clone()
                 .filter(|h| !h.is_empty())
-                .ok_or_else(|| syntax("redis_host", "required with policy \"redis\"".into()))?;
+                .ok_or_else(|| {
+                    err(
+                        "redis_host",
+                        ConfigErrorKind::Required {
+                            when: "with policy \"redis\"".into(),
+                        },
+                    )
+                })?;
             Policy::Redis {
                 backend: crate::limit::LimitBackend {
                     host: Some(host),
@@ -771,9 +794,11 @@ fn limit_options(
         "redis-cluster" => {
             let nodes = l.redis_cluster_nodes.clone().unwrap_or_default();
             if nodes.is_empty() {
-                return Err(syntax(
+                return Err(err(
                     "redis_cluster_nodes",
-                    "required with policy \"redis-cluster\"".into(),
+                    ConfigErrorKind::Required {
+                        when: "with policy \"redis-cluster\"".into(),
+                    },
                 ));
             }
             Policy::Redis {
@@ -786,9 +811,13 @@ fn limit_options(
             }
         }
         other => {
-            return Err(syntax(
+            return Err(err(
                 "policy",
-                format!("unknown policy \"{other}\" (expected local, redis or redis-cluster)"),
+                ConfigErrorKind::Unknown {
+                    what: "policy",
+                    given: other.to_string(),
+                    expected: "local, redis or redis-cluster".into(),
+                },
             ))
         }
     };
@@ -797,9 +826,12 @@ fn limit_options(
         Some(g) => {
             if let Some((other, first)) = groups.get(g) {
                 if *first != l {
-                    return Err(syntax(
+                    return Err(err(
                         "group",
-                        format!("group \"{g}\" is configured differently at {other}"),
+                        ConfigErrorKind::GroupDiffers {
+                            group: g.clone(),
+                            first: other.clone(),
+                        },
                     ));
                 }
             }

@@ -53,6 +53,13 @@ impl JwtAlgorithm {
     }
 }
 
+impl JwtAlgorithm {
+    /// Every algorithm's name, for messages.
+    pub fn names() -> Vec<&'static str> {
+        NAMES.iter().map(|(n, _)| *n).collect()
+    }
+}
+
 impl FromStr for JwtAlgorithm {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
