@@ -1,0 +1,372 @@
+//! Compiling the raw configuration: consumers and their credentials (sensitive fields as
+//! plain values, `$env://` values or `$secret://` references), the sidecar section, then the
+//! plugin sets.
+
+use super::*;
+
+pub(super) struct Compiler<'a> {
+    pub(super) env: &'a dyn Fn(&str) -> Option<String>,
+    pub(super) refs: Vec<SecretRef>,
+    pub(super) ref_ids: HashMap<SecretRef, RefId>,
+    pub(super) warnings: Vec<String>,
+}
+
+impl Compiler<'_> {
+    pub(super) fn compile(mut self, raw: RawConfig) -> Result<Compiled, ConfigError> {
+        if raw.refresh_interval_s < 1 {
+            return Err(ConfigError::new(
+                "refresh_interval_s",
+                ConfigErrorKind::TooSmall { min: 1 },
+            ));
+        }
+        // Values must be able to outlive one refresh, or every credential would blink out.
+        if raw.max_stale_s <= raw.refresh_interval_s {
+            return Err(ConfigError::new(
+                "max_stale_s",
+                ConfigErrorKind::TooSmall {
+                    min: raw.refresh_interval_s.saturating_add(1),
+                },
+            ));
+        }
+        let mut consumers = Vec::with_capacity(raw.consumers.len());
+        let mut credentials = Vec::new();
+        let mut usernames = HashMap::new();
+        let mut credential_ids = HashMap::new();
+        for (ci, rc) in raw.consumers.into_iter().enumerate() {
+            let base = format!("consumers[{ci}]");
+            let RawConsumer {
+                username,
+                labels,
+                credentials: raw_creds,
+            } = rc;
+            if username.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{base}.username"),
+                    ConfigErrorKind::Empty,
+                ));
+            }
+            if usernames.insert(username.clone(), ci).is_some() {
+                return Err(ConfigError::new(
+                    format!("{base}.username"),
+                    ConfigErrorKind::DuplicateUsername(username),
+                ));
+            }
+            for (li, (k, _)) in labels.iter().enumerate() {
+                if k.is_empty() {
+                    return Err(ConfigError::new(
+                        format!("{base}.labels[{li}]"),
+                        ConfigErrorKind::Empty,
+                    ));
+                }
+            }
+            for (ki, cred) in raw_creds.into_iter().enumerate() {
+                let path = format!("{base}.credentials[{ki}]");
+                let credential = self.credential(ci, path, cred)?;
+                if credential_ids
+                    .insert(credential.id.clone(), credentials.len())
+                    .is_some()
+                {
+                    return Err(ConfigError::new(
+                        format!("{}.id", credential.path),
+                        ConfigErrorKind::DuplicateCredentialId(credential.id),
+                    ));
+                }
+                credentials.push(credential);
+            }
+            consumers.push(Consumer { username, labels });
+        }
+        check_plain_duplicates(&credentials)?;
+
+        let sidecar = match raw.sidecar {
+            None if !self.refs.is_empty() => {
+                return Err(ConfigError::new(
+                    "sidecar",
+                    ConfigErrorKind::SidecarRequired,
+                ))
+            }
+            None => None,
+            Some(s) => Some(self.sidecar(s)?),
+        };
+        let mut groups = HashMap::new();
+        let default_plugins =
+            plugin_set("plugins", "default", raw.plugins, &usernames, &mut groups)?;
+        let mut routes = HashMap::with_capacity(raw.routes.len());
+        for (name, set) in raw.routes {
+            let path = format!("routes.{name}");
+            let compiled = plugin_set(
+                &path,
+                &format!("route:{name}"),
+                set,
+                &usernames,
+                &mut groups,
+            )?;
+            routes.insert(name, compiled);
+        }
+        // Redis counters are kept by the sidecar: without one, every request would fail over.
+        if sidecar.is_none() {
+            let redis = std::iter::once(("plugins", &default_plugins))
+                .chain(routes.iter().map(|(n, p)| (n.as_str(), p)))
+                .find(|(_, p)| {
+                    p.limit_count
+                        .as_ref()
+                        .is_some_and(|l| matches!(l.policy, Policy::Redis { .. }))
+                });
+            if let Some((name, _)) = redis {
+                let path = if name == "plugins" {
+                    "plugins.limit-count.policy".to_string()
+                } else {
+                    format!("routes.{name}.limit-count.policy")
+                };
+                return Err(ConfigError::new(path, ConfigErrorKind::SidecarRequired));
+            }
+        }
+        Ok(Compiled {
+            config: Config {
+                sidecar,
+                refresh_interval: Duration::from_secs(raw.refresh_interval_s),
+                max_stale: Duration::from_secs(raw.max_stale_s),
+                startup_wait: Duration::from_millis(raw.startup_wait_ms),
+                consumers,
+                credentials,
+                refs: self.refs,
+                default_plugins,
+                routes,
+            },
+            warnings: self.warnings,
+        })
+    }
+
+    fn credential(
+        &mut self,
+        consumer: usize,
+        path: String,
+        raw: RawCredential,
+    ) -> Result<Credential, ConfigError> {
+        let id = match &raw {
+            RawCredential::KeyAuth { id, .. }
+            | RawCredential::BasicAuth { id, .. }
+            | RawCredential::JwtAuth { id, .. }
+            | RawCredential::HmacAuth { id, .. } => id.clone(),
+        };
+        if id.is_empty() {
+            return Err(ConfigError::new(
+                format!("{path}.id"),
+                ConfigErrorKind::Empty,
+            ));
+        }
+        let non_empty = |field: &str, value: String| {
+            if value.is_empty() {
+                Err(ConfigError::new(
+                    format!("{path}.{field}"),
+                    ConfigErrorKind::Empty,
+                ))
+            } else {
+                Ok(value)
+            }
+        };
+        let kind = match raw {
+            RawCredential::KeyAuth { key, .. } => CredentialKind::KeyAuth {
+                key: self.sensitive(&format!("{path}.key"), key.as_str())?,
+            },
+            RawCredential::BasicAuth {
+                username, password, ..
+            } => CredentialKind::BasicAuth {
+                username: non_empty("username", username)?,
+                password: self.sensitive(&format!("{path}.password"), password.as_str())?,
+            },
+            RawCredential::HmacAuth {
+                key_id, secret_key, ..
+            } => CredentialKind::HmacAuth {
+                key_id: non_empty("key_id", key_id)?,
+                secret_key: self.sensitive(&format!("{path}.secret_key"), secret_key.as_str())?,
+            },
+            RawCredential::JwtAuth {
+                key,
+                secret,
+                public_key,
+                algorithm,
+                base64_secret,
+                exp: _,
+                lifetime_grace_period,
+                ..
+            } => {
+                let key = non_empty("key", key)?;
+                let algorithm: JwtAlgorithm = algorithm.parse().map_err(|_| {
+                    ConfigError::new(
+                        format!("{path}.algorithm"),
+                        ConfigErrorKind::Unknown {
+                            what: "algorithm",
+                            given: algorithm.clone(),
+                            expected: format!("one of {}", JwtAlgorithm::names().join(", ")),
+                        },
+                    )
+                })?;
+                let (field, value) = match (algorithm.is_hmac(), secret, public_key) {
+                    (true, Some(s), _) => ("secret", s),
+                    (false, _, Some(k)) => ("public_key", k),
+                    (true, None, _) => {
+                        return Err(ConfigError::new(
+                            format!("{path}.secret"),
+                            ConfigErrorKind::Required {
+                                when: format!("for {algorithm}"),
+                            },
+                        ))
+                    }
+                    (false, _, None) => {
+                        return Err(ConfigError::new(
+                            format!("{path}.public_key"),
+                            ConfigErrorKind::Required {
+                                when: format!("for {algorithm}"),
+                            },
+                        ))
+                    }
+                };
+                let field_path = format!("{path}.{field}");
+                let material = self.sensitive(&field_path, value.as_str())?;
+                // A literal key is checked now; a referenced one when it resolves.
+                if let Source::Value(v) = &material {
+                    VerifyKey::new(algorithm, v.expose(), base64_secret)
+                        .map_err(|e| ConfigError::new(field_path, ConfigErrorKind::JwtKey(e)))?;
+                }
+                CredentialKind::JwtAuth {
+                    key,
+                    algorithm,
+                    material,
+                    base64_secret,
+                    grace_period_s: lifetime_grace_period,
+                }
+            }
+        };
+        Ok(Credential {
+            consumer,
+            id,
+            path,
+            kind,
+        })
+    }
+
+    /// A field that may hold a reference.
+    fn sensitive(&mut self, path: &str, value: &str) -> Result<Source, ConfigError> {
+        let reference = secret_ref::parse(value)
+            .map_err(|e| ConfigError::new(path, ConfigErrorKind::Reference(e)))?;
+        match reference {
+            None if value.is_empty() => Err(ConfigError::new(path, ConfigErrorKind::Empty)),
+            None => Ok(Source::Value(SecretValue::new(value))),
+            Some(Reference::Secret(r)) => {
+                let next = self.refs.len();
+                let id = *self.ref_ids.entry(r.clone()).or_insert(next);
+                if id == next {
+                    self.refs.push(r);
+                }
+                Ok(Source::Ref(id))
+            }
+            Some(Reference::Env(e)) => match self.env_value(path, &e) {
+                Ok(v) if v.expose().is_empty() => {
+                    self.warnings
+                        .push(format!("{path}: {e} is empty; the credential is disabled"));
+                    Ok(Source::Unavailable(format!("{e} is empty")))
+                }
+                Ok(v) => Ok(Source::Value(v)),
+                Err(err) => {
+                    self.warnings
+                        .push(format!("{path}: {}; the credential is disabled", err.kind));
+                    Ok(Source::Unavailable(err.kind.to_string()))
+                }
+            },
+        }
+    }
+
+    fn env_value(&self, path: &str, e: &secret_ref::EnvRef) -> Result<SecretValue, ConfigError> {
+        let raw = (self.env)(&e.name)
+            .ok_or_else(|| ConfigError::new(path, ConfigErrorKind::EnvNotSet(e.name.clone())))?;
+        extract_key(&raw, e.key.as_deref()).map_err(|error| {
+            ConfigError::new(
+                path,
+                ConfigErrorKind::EnvKey {
+                    name: e.name.clone(),
+                    error,
+                },
+            )
+        })
+    }
+
+    fn sidecar(&mut self, raw: raw::RawSidecar) -> Result<Sidecar, ConfigError> {
+        if raw.cluster.is_empty() {
+            return Err(ConfigError::new("sidecar.cluster", ConfigErrorKind::Empty));
+        }
+        if raw.authority.is_empty() {
+            return Err(ConfigError::new(
+                "sidecar.authority",
+                ConfigErrorKind::Empty,
+            ));
+        }
+        if !raw.path.starts_with('/') {
+            return Err(ConfigError::new(
+                "sidecar.path",
+                ConfigErrorKind::NotAbsolutePath(raw.path.clone()),
+            ));
+        }
+        if raw.timeout_ms < 1 {
+            return Err(ConfigError::new(
+                "sidecar.timeout_ms",
+                ConfigErrorKind::TooSmall { min: 1 },
+            ));
+        }
+        let token = match secret_ref::parse(raw.token.as_str()) {
+            Err(e) => {
+                return Err(ConfigError::new(
+                    "sidecar.token",
+                    ConfigErrorKind::Reference(e),
+                ))
+            }
+            // A plain token would be readable by anyone with Envoy's /config_dump.
+            Ok(Some(Reference::Secret(_)) | None) => {
+                return Err(ConfigError::new(
+                    "sidecar.token",
+                    ConfigErrorKind::TokenNotFromEnv,
+                ))
+            }
+            Ok(Some(Reference::Env(e))) => self.env_value("sidecar.token", &e)?,
+        };
+        if token.expose().is_empty() {
+            return Err(ConfigError::new("sidecar.token", ConfigErrorKind::Empty));
+        }
+        Ok(Sidecar {
+            cluster: raw.cluster,
+            authority: raw.authority,
+            path: raw.path,
+            timeout: Duration::from_millis(raw.timeout_ms),
+            token,
+        })
+    }
+}
+
+/// Two credentials of one type with the same plain key, username, JWT key or HMAC key id would
+/// make the lookup ambiguous.
+pub(super) fn check_plain_duplicates(credentials: &[Credential]) -> Result<(), ConfigError> {
+    let mut seen: HashMap<(&str, &str), &str> = HashMap::new();
+    for c in credentials {
+        let (field, name) = match &c.kind {
+            CredentialKind::KeyAuth {
+                key: Source::Value(v),
+            } => ("key", v.expose()),
+            CredentialKind::KeyAuth { .. } => continue,
+            CredentialKind::BasicAuth { username, .. } => ("username", username.as_str()),
+            CredentialKind::JwtAuth { key, .. } => ("key", key.as_str()),
+            CredentialKind::HmacAuth { key_id, .. } => ("key_id", key_id.as_str()),
+        };
+        if let Some(other) = seen.insert((c.kind.type_name(), name), &c.id) {
+            let kind = if field == "key" && matches!(c.kind, CredentialKind::KeyAuth { .. }) {
+                ConfigErrorKind::DuplicateKey {
+                    other: other.to_string(),
+                }
+            } else {
+                ConfigErrorKind::DuplicateName {
+                    other: other.to_string(),
+                }
+            };
+            return Err(ConfigError::new(format!("{}.{field}", c.path), kind));
+        }
+    }
+    Ok(())
+}
