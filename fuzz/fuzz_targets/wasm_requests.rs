@@ -40,6 +40,12 @@ fn new_host() -> Host {
     host
 }
 
+/// `FUZZ_VERBOSE=1`: print each request's outcome (to check what seeds do).
+fn verbose() -> bool {
+    static VERBOSE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *VERBOSE.get_or_init(|| std::env::var_os("FUZZ_VERBOSE").is_some())
+}
+
 thread_local! {
     static HOST: RefCell<Option<Host>> = const { RefCell::new(None) };
 }
@@ -74,13 +80,17 @@ fn run(host: &mut Host, req: &Request) -> Result<(), String> {
             .map_err(|e| format!("request body: {e:#}"))?;
     }
     let outcome = host.outcome(stream);
+    let forwarded = host.request_headers_bytes(stream);
     host.finish(stream).map_err(|e| format!("finish: {e:#}"))?;
     host.forget(stream);
     host.advance(Duration::from_millis(7))
         .map_err(|e| format!("tick: {e:#}"))?;
     host.clear_logs();
+    if verbose() {
+        eprintln!("route {route}: {outcome:?}");
+    }
     match &outcome {
-        Outcome::Continue => {}
+        Outcome::Continue => check_identity(route, &forwarded)?,
         Outcome::LocalReply(reply) if (400..600).contains(&reply.status) => {}
         other => return Err(format!("request ended as {other:?}")),
     }
@@ -99,6 +109,53 @@ fn run(host: &mut Host, req: &Request) -> Result<(), String> {
             "guest memory grew to {} bytes",
             host.memory_bytes()
         ));
+    }
+    Ok(())
+}
+
+/// The identity headers that reach the upstream are the filter's: one value each, naming a
+/// configured consumer / credential / label, and none on a route without authentication (a
+/// client's own copies are removed).
+fn check_identity(route: &str, forwarded: &[(Vec<u8>, Vec<u8>)]) -> Result<(), String> {
+    const KNOWN: [(&[u8], &[&str]); 3] = [
+        (
+            b"x-consumer-username",
+            &["alice", "bob", "carol", "dave", "anon"],
+        ),
+        (
+            b"x-credential-identifier",
+            &[
+                "alice-key",
+                "alice-basic",
+                "alice-jwt",
+                "alice-hmac",
+                "bob-rsa",
+                "bob-basic",
+                "carol-ec",
+                "carol-key",
+                "dave-ed",
+                "dave-b64",
+            ],
+        ),
+        (b"x-consumer-custom-id", &["alice-001"]),
+    ];
+    for (name, allowed) in KNOWN {
+        let values: Vec<&[u8]> = forwarded
+            .iter()
+            .filter(|(k, _)| k.as_slice() == name)
+            .map(|(_, v)| v.as_slice())
+            .collect();
+        let forged = values.len() > 1
+            || (route == "limited" && !values.is_empty())
+            || values
+                .iter()
+                .any(|v| !allowed.iter().any(|a| a.as_bytes() == *v));
+        if forged {
+            return Err(format!(
+                "upstream gets {}: {values:?}",
+                String::from_utf8_lossy(name)
+            ));
+        }
     }
     Ok(())
 }
