@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # THE test command: dependencies, build, format, lints, and every test layer
-# (unit, harness on the real .wasm, sidecar against moto, end-to-end through a real Envoy).
+# (unit, harness on the real .wasm, sidecar against moto, end-to-end through a real Envoy), then a
+# smoke run of the fuzz targets.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
@@ -30,4 +31,7 @@ step clippy cargo clippy --workspace --all-targets -- -D warnings
 # The filter's glue (proxy-wasm) only exists on wasm32: lint it there too.
 step clippy-wasm cargo clippy --target wasm32-wasip1 -p envoy-secret-auth-filter -- -D warnings
 step test cargo test --workspace
+# Every fuzz target over its checked-in corpus (docs/FUZZING.md): the inputs that once crashed
+# stay fixed, and the targets still build against the filter's API.
+step fuzz-smoke "$ROOT/scripts/fuzz.sh" --smoke
 log "all passed in ${SECONDS}s"
