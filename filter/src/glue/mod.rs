@@ -598,7 +598,7 @@ fn apply(
     for note in &plan.notes {
         match note {
             Note::Refused(reject) => log_reject(reject),
-            Note::LimitFailed(reason) => limit_failed(reason),
+            Note::LimitFailed(reason) => limit_failed(&reason.to_string()),
             Note::LimitWorks => limit_ok(),
         }
     }
@@ -609,8 +609,8 @@ fn apply(
         Next::CountInRedis(call) => {
             let dispatched = match sidecar {
                 Some(sidecar) => dispatch(sidecar, LIMIT_PATH, &call.body, call.timeout)
-                    .map_err(|e| format!("could not call the sidecar: {e}")),
-                None => Err("no sidecar to count with".to_string()),
+                    .map_err(request::CounterError::Dispatch),
+                None => Err(request::CounterError::NoSidecar),
             };
             return match dispatched {
                 Ok(token) => {

@@ -73,9 +73,41 @@ pub enum Note {
     /// A refusal whose reason the answer hides (hmac-auth).
     Refused(Reject),
     /// The counter store failed (logged once per distinct reason).
-    LimitFailed(String),
+    LimitFailed(CounterError),
     /// The counter store answered (logged once after a failure).
     LimitWorks,
+}
+
+/// Why a request's counter could not be counted (judged by `allow_degradation`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CounterError {
+    /// Envoy's shared data (the `local` policy).
+    Store(StoreError),
+    /// The worker already tracks as many `sync_interval` counters as it may.
+    TooManySyncCounters,
+    /// No `sidecar` to ask (refused at configure time; kept for safety).
+    NoSidecar,
+    /// The call to the sidecar could not be made (the host's reason).
+    Dispatch(String),
+    /// The sidecar's answer (or its absence).
+    Answer(remote::AnswerError),
+    /// A `200` without a counter.
+    EmptyAnswer,
+}
+
+impl std::fmt::Display for CounterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CounterError::Store(e) => write!(f, "{e}"),
+            CounterError::TooManySyncCounters => {
+                write!(f, "too many sync_interval counters on this worker")
+            }
+            CounterError::NoSidecar => write!(f, "no sidecar to count with"),
+            CounterError::Dispatch(e) => write!(f, "could not call the sidecar: {e}"),
+            CounterError::Answer(e) => write!(f, "{e}"),
+            CounterError::EmptyAnswer => write!(f, "empty answer"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -193,15 +225,15 @@ fn count(
                 opts.window_ms(),
                 now_ms,
             )
-            .map_err(|e| e.to_string()),
-            None => Err(StoreError::Failed.to_string()),
+            .map_err(CounterError::Store),
+            None => Err(CounterError::Store(StoreError::Failed)),
         },
         Policy::Redis {
             sync_interval: Some(_),
             ..
         } => worker
             .sync_hit(opts, &counter, now_ms)
-            .ok_or_else(|| "too many sync_interval counters on this worker".to_string()),
+            .ok_or(CounterError::TooManySyncCounters),
         Policy::Redis {
             backend, timeout, ..
         } => {
@@ -231,7 +263,7 @@ fn count(
 /// quota headers, the refusal over the limit, the degradation rule, then the body check.
 pub fn counter_answered(
     opts: &LimitOptions,
-    outcome: Result<Hit, String>,
+    outcome: Result<Hit, CounterError>,
     body_check: Option<BodyCheck>,
 ) -> Plan {
     let mut plan = Plan::then(Next::Continue);
@@ -265,13 +297,13 @@ pub fn counter_reply(
     call_opts: &LimitOptions,
     status: Option<&str>,
     body: &[u8],
-) -> Result<Hit, String> {
+) -> Result<Hit, CounterError> {
     match remote::parse_answer(status, body, 1)
-        .map_err(|e| e.to_string())?
+        .map_err(CounterError::Answer)?
         .first()
     {
         Some(c) => Ok(c.to_hit(call_opts.count)),
-        None => Err("empty answer".into()),
+        None => Err(CounterError::EmptyAnswer),
     }
 }
 

@@ -181,7 +181,7 @@ fn store_failures_follow_allow_degradation() {
     };
     type Row = (
         bool,
-        Result<Hit, String>,
+        Result<Hit, CounterError>,
         Option<BodyCheck>,
         Next,
         Vec<Note>,
@@ -199,24 +199,24 @@ fn store_failures_follow_allow_degradation() {
     let rows: Vec<Row> = vec![
         (
             false,
-            Err("down".into()),
+            Err(CounterError::Store(StoreError::Failed)),
             None,
             Next::Reply(limit::unavailable()),
-            vec![Note::LimitFailed("down".into())],
+            vec![Note::LimitFailed(CounterError::Store(StoreError::Failed))],
         ),
         (
             true,
-            Err("down".into()),
+            Err(CounterError::Store(StoreError::Failed)),
             None,
             Next::Continue,
-            vec![Note::LimitFailed("down".into())],
+            vec![Note::LimitFailed(CounterError::Store(StoreError::Failed))],
         ),
         (
             true,
-            Err("down".into()),
+            Err(CounterError::Store(StoreError::Failed)),
             Some(check.clone()),
             Next::WaitBody(check.clone()),
-            vec![Note::LimitFailed("down".into())],
+            vec![Note::LimitFailed(CounterError::Store(StoreError::Failed))],
         ),
         (
             false,
