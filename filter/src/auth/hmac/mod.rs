@@ -65,17 +65,27 @@ impl HmacAlgorithm {
     }
 }
 
+/// A name that is not one of [`HmacAlgorithm::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownAlgorithm(pub String);
+
+impl fmt::Display for UnknownAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown algorithm \"{}\" (expected hmac-sha1, hmac-sha256 or hmac-sha512)",
+            self.0
+        )
+    }
+}
+
 impl FromStr for HmacAlgorithm {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownAlgorithm;
+    fn from_str(s: &str) -> Result<Self, UnknownAlgorithm> {
         Self::ALL
             .into_iter()
             .find(|a| a.name() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown algorithm \"{s}\" (expected hmac-sha1, hmac-sha256 or hmac-sha512)"
-                )
-            })
+            .ok_or_else(|| UnknownAlgorithm(s.to_string()))
     }
 }
 

@@ -60,20 +60,29 @@ impl JwtAlgorithm {
     }
 }
 
+/// A name that is not one of the supported algorithms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownAlgorithm(pub String);
+
+impl fmt::Display for UnknownAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown algorithm \"{}\" (expected one of {})",
+            self.0,
+            JwtAlgorithm::names().join(", ")
+        )
+    }
+}
+
 impl FromStr for JwtAlgorithm {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownAlgorithm;
+    fn from_str(s: &str) -> Result<Self, UnknownAlgorithm> {
         NAMES
             .iter()
             .find(|(n, _)| *n == s)
             .map(|(_, a)| *a)
-            .ok_or_else(|| {
-                let names: Vec<&str> = NAMES.iter().map(|(n, _)| *n).collect();
-                format!(
-                    "unknown algorithm \"{s}\" (expected one of {})",
-                    names.join(", ")
-                )
-            })
+            .ok_or_else(|| UnknownAlgorithm(s.to_string()))
     }
 }
 
