@@ -28,6 +28,17 @@ const REGION: &str = "us-east-1";
 /// The Envoy cluster the filter sends its callouts to.
 pub const SIDECAR_CLUSTER: &str = "secret_sidecar";
 
+/// The filter configuration's `sidecar` section for the e2e stacks: the sidecar cluster, the
+/// token from Envoy's environment (`SECRET_SIDECAR_TOKEN`), a 2 s callout timeout.
+pub fn filter_sidecar_section() -> serde_json::Value {
+    serde_json::json!({
+        "cluster": SIDECAR_CLUSTER,
+        "authority": "secret-sidecar",
+        "timeout_ms": 2000,
+        "token": "$env://SECRET_SIDECAR_TOKEN"
+    })
+}
+
 /// The identity headers the filter writes; client copies are removed before route matching.
 pub const IDENTITY_HEADERS: [&str; 3] = [
     "x-consumer-username",

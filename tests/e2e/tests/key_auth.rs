@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use e2e::{assert_filter_config_refused, get, wait_for, SidecarCache, Stack, SIDECAR_CLUSTER};
+use e2e::{assert_filter_config_refused, get, wait_for, SidecarCache, Stack};
 use serde_json::{json, Value};
 
 const ALICE_REF: &str = "$secret://aws/my-secrets-manager/alice-credentials/alice-key-auth";
@@ -32,12 +32,7 @@ fn consumer(username: &str, credential_id: &str, key: &str) -> Value {
 
 fn filter_config(consumers: Value, refresh_interval_s: u64) -> Value {
     json!({
-        "sidecar": {
-            "cluster": SIDECAR_CLUSTER,
-            "authority": "secret-sidecar",
-            "timeout_ms": 2000,
-            "token": "$env://SECRET_SIDECAR_TOKEN"
-        },
+        "sidecar": e2e::filter_sidecar_section(),
         "refresh_interval_s": refresh_interval_s,
         "startup_wait_ms": 5000,
         "consumers": consumers,

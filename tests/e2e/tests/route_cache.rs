@@ -53,7 +53,6 @@ use anyhow::{bail, ensure, Context, Result};
 use e2e::{
     client, early_identity_header_removal, free_port, get, render_envoy_config, test_dir, Envoy,
     EnvoyConfig, EnvoySpec, Moto, Paths, Reply, Sidecar, SidecarCache, Upstream, IDENTITY_HEADERS,
-    SIDECAR_CLUSTER,
 };
 use serde_json::{json, Value};
 
@@ -81,12 +80,7 @@ fn filter_config() -> Value {
         routes.insert(name.into(), json!({}));
     }
     json!({
-        "sidecar": {
-            "cluster": SIDECAR_CLUSTER,
-            "authority": "secret-sidecar",
-            "timeout_ms": 2000,
-            "token": "$env://SECRET_SIDECAR_TOKEN"
-        },
+        "sidecar": e2e::filter_sidecar_section(),
         "refresh_interval_s": 30,
         "startup_wait_ms": 5000,
         "consumers": [{

@@ -52,12 +52,7 @@ fn alice_secret() -> Value {
 
 fn filter_config() -> Value {
     json!({
-        "sidecar": {
-            "cluster": SIDECAR_CLUSTER,
-            "authority": "secret-sidecar",
-            "timeout_ms": 2000,
-            "token": "$env://SECRET_SIDECAR_TOKEN"
-        },
+        "sidecar": e2e::filter_sidecar_section(),
         "refresh_interval_s": 30,
         "startup_wait_ms": 5000,
         "consumers": [{
