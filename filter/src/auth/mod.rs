@@ -10,6 +10,22 @@ mod named;
 
 use crate::http::Reject;
 
+/// Constant-time check that `signature` is the HMAC (`M`, e.g. `Hmac<Sha256>`) of `input` under
+/// `key`: hmac-auth's signatures and jwt-auth's HS* tokens.
+pub fn hmac_matches<M: ::hmac::Mac + ::hmac::digest::KeyInit>(
+    key: &[u8],
+    input: &[u8],
+    signature: &[u8],
+) -> bool {
+    match <M as ::hmac::Mac>::new_from_slice(key) {
+        Ok(mut mac) => {
+            ::hmac::Mac::update(&mut mac, input);
+            ::hmac::Mac::verify_slice(mac, signature).is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
 /// How to hide the credential from the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hide {

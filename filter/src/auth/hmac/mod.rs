@@ -7,7 +7,7 @@
 
 use super::{Allow, BodyCheck, Decision, Hide};
 use crate::http::{b64, date as http_date, Reject, RequestView};
-use hmac::{Hmac, Mac};
+use hmac::Hmac;
 use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
@@ -48,19 +48,10 @@ impl HmacAlgorithm {
 
     /// Constant-time check of `signature` over `input`.
     pub fn verify(self, key: &[u8], input: &[u8], signature: &[u8]) -> bool {
-        fn ok<M: Mac + hmac::digest::KeyInit>(key: &[u8], input: &[u8], sig: &[u8]) -> bool {
-            match <M as Mac>::new_from_slice(key) {
-                Ok(mut mac) => {
-                    mac.update(input);
-                    mac.verify_slice(sig).is_ok()
-                }
-                Err(_) => false,
-            }
-        }
         match self {
-            Self::Sha1 => ok::<Hmac<sha1::Sha1>>(key, input, signature),
-            Self::Sha256 => ok::<Hmac<sha2::Sha256>>(key, input, signature),
-            Self::Sha512 => ok::<Hmac<sha2::Sha512>>(key, input, signature),
+            Self::Sha1 => super::hmac_matches::<Hmac<sha1::Sha1>>(key, input, signature),
+            Self::Sha256 => super::hmac_matches::<Hmac<sha2::Sha256>>(key, input, signature),
+            Self::Sha512 => super::hmac_matches::<Hmac<sha2::Sha512>>(key, input, signature),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! JWS signature verification for the algorithms jwt-auth supports.
 
-use hmac::{Hmac, Mac};
+use hmac::Hmac;
 use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::signature::Verifier;
@@ -168,9 +168,15 @@ impl VerifyKey {
     pub fn verify(&self, algorithm: JwtAlgorithm, input: &[u8], signature: &[u8]) -> bool {
         use JwtAlgorithm::*;
         match (self, algorithm) {
-            (VerifyKey::Hmac(k), HS256) => hmac_ok::<Hmac<Sha256>>(k, input, signature),
-            (VerifyKey::Hmac(k), HS384) => hmac_ok::<Hmac<Sha384>>(k, input, signature),
-            (VerifyKey::Hmac(k), HS512) => hmac_ok::<Hmac<Sha512>>(k, input, signature),
+            (VerifyKey::Hmac(k), HS256) => {
+                crate::auth::hmac_matches::<Hmac<Sha256>>(k, input, signature)
+            }
+            (VerifyKey::Hmac(k), HS384) => {
+                crate::auth::hmac_matches::<Hmac<Sha384>>(k, input, signature)
+            }
+            (VerifyKey::Hmac(k), HS512) => {
+                crate::auth::hmac_matches::<Hmac<Sha512>>(k, input, signature)
+            }
             (VerifyKey::Rsa(k), RS256) => pkcs1::<Sha256>(k, input, signature),
             (VerifyKey::Rsa(k), RS384) => pkcs1::<Sha384>(k, input, signature),
             (VerifyKey::Rsa(k), RS512) => pkcs1::<Sha512>(k, input, signature),
@@ -185,16 +191,6 @@ impl VerifyKey {
                 .is_ok_and(|s| k.verify_strict(input, &s).is_ok()),
             _ => false,
         }
-    }
-}
-
-fn hmac_ok<M: Mac + hmac::digest::KeyInit>(key: &[u8], input: &[u8], signature: &[u8]) -> bool {
-    match <M as Mac>::new_from_slice(key) {
-        Ok(mut mac) => {
-            mac.update(input);
-            mac.verify_slice(signature).is_ok()
-        }
-        Err(_) => false,
     }
 }
 
