@@ -9,8 +9,8 @@ use sidecar_api::ErrorCode;
 struct Entry {
     value: Option<SecretValue>,
     stale: bool,
-    /// When a fresh (not stale) answer last confirmed `value`.
-    confirmed_ms: u64,
+    /// When a fresh (not stale) answer last confirmed a value; `None` before the first value.
+    confirmed_ms: Option<u64>,
     /// The last error reported for this reference (to log each change once).
     error: Option<String>,
 }
@@ -31,6 +31,8 @@ pub struct SecretTable {
     users: Vec<Vec<String>>,
     /// Each reference as written (for log lines).
     names: Vec<String>,
+    /// `max_stale_s`: how long a value stays in force without a fresh answer.
+    max_stale_ms: u64,
 }
 
 impl SecretTable {
@@ -47,6 +49,7 @@ impl SecretTable {
             entries: (0..config.refs.len()).map(|_| Entry::default()).collect(),
             users,
             names: config.refs.iter().map(ToString::to_string).collect(),
+            max_stale_ms: u64::try_from(config.max_stale.as_millis()).unwrap_or(u64::MAX),
         }
     }
 
@@ -83,9 +86,16 @@ impl SecretTable {
             let users = self.users.get(id).map(|u| u.join(", ")).unwrap_or_default();
             match answer {
                 Answer::Value { value, stale } => {
-                    // A stale first value is vouched for by the sidecar's own max_stale_s.
-                    if !stale || entry.value.is_none() {
-                        entry.confirmed_ms = now_ms;
+                    // A stale first value is vouched for by the sidecar's own max_stale_s; a
+                    // stale value after that never extends the filter's bound (it would bring
+                    // back a value `expire` dropped).
+                    match entry.confirmed_ms {
+                        Some(at) if stale => {
+                            if now_ms.saturating_sub(at) > self.max_stale_ms {
+                                continue;
+                            }
+                        }
+                        _ => entry.confirmed_ms = Some(now_ms),
                     }
                     if entry.value.as_ref() != Some(&value) {
                         changed = true;
@@ -150,11 +160,13 @@ impl SecretTable {
     /// Disables values that no fresh answer confirmed for longer than `max_stale_ms` (the
     /// sidecar or its provider has been failing): a revoked secret stops working within that
     /// bound even when nobody can tell us it was revoked. Returns whether any value changed.
-    pub fn expire(&mut self, now_ms: u64, max_stale_ms: u64) -> (bool, Vec<Note>) {
+    pub fn expire(&mut self, now_ms: u64) -> (bool, Vec<Note>) {
+        let max_stale_ms = self.max_stale_ms;
         let mut changed = false;
         let mut notes = Vec::new();
         for (id, entry) in self.entries.iter_mut().enumerate() {
-            if entry.value.is_some() && now_ms.saturating_sub(entry.confirmed_ms) > max_stale_ms {
+            let age = now_ms.saturating_sub(entry.confirmed_ms.unwrap_or(now_ms));
+            if entry.value.is_some() && age > max_stale_ms {
                 entry.value = None;
                 changed = true;
                 let users = self.users.get(id).map(|u| u.join(", ")).unwrap_or_default();
@@ -162,7 +174,7 @@ impl SecretTable {
                 let text = format!(
                     "no fresh value from the sidecar for {}s, longer than max_stale_s \
                      ({})",
-                    now_ms.saturating_sub(entry.confirmed_ms) / 1000,
+                    age / 1000,
                     ErrorCode::StaleExpired
                 );
                 notes.push(Note::Error(format!(
@@ -183,6 +195,7 @@ mod tests {
     fn config() -> Config {
         let json = serde_json::json!({
             "sidecar": {"cluster": "c", "token": "$env://SIDECAR_TOKEN"},
+            "max_stale_s": 60,
             "consumers": [{"username": "alice", "credentials": [
                 {"id": "alice-key-auth", "type": "key-auth", "key": "$secret://aws/sm/alice-credentials/k"}
             ]}]
@@ -312,7 +325,7 @@ mod tests {
         let cfg = config();
         let mut t = SecretTable::new(&cfg);
         t.apply(&cfg, vec![value("v1")], 1_000);
-        assert_eq!(t.expire(61_000, 60_000), (false, vec![]));
+        assert_eq!(t.expire(61_000), (false, vec![]));
         // stale answers and transient errors keep the value but confirm nothing
         let stale = Answer::Value {
             value: SecretValue::new("v1"),
@@ -321,14 +334,21 @@ mod tests {
         t.apply(&cfg, vec![stale], 30_000);
         t.apply(&cfg, vec![error("provider_unreachable")], 50_000);
         assert!(t.value(0).is_some());
-        let (changed, notes) = t.expire(61_001, 60_000);
+        let (changed, notes) = t.expire(61_001);
         assert!(changed);
         assert!(t.value(0).is_none());
         assert!(
             matches!(&notes[0], Note::Error(m) if m.contains("stale_expired")
             && m.contains("alice-key-auth disabled"))
         );
-        assert_eq!(t.expire(70_000, 60_000), (false, vec![]), "logged once");
+        assert_eq!(t.expire(70_000), (false, vec![]), "logged once");
+        // a stale answer does not bring it back: only a fresh one does
+        let stale = Answer::Value {
+            value: SecretValue::new("v1"),
+            stale: true,
+        };
+        assert!(!t.apply(&cfg, vec![stale], 75_000).0);
+        assert!(t.value(0).is_none());
         // a fresh answer brings it back
         let (changed, _) = t.apply(&cfg, vec![value("v1")], 80_000);
         assert!(changed);

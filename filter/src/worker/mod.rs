@@ -292,7 +292,7 @@ impl Worker {
         if !self.sync_scopes.is_empty() {
             self.push_syncs(host, now);
         }
-        let (changed, notes) = self.table.expire(now, millis(self.config.max_stale));
+        let (changed, notes) = self.table.expire(now);
         self.applied(host, changed, notes);
         if !self.gate_open && now >= self.startup_deadline_ms {
             self.gate_open = true;
