@@ -68,6 +68,19 @@ fn options(concurrency: u32) -> StackOptions {
     }
 }
 
+/// The usual stack: alice's secret as the tutorial has it, [`attack_filter`] for alice (30 s
+/// refresh), the sidecar's default cache.
+async fn alice_stack(name: &str, opts: &StackOptions) -> Result<AuthStack> {
+    AuthStack::start_with(
+        name,
+        &[(ALICE_SECRET, alice_secret())],
+        SidecarCache::default(),
+        attack_filter(&[alice()], 30),
+        opts,
+    )
+    .await
+}
+
 // ------------------------------------------------------------------------------------------------
 // Requests and checks
 
@@ -118,14 +131,7 @@ fn item1_crypto() -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item1_non_utf8_values_are_bad_credentials_and_never_take_the_worker_down() -> Result<()> {
     let crypto = Crypto::make(&item1_crypto()).await?;
-    let stack = AuthStack::start_with(
-        "attack_item1",
-        &[(ALICE_SECRET, alice_secret())],
-        SidecarCache::default(),
-        attack_filter(&[alice()], 30),
-        &options(1),
-    )
-    .await?;
+    let stack = alice_stack("attack_item1", &options(1)).await?;
     let s = &stack;
     let mut cases = Cases::default();
     alice_gets_through(s).await?;
@@ -281,14 +287,7 @@ async fn item1_non_utf8_values_are_bad_credentials_and_never_take_the_worker_dow
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_policy_fails_closed_and_reloads_the_vm() -> Result<()> {
-    let stack = AuthStack::start_with(
-        "attack_failure_policy",
-        &[(ALICE_SECRET, alice_secret())],
-        SidecarCache::default(),
-        attack_filter(&[alice()], 30),
-        &options(1),
-    )
-    .await?;
+    let stack = alice_stack("attack_failure_policy", &options(1)).await?;
     let url = stack.url("/ip");
     alice_gets_through(&stack).await?;
 
@@ -424,14 +423,7 @@ async fn failure_policy_a_crashing_vm_answers_503_and_is_reloaded() -> Result<()
     let dir = test_dir("attack_failure_policy_crasher_wasm")?;
     let mut opts = options(1);
     opts.filters_before = vec![crasher_filter(&dir)?];
-    let stack = AuthStack::start_with(
-        "attack_failure_policy_crasher",
-        &[(ALICE_SECRET, alice_secret())],
-        SidecarCache::default(),
-        attack_filter(&[alice()], 30),
-        &opts,
-    )
-    .await?;
+    let stack = alice_stack("attack_failure_policy_crasher", &opts).await?;
     let url = stack.url("/ip");
     alice_gets_through(&stack).await?;
     let stat = |outcome: &str| {
@@ -612,14 +604,7 @@ async fn item3_hmac_signatures_cannot_be_replayed() -> Result<()> {
         }
     }))
     .await?;
-    let stack = AuthStack::start_with(
-        "attack_item3",
-        &[(ALICE_SECRET, alice_secret())],
-        SidecarCache::default(),
-        attack_filter(&[alice()], 30),
-        &options(2),
-    )
-    .await?;
+    let stack = alice_stack("attack_item3", &options(2)).await?;
     let s = &stack;
     let c = &crypto;
     let mut cases = Cases::default();
@@ -821,14 +806,7 @@ type ForgeryCase<'a> = (
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item5_identity_headers_cannot_be_forged_with_underscores() -> Result<()> {
-    let stack = AuthStack::start_with(
-        "attack_item5",
-        &[(ALICE_SECRET, alice_secret())],
-        SidecarCache::default(),
-        attack_filter(&[alice()], 30),
-        &options(2),
-    )
-    .await?;
+    let stack = alice_stack("attack_item5", &options(2)).await?;
     let s = &stack;
     let alice_identity = [
         ("x-consumer-username", "alice"),
