@@ -158,13 +158,15 @@ fn encode(start_ms: u64, count: u64, key: &[u8]) -> Vec<u8> {
 }
 
 /// The slots of one scope: named by a digest of the scope (scopes come from the configuration).
-fn scope_tag(scope: &str) -> String {
+fn scope_tag(scope: &str) -> u64 {
     let digest = Sha256::digest(scope.as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    let mut first = [0u8; 8];
+    first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+    u64::from_be_bytes(first)
 }
 
-fn slot_name(tag: &str, i: u64) -> String {
-    format!("envoy-secret-auth/lc/{tag}/{i:05}")
+fn slot_name(tag: u64, i: u64) -> String {
+    format!("envoy-secret-auth/lc/{tag:016x}/{i:05}")
 }
 
 /// What a slot stores to recognise its counter: the key, or the SHA-256 of a long one.
@@ -198,7 +200,7 @@ pub fn hit(
         let mut take: Option<(String, Option<u32>, u64)> = None; // (slot, cas, window end)
         let mut ours = None;
         for p in 0..PROBES {
-            let name = slot_name(&tag, home.wrapping_add(p) % SLOTS);
+            let name = slot_name(tag, home.wrapping_add(p) % SLOTS);
             match store.get(&name) {
                 None => {
                     if take.as_ref().is_none_or(|(_, _, end)| *end > 0) {
@@ -276,7 +278,7 @@ mod tests {
     }
 
     fn home_slot(key: &str) -> String {
-        slot_name(&scope_tag("s"), hk().slot(key.as_bytes()) % SLOTS)
+        slot_name(scope_tag("s"), hk().slot(key.as_bytes()) % SLOTS)
     }
 
     /// Envoy's shared data semantics: a missing key is created whatever the cas; an existing one
