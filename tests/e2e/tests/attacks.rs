@@ -563,15 +563,18 @@ async fn item2_empty_secret_values_are_no_credentials() -> Result<()> {
         })
         .await;
     cases
-        .run("the empty value is logged with its reference", async {
-            let reference = secret_ref(ALICE_SECRET, "alice-key-auth");
-            s.envoy
-                .wait_for_log_line(Duration::from_secs(5), "the empty reference", |line| {
-                    line.contains(&reference) && line.contains("empty")
-                })
-                .await
-                .map(drop)
-        })
+        .run(
+            "the empty value is logged with its reference and reason",
+            async {
+                let reference = secret_ref(ALICE_SECRET, "alice-key-auth");
+                s.envoy
+                    .wait_for_log_line(Duration::from_secs(5), "the empty reference", |line| {
+                        line.contains(&reference) && line.contains("empty_value")
+                    })
+                    .await
+                    .map(drop)
+            },
+        )
         .await;
     cases.finish()
 }
