@@ -710,19 +710,39 @@ pub struct FailedStart {
     pub logs: String,
 }
 
-impl Envoy {
-    fn spawn(paths: &Paths, dir: &Path, spec: &EnvoySpec) -> Result<Envoy> {
+impl EnvoyConfig {
+    /// [`render_envoy_config`] for `spec` on two free ports, changed by `edit` (a test's own
+    /// clusters, routes, ...) before it is serialized.
+    pub fn rendered(
+        spec: &EnvoySpec,
+        wasm: &Path,
+        edit: impl FnOnce(&mut Value) -> Result<()>,
+    ) -> Result<EnvoyConfig> {
         let listener_port = free_port()?;
         let admin_port = free_port()?;
-        let config = render_envoy_config(spec, &paths.wasm, listener_port, admin_port);
-        let config = EnvoyConfig {
+        let mut config = render_envoy_config(spec, wasm, listener_port, admin_port);
+        edit(&mut config)?;
+        Ok(EnvoyConfig {
             text: serde_json::to_string_pretty(&config)?,
             file_name: "envoy.json",
             listener_port,
             admin_port,
             token: spec.token.clone(),
             concurrency: spec.concurrency,
-        };
+        })
+    }
+}
+
+/// The `static_resources.clusters` list of a rendered Envoy config.
+pub fn clusters_mut(config: &mut Value) -> Result<&mut Vec<Value>> {
+    config["static_resources"]["clusters"]
+        .as_array_mut()
+        .context("the config has no static_resources.clusters list")
+}
+
+impl Envoy {
+    fn spawn(paths: &Paths, dir: &Path, spec: &EnvoySpec) -> Result<Envoy> {
+        let config = EnvoyConfig::rendered(spec, &paths.wasm, |_| Ok(()))?;
         Envoy::spawn_config(paths, dir, &config)
     }
 

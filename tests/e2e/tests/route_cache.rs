@@ -51,8 +51,8 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use e2e::{
-    client, early_identity_header_removal, free_port, get, render_envoy_config, test_dir, Envoy,
-    EnvoyConfig, EnvoySpec, Moto, Paths, Reply, Sidecar, SidecarCache, Upstream, IDENTITY_HEADERS,
+    client, clusters_mut, early_identity_header_removal, get, test_dir, Envoy, EnvoyConfig,
+    EnvoySpec, Moto, Paths, Reply, Sidecar, SidecarCache, Upstream, IDENTITY_HEADERS,
 };
 use serde_json::{json, Value};
 
@@ -133,69 +133,57 @@ fn envoy_config(
     access_log: &str,
     early_removal: bool,
 ) -> Result<EnvoyConfig> {
-    let listener_port = free_port()?;
-    let admin_port = free_port()?;
-    let mut config = render_envoy_config(spec, &paths.wasm, listener_port, admin_port);
-
-    let clusters = config["static_resources"]["clusters"]
-        .as_array_mut()
-        .context("clusters")?;
-    let template = clusters
-        .iter()
-        .find(|c| c["name"] == "upstream")
-        .cloned()
-        .context("cluster `upstream`")?;
-    clusters.retain(|c| c["name"] != "upstream");
-    for (name, port) in [("upstream_a", upstream_a), ("upstream_b", upstream_b)] {
-        let mut cluster = template.clone();
-        cluster["name"] = json!(name);
-        cluster["load_assignment"]["cluster_name"] = json!(name);
-        cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
-            ["socket_address"]["port_value"] = json!(port);
-        clusters.push(cluster);
-    }
-
-    let hcm = &mut config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-        ["typed_config"];
-    ensure!(
-        hcm["early_header_mutation_extensions"] == early_identity_header_removal(),
-        "lib.rs's config must carry the shipped early header mutation: {hcm}"
-    );
-    if !early_removal {
-        hcm.as_object_mut()
-            .context("the HTTP connection manager")?
-            .remove("early_header_mutation_extensions");
-    }
-    let vhosts = hcm["route_config"]["virtual_hosts"]
-        .as_array_mut()
-        .context("virtual_hosts")?;
-    ensure!(vhosts.len() == 1, "expected one virtual host");
-    vhosts[0]["routes"] = Value::Array(routes());
-    hcm["access_log"] = json!([{
-        "name": "envoy.access_loggers.file",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
-            "path": access_log,
-            "log_format": {"text_format_source": {"inline_string":
-                "case=%REQ(X-E2E-CASE)% route=%ROUTE_NAME% cluster=%UPSTREAM_CLUSTER% status=%RESPONSE_CODE%\n"
-            }}
+    EnvoyConfig::rendered(spec, &paths.wasm, |config| {
+        let clusters = clusters_mut(config)?;
+        let template = clusters
+            .iter()
+            .find(|c| c["name"] == "upstream")
+            .cloned()
+            .context("cluster `upstream`")?;
+        clusters.retain(|c| c["name"] != "upstream");
+        for (name, port) in [("upstream_a", upstream_a), ("upstream_b", upstream_b)] {
+            let mut cluster = template.clone();
+            cluster["name"] = json!(name);
+            cluster["load_assignment"]["cluster_name"] = json!(name);
+            cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+                ["socket_address"]["port_value"] = json!(port);
+            clusters.push(cluster);
         }
-    }]);
-    let filters = hcm["http_filters"].as_array().context("http_filters")?;
-    ensure!(
-        filters.len() == 2
-            && filters[0]["name"] == "envoy.filters.http.wasm"
-            && filters[1]["name"] == "envoy.filters.http.router",
-        "expected the Wasm filter then the router: {filters:?}"
-    );
 
-    Ok(EnvoyConfig {
-        text: serde_json::to_string_pretty(&config)?,
-        file_name: "envoy.json",
-        listener_port,
-        admin_port,
-        token: spec.token.clone(),
-        concurrency: spec.concurrency,
+        let hcm = &mut config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
+        ensure!(
+            hcm["early_header_mutation_extensions"] == early_identity_header_removal(),
+            "lib.rs's config must carry the shipped early header mutation: {hcm}"
+        );
+        if !early_removal {
+            hcm.as_object_mut()
+                .context("the HTTP connection manager")?
+                .remove("early_header_mutation_extensions");
+        }
+        let vhosts = hcm["route_config"]["virtual_hosts"]
+            .as_array_mut()
+            .context("virtual_hosts")?;
+        ensure!(vhosts.len() == 1, "expected one virtual host");
+        vhosts[0]["routes"] = Value::Array(routes());
+        hcm["access_log"] = json!([{
+            "name": "envoy.access_loggers.file",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": access_log,
+                "log_format": {"text_format_source": {"inline_string":
+                    "case=%REQ(X-E2E-CASE)% route=%ROUTE_NAME% cluster=%UPSTREAM_CLUSTER% status=%RESPONSE_CODE%\n"
+                }}
+            }
+        }]);
+        let filters = hcm["http_filters"].as_array().context("http_filters")?;
+        ensure!(
+            filters.len() == 2
+                && filters[0]["name"] == "envoy.filters.http.wasm"
+                && filters[1]["name"] == "envoy.filters.http.router",
+            "expected the Wasm filter then the router: {filters:?}"
+        );
+        Ok(())
     })
 }
 

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use e2e::{
-    free_port, get, render_envoy_config, render_sidecar_config, test_dir, wait_for, workspace_root,
+    clusters_mut, get, render_sidecar_config, test_dir, wait_for, workspace_root,
     yaml_file_as_json, Envoy, EnvoyConfig, EnvoySpec, Moto, Paths, SidecarCache, Upstream,
     SIDECAR_CLUSTER,
 };
@@ -148,41 +148,30 @@ fn envoy_config(
         "the documented cluster's endpoint is not the pipe: {documented}"
     );
 
-    let listener_port = free_port()?;
-    let admin_port = free_port()?;
-    let mut config = render_envoy_config(spec, &paths.wasm, listener_port, admin_port);
-    let clusters = config["static_resources"]["clusters"]
-        .as_array_mut()
-        .context("clusters")?;
-    let shipped = clusters
-        .iter()
-        .find(|c| c["name"] == SIDECAR_CLUSTER)
-        .cloned()
-        .context("lib.rs's config has no sidecar cluster")?;
-    // The documented cluster keeps the settings every shipped sidecar cluster has (Envoy closes
-    // idle connections first, docs/SECURITY.md); only the address differs.
-    for field in [
-        "type",
-        "connect_timeout",
-        "typed_extension_protocol_options",
-    ] {
-        ensure!(
-            documented[field] == shipped[field],
-            "the documented cluster's {field} differs from lib.rs's: {} vs {}",
-            documented[field],
-            shipped[field]
-        );
-    }
-    clusters.retain(|c| c["name"] != SIDECAR_CLUSTER);
-    clusters.push(documented);
-
-    Ok(EnvoyConfig {
-        text: serde_json::to_string_pretty(&config)?,
-        file_name: "envoy.json",
-        listener_port,
-        admin_port,
-        token: spec.token.clone(),
-        concurrency: spec.concurrency,
+    EnvoyConfig::rendered(spec, &paths.wasm, |config| {
+        let clusters = clusters_mut(config)?;
+        let shipped = clusters
+            .iter()
+            .find(|c| c["name"] == SIDECAR_CLUSTER)
+            .cloned()
+            .context("lib.rs's config has no sidecar cluster")?;
+        // The documented cluster keeps the settings every shipped sidecar cluster has (Envoy closes
+        // idle connections first, docs/SECURITY.md); only the address differs.
+        for field in [
+            "type",
+            "connect_timeout",
+            "typed_extension_protocol_options",
+        ] {
+            ensure!(
+                documented[field] == shipped[field],
+                "the documented cluster's {field} differs from lib.rs's: {} vs {}",
+                documented[field],
+                shipped[field]
+            );
+        }
+        clusters.retain(|c| c["name"] != SIDECAR_CLUSTER);
+        clusters.push(documented);
+        Ok(())
     })
 }
 
