@@ -405,12 +405,18 @@ fn the_sidecar_image_copies_every_workspace_member() -> Result<()> {
         .filter_map(|l| l.strip_prefix("COPY "))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    for member in members
+    let members: Vec<&str> = members
         .trim_matches(|c| c == '[' || c == ']')
         .split(',')
         .map(|m| m.trim().trim_matches('"'))
         .filter(|m| !m.is_empty())
-    {
+        .collect();
+    // A `members` list spread over several lines would parse as none: nothing checked.
+    ensure!(
+        members.contains(&"secret-sidecar") && members.contains(&"filter"),
+        "could not read the workspace members from Cargo.toml: {members:?}"
+    );
+    for member in members {
         let covered = copied
             .iter()
             .any(|c| member == *c || member.starts_with(&format!("{c}/")));
