@@ -65,6 +65,8 @@ pub enum BindError {
     },
     #[error("cannot listen on unix:{}: the path exists and is not a socket (refusing to replace it)", .0.display())]
     NotASocket(PathBuf),
+    #[error("cannot listen on unix:{}: another process is listening on it (refusing to replace it)", .0.display())]
+    InUse(PathBuf),
 }
 
 impl Listener {
@@ -113,12 +115,18 @@ impl Listener {
 }
 
 /// Removes a socket file left at `path` by an earlier run. `Ok(Some(e))`: it could not be
-/// removed; `Err`: something other than a socket is there.
+/// removed; `Err`: something other than a socket is there, or a live socket (one that accepts
+/// a connection: another sidecar still runs there).
 fn remove_stale_socket(path: &Path) -> Result<Option<io::Error>, BindError> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Ok(Some(e)),
-        Ok(meta) if meta.file_type().is_socket() => Ok(std::fs::remove_file(path).err()),
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(BindError::InUse(path.to_path_buf()));
+            }
+            Ok(std::fs::remove_file(path).err())
+        }
         Ok(_) => Err(BindError::NotASocket(path.to_path_buf())),
     }
 }
@@ -406,5 +414,30 @@ async fn serve_connection<IO>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_live_socket_is_not_replaced_a_stale_one_is() {
+        let dir = std::env::temp_dir().join(format!("sidecar-server-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let listen = Listen::Unix(path.clone());
+        // another process (here: a listener we keep) serves on the path
+        let live = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let e = Listener::bind(&listen, 0o600).await.unwrap_err();
+        assert!(matches!(e, BindError::InUse(_)), "{e}");
+        assert!(path.exists());
+        // once it is gone, its file is stale and replaced
+        drop(live);
+        let bound = Listener::bind(&listen, 0o600).await.unwrap();
+        close_listener(bound);
+        assert!(!path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
