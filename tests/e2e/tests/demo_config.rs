@@ -238,6 +238,7 @@ async fn every_shipped_envoy_config_carries_the_security_settings() -> Result<()
     }
     ensure!(wasm_filters >= 6, "found only {wasm_filters} Wasm filters");
     // Envoy closes idle sidecar connections before the sidecar does (its 120 s default).
+    let mut sidecar_clusters = 0;
     for (name, config) in configs.iter().filter(|(n, _)| !n.starts_with("bench/")) {
         let mut clusters = Vec::new();
         objects_where(
@@ -253,8 +254,13 @@ async fn every_shipped_envoy_config_carries_the_security_settings() -> Result<()
                 idle == "60s",
                 "{name}: sidecar cluster idle_timeout is {idle}, not 60s"
             );
+            sidecar_clusters += 1;
         }
     }
+    ensure!(
+        sidecar_clusters >= 3,
+        "found only {sidecar_clusters} sidecar clusters to check"
+    );
     Ok(())
 }
 
