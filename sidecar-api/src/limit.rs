@@ -90,8 +90,12 @@ impl fmt::Debug for Credential<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             None => f.write_str("None"),
-            Some(v) if v.expose().starts_with("$secret://") => write!(f, "{:?}", v.expose()),
-            Some(_) => f.write_str("<redacted>"),
+            // Only a string that parses as a reference is shown: a password that merely starts
+            // like one stays hidden.
+            Some(v) if matches!(secret_ref::parse(v.expose()), Ok(Some(_))) => {
+                write!(f, "{:?}", v.expose())
+            }
+            Some(_) => f.write_str("[redacted]"),
         }
     }
 }
@@ -189,7 +193,11 @@ mod tests {
         let shown = format!("{b:?}");
         assert!(shown.contains("$secret://aws/sm/redis/user"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("<redacted>"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
+        // a password that only starts like a reference is not one: hidden too
+        b.password = Some(SecretValue::new("$secret://not-a-reference"));
+        assert!(!format!("{b:?}").contains("not-a-reference"));
+        b.password = Some(SecretValue::new("hunter2"));
         // the wire carries them as they are
         let v = serde_json::to_value(&b).unwrap();
         assert_eq!(v["password"], "hunter2");

@@ -77,7 +77,7 @@ impl fmt::Display for NotOneOfValueAndError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "result for {} has neither exactly one of value and error",
+            "result for {} does not have exactly one of value and error",
             self.0
         )
     }

@@ -18,10 +18,11 @@ impl RawSecret {
 
 impl fmt::Debug for RawSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.starts_with("$secret://") || self.0.starts_with("$env://") {
+        // Only a string that parses as a reference is shown.
+        if matches!(secret_ref::parse(&self.0), Ok(Some(_))) {
             write!(f, "{:?}", self.0)
         } else {
-            write!(f, "<redacted, {} bytes>", self.0.len())
+            write!(f, "[redacted, {} bytes]", self.0.len())
         }
     }
 }

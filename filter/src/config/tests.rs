@@ -586,6 +586,9 @@ fn debug_never_shows_plain_secrets() {
         }
         assert!(shown.contains("redacted"), "{shown}");
     }
+    // a value that only starts like a reference is not shown either
+    let near = raw::RawSecret("$secret://not-a-reference".into());
+    assert!(!format!("{near:?}").contains("not-a-reference"));
 }
 
 #[test]

@@ -62,7 +62,7 @@ pub struct HashKey([u8; 32]);
 
 impl fmt::Debug for HashKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("HashKey(<redacted>)")
+        f.write_str("HashKey([redacted])")
     }
 }
 
@@ -491,7 +491,7 @@ mod tests {
             second.0, [1; 32],
             "later workers read the first worker's key"
         );
-        assert_eq!(format!("{first:?}"), "HashKey(<redacted>)");
+        assert_eq!(format!("{first:?}"), "HashKey([redacted])");
         // a damaged value is replaced
         let mut s = FakeStore::default();
         s.set(HASH_KEY_NAME, b"short", None).unwrap();
