@@ -14,8 +14,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("auth", &["http"]),
     ("limit", &["http"]),
     ("config", &["auth", "http", "limit"]),
-    ("secrets", &["config"]),
-    ("worker", &["auth", "config", "limit", "secrets"]),
+    ("secrets", &["config", "http"]),
+    ("worker", &["auth", "config", "http", "limit", "secrets"]),
     ("request", &["auth", "config", "http", "limit", "worker"]),
     (
         "glue",

@@ -7,6 +7,7 @@ mod abi;
 
 use crate::auth::BodyCheck;
 use crate::config::{self, Sidecar};
+use crate::http::callout::DispatchError;
 use crate::http::{Reject, RequestView};
 use crate::limit::key::strip_port;
 use crate::limit::local::{self, SharedStore, StoreError};
@@ -130,7 +131,12 @@ fn log(level: Level, message: &str) {
 }
 
 /// A POST to the sidecar; the callout's token.
-fn dispatch(sidecar: &Sidecar, path: &str, body: &[u8], timeout: Duration) -> Result<u32, String> {
+fn dispatch(
+    sidecar: &Sidecar,
+    path: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<u32, DispatchError> {
     let authorization = format!("Bearer {}", sidecar.token.expose());
     let headers = vec![
         (":method", "POST"),
@@ -141,8 +147,12 @@ fn dispatch(sidecar: &Sidecar, path: &str, body: &[u8], timeout: Duration) -> Re
     ];
     // Through the SDK, which must register the callout to route its answer; Envoy answers
     // this call only with statuses the SDK turns into errors (see `abi`).
-    hostcalls::dispatch_http_call(&sidecar.cluster, headers, Some(body), vec![], timeout)
-        .map_err(|status| format!("{status:?}"))
+    hostcalls::dispatch_http_call(&sidecar.cluster, headers, Some(body), vec![], timeout).map_err(
+        |status| match status {
+            proxy_wasm::types::Status::BadArgument => DispatchError::UnknownCluster,
+            _ => DispatchError::Refused,
+        },
+    )
 }
 
 impl Host for ProxyHost {
@@ -154,7 +164,12 @@ impl Host for ProxyHost {
         log(level, message);
     }
 
-    fn dispatch(&mut self, sidecar: &Sidecar, path: &str, body: Vec<u8>) -> Result<u32, String> {
+    fn dispatch(
+        &mut self,
+        sidecar: &Sidecar,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<u32, DispatchError> {
         dispatch(sidecar, path, &body, sidecar.timeout)
     }
 }

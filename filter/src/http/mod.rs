@@ -3,6 +3,7 @@
 //! here knows about plugins or configuration.
 
 pub mod b64;
+pub mod callout;
 pub mod date;
 pub mod query;
 

@@ -40,46 +40,15 @@ fn split_query(path: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((path.get(..i)?, path.get(i + 1..)?))
 }
 
-/// `application/x-www-form-urlencoded` decoding as nginx does it for arguments: `%XX` and `+`.
-/// Invalid escapes are kept as they are; the result is raw bytes.
+/// `application/x-www-form-urlencoded` decoding as nginx does it for arguments: `+` is a space,
+/// then `%XX` escapes (the `percent-encoding` crate; invalid escapes are kept as they are). The
+/// result is raw bytes: a decoded key need not be UTF-8.
 pub fn percent_decode(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' => match (
-                bytes.get(i + 1).and_then(|c| hex(*c)),
-                bytes.get(i + 2).and_then(|c| hex(*c)),
-            ) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 3;
-                }
-                _ => {
-                    out.push(b'%');
-                    i += 1;
-                }
-            },
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
-fn hex(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
+    let spaced: Vec<u8> = bytes
+        .iter()
+        .map(|b| if *b == b'+' { b' ' } else { *b })
+        .collect();
+    percent_encoding::percent_decode(&spaced).collect()
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use super::local::Hit;
 use super::LimitBackend;
+use crate::http::callout::{status_code, MalformedJson};
 use sidecar_api::{ErrorCode, LimitFailure, LimitOp, LimitRequest, LimitResponse};
 use std::collections::HashMap;
 use std::fmt;
@@ -56,17 +57,19 @@ pub enum AnswerError {
     /// The call failed (no answer, reset, timeout).
     NoAnswer,
     /// A `200` whose body is not the documented JSON.
-    Malformed(String),
+    Malformed(MalformedJson),
+    /// A `200` with a negative `reset_s`.
+    NegativeReset(i64),
     /// A `200` with a different number of results than ops.
     Count { results: usize, ops: usize },
     /// The sidecar's documented failure (`{"error": {"code", "message"}}`).
     Refused {
-        status: String,
+        status: u16,
         code: ErrorCode,
         message: String,
     },
     /// Any other status.
-    Status(String),
+    Status(u16),
 }
 
 impl fmt::Display for AnswerError {
@@ -74,6 +77,12 @@ impl fmt::Display for AnswerError {
         match self {
             AnswerError::NoAnswer => f.write_str("no answer from the sidecar"),
             AnswerError::Malformed(e) => write!(f, "malformed answer from the sidecar: {e}"),
+            AnswerError::NegativeReset(r) => {
+                write!(
+                    f,
+                    "malformed answer from the sidecar: reset_s {r} is negative"
+                )
+            }
             AnswerError::Count { results, ops } => {
                 write!(f, "the sidecar answered {results} results for {ops} ops")
             }
@@ -95,11 +104,11 @@ pub fn parse_answer(
     body: &[u8],
     ops: usize,
 ) -> Result<Vec<Counter>, AnswerError> {
-    match status {
+    match status_code(status) {
         None => Err(AnswerError::NoAnswer),
-        Some("200") => {
+        Some(200) => {
             let a: LimitResponse =
-                serde_json::from_slice(body).map_err(|e| AnswerError::Malformed(e.to_string()))?;
+                serde_json::from_slice(body).map_err(|e| AnswerError::Malformed(e.into()))?;
             if a.results.len() != ops {
                 return Err(AnswerError::Count {
                     results: a.results.len(),
@@ -113,20 +122,17 @@ pub fn parse_answer(
                         remaining: c.remaining,
                         reset_s,
                     }),
-                    Err(_) => Err(AnswerError::Malformed(format!(
-                        "reset_s {} is negative",
-                        c.reset_s
-                    ))),
+                    Err(_) => Err(AnswerError::NegativeReset(c.reset_s)),
                 })
                 .collect()
         }
         Some(s) => match serde_json::from_slice::<LimitFailure>(body) {
             Ok(f) => Err(AnswerError::Refused {
-                status: s.to_string(),
+                status: s,
                 code: f.error.code,
                 message: f.error.message,
             }),
-            Err(_) => Err(AnswerError::Status(s.to_string())),
+            Err(_) => Err(AnswerError::Status(s)),
         },
     }
 }

@@ -20,6 +20,7 @@ mod authenticate;
 pub use authenticate::{all_failed, authenticate};
 
 use crate::auth::{self, BodyCheck, Decision, Hide};
+use crate::http::callout::DispatchError;
 use crate::http::{Reject, RequestView};
 use crate::limit::local::{self, Hit, SharedStore, StoreError};
 use crate::limit::{self, remote, LimitOptions, Policy};
@@ -88,7 +89,7 @@ pub enum CounterError {
     /// No `sidecar` to ask (refused at configure time; kept for safety).
     NoSidecar,
     /// The call to the sidecar could not be made (the host's reason).
-    Dispatch(String),
+    Dispatch(DispatchError),
     /// The sidecar's answer (or its absence).
     Answer(remote::AnswerError),
     /// A `200` without a counter.

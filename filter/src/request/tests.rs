@@ -3,6 +3,7 @@
 use super::*;
 use crate::auth::tests::FakeRequest;
 use crate::config::{compile, Sidecar};
+use crate::http::callout::DispatchError;
 use crate::limit::local::HashKey;
 use crate::worker::{Host, Level};
 use std::collections::HashMap;
@@ -14,8 +15,8 @@ impl Host for NoHost {
         0
     }
     fn log(&self, _: Level, _: &str) {}
-    fn dispatch(&mut self, _: &Sidecar, _: &str, _: Vec<u8>) -> Result<u32, String> {
-        Err("no sidecar in these tests".into())
+    fn dispatch(&mut self, _: &Sidecar, _: &str, _: Vec<u8>) -> Result<u32, DispatchError> {
+        Err(DispatchError::UnknownCluster)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The sidecar's batch resolve call: request body and answer parsing (see docs/DESIGN.md §2).
 
+use crate::http::callout::{status_code, DispatchError, MalformedJson};
 use secret_ref::{SecretRef, SecretValue};
 use sidecar_api::{ErrorCode, ResolveRequest, ResolveResponse, ResolveResult};
 use std::collections::HashMap;
@@ -27,23 +28,28 @@ pub enum BatchError {
     /// Envoy could not reach the sidecar (no answer, reset, timeout).
     NoAnswer,
     /// The callout could not be dispatched (e.g. unknown cluster).
-    Dispatch(String),
+    Dispatch {
+        cluster: String,
+        error: DispatchError,
+    },
     /// The sidecar answered with a status other than 200.
-    Status(String),
+    Status(u16),
     /// The body is not the documented JSON.
-    Malformed(String),
+    Malformed(MalformedJson),
 }
 
 impl fmt::Display for BatchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BatchError::NoAnswer => write!(f, "no answer from the sidecar (unreachable or timed out)"),
-            BatchError::Dispatch(e) => write!(f, "could not call the sidecar: {e}"),
-            BatchError::Status(s) if s == "401" || s == "403" => write!(
+            BatchError::Dispatch { cluster, error } => {
+                write!(f, "could not call the sidecar (cluster \"{cluster}\"): {error}")
+            }
+            BatchError::Status(s @ (401 | 403)) => write!(
                 f,
                 "the sidecar refused the token (HTTP {s}): check sidecar.token and the sidecar's token"
             ),
-            BatchError::Status(s) if s == "503" => write!(
+            BatchError::Status(503) => write!(
                 f,
                 "HTTP 503 from the sidecar's cluster (is the sidecar running and the cluster's \
                  address right?)"
@@ -69,13 +75,13 @@ pub fn parse_answer(
     body: &[u8],
     refs: &[SecretRef],
 ) -> Result<Vec<Answer>, BatchError> {
-    match status {
+    match status_code(status) {
         None => return Err(BatchError::NoAnswer),
-        Some("200") => {}
-        Some(s) => return Err(BatchError::Status(s.to_string())),
+        Some(200) => {}
+        Some(s) => return Err(BatchError::Status(s)),
     }
     let response: ResolveResponse =
-        serde_json::from_slice(body).map_err(|e| BatchError::Malformed(e.to_string()))?;
+        serde_json::from_slice(body).map_err(|e| BatchError::Malformed(e.into()))?;
     let mut by_ref: HashMap<String, Answer> = HashMap::with_capacity(response.results.len());
     for result in response.results {
         let (reference, answer) = match result {
@@ -157,9 +163,9 @@ mod tests {
         assert_eq!(parse_answer(None, b"", &refs), Err(BatchError::NoAnswer));
         assert_eq!(
             parse_answer(Some("403"), b"", &refs),
-            Err(BatchError::Status("403".into()))
+            Err(BatchError::Status(403))
         );
-        assert!(BatchError::Status("403".into())
+        assert!(BatchError::Status(403)
             .to_string()
             .contains("sidecar.token"));
         for body in [

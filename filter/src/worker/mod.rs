@@ -8,6 +8,7 @@ use crate::auth::jwt::{JwtCredential, JwtIndex, VerifyKey};
 use crate::auth::key::KeyIndex;
 use crate::auth::Credentials;
 use crate::config::{Compiled, Config, CredentialKind, PluginSet, Sidecar, Source};
+use crate::http::callout::DispatchError;
 use crate::limit::local::{HashKey, Hit};
 use crate::limit::remote::{self, Op, SyncCounters};
 use crate::limit::{LimitOptions, Policy};
@@ -37,7 +38,12 @@ pub trait Host {
     fn now_ms(&self) -> u64;
     fn log(&self, level: Level, message: &str);
     /// Sends a POST with a JSON body to the sidecar at `path`; returns the callout's token.
-    fn dispatch(&mut self, sidecar: &Sidecar, path: &str, body: Vec<u8>) -> Result<u32, String>;
+    fn dispatch(
+        &mut self,
+        sidecar: &Sidecar,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<u32, DispatchError>;
 }
 
 pub struct Worker {
@@ -313,7 +319,10 @@ impl Worker {
             Ok(token) => refresh.started(token, now),
             Err(e) => {
                 refresh.failed(now);
-                let err = BatchError::Dispatch(format!("{e} (cluster \"{}\")", sidecar.cluster));
+                let err = BatchError::Dispatch {
+                    cluster: sidecar.cluster.clone(),
+                    error: e,
+                };
                 self.batch_failed(host, &err);
             }
         }

@@ -20,9 +20,14 @@ impl Host for FakeHost {
     fn log(&self, level: Level, message: &str) {
         self.logs.borrow_mut().push((level, message.to_string()));
     }
-    fn dispatch(&mut self, sidecar: &Sidecar, _path: &str, body: Vec<u8>) -> Result<u32, String> {
+    fn dispatch(
+        &mut self,
+        sidecar: &Sidecar,
+        _path: &str,
+        body: Vec<u8>,
+    ) -> Result<u32, DispatchError> {
         if self.fail_dispatch {
-            return Err("BadArgument".into());
+            return Err(DispatchError::UnknownCluster);
         }
         let token = self.calls.len() as u32 + 1;
         self.calls.push((token, sidecar.cluster.clone(), body));
@@ -174,7 +179,7 @@ fn startup_gate_opens_after_the_wait_without_an_answer() {
     rt.on_tick(&mut host);
     assert!(host.logged(
         Level::Warn,
-        "could not call the sidecar: BadArgument (cluster \"secret_sidecar\")"
+        "could not call the sidecar (cluster \"secret_sidecar\"): Envoy has no such cluster"
     ));
     host.now = 999;
     rt.on_tick(&mut host);
