@@ -9,6 +9,10 @@ KIND (`wasm-*`: this project's filter, every sensitive value a `$secret://` refe
 by the sidecar from moto; `native-*`: Envoy's own filter with the same values inline):
 
 * `none`: no filter (baseline).
+Every `wasm-*` filter runs with `strip_identity_headers: false`, as the shipped configs do (the
+listener's early header mutation removes client identity headers for every KIND);
+--strip-identity-headers makes the filter remove them too.
+
 * `wasm-key` (alias `wasm`), `native-key` (alias `native`): key-auth with --consumers consumers,
   keys `$secret://aws/bench/bench-keys/consumer-<i>` / Envoy api_key_auth (keys from --keys-file).
   `wasm-key --consumers 0 --no-plugins`: the filter with no plugin (its fixed cost).
@@ -78,6 +82,9 @@ def wasm_filter(args, consumers, plugins):
         },
         "refresh_interval_s": 300,
         "startup_wait_ms": 5000,
+        # As shipped: Envoy's early header mutation (below) removes client identity headers, so
+        # the filter does not (--strip-identity-headers measures the filter doing it too).
+        "strip_identity_headers": args.strip_identity_headers,
         "consumers": consumers,
         "plugins": plugins,
     }
@@ -337,6 +344,11 @@ def main():
     p.add_argument("--alg", choices=["HS256", "RS256"], default="HS256")
     p.add_argument("--jwt-cache", action="store_true", help="native-jwt: turn on jwt_cache_config")
     p.add_argument("--no-plugins", action="store_true", help="wasm-key: no plugin at all (fixed cost)")
+    p.add_argument(
+        "--strip-identity-headers",
+        action="store_true",
+        help="wasm-*: the filter removes client identity headers itself (default: Envoy does, as shipped)",
+    )
     p.add_argument("--noop-mode", choices=["noop", "key-auth-calls", "get-only", "set-only"], default="noop")
     p.add_argument("--limit-policy", choices=["local", "redis"], default="local")
     p.add_argument("--redis-port", type=int, default=6379)

@@ -126,6 +126,7 @@ impl Compiler<'_> {
                 refresh_interval: Duration::from_secs(raw.refresh_interval_s),
                 max_stale: Duration::from_secs(raw.max_stale_s),
                 startup_wait: Duration::from_millis(raw.startup_wait_ms),
+                strip_identity_headers: raw.strip_identity_headers,
                 consumers,
                 credentials,
                 refs: self.refs,

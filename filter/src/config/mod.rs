@@ -36,6 +36,9 @@ pub struct Config {
     /// How long a resolved value stays in force without a fresh answer from the sidecar.
     pub max_stale: Duration,
     pub startup_wait: Duration,
+    /// Whether the filter removes client copies of the identity headers itself (`false`: Envoy
+    /// removes them before routing, see docs/DESIGN.md "Envoy wiring").
+    pub strip_identity_headers: bool,
     pub consumers: Vec<Consumer>,
     /// Every credential of every consumer, flattened.
     pub credentials: Vec<Credential>,

@@ -59,6 +59,8 @@ pub struct RawConfig {
     pub startup_wait_ms: u64,
     #[serde(default = "default_max_stale_s")]
     pub max_stale_s: u64,
+    #[serde(default = "default_true")]
+    pub strip_identity_headers: bool,
     #[serde(default)]
     pub consumers: Vec<RawConsumer>,
     #[serde(default)]

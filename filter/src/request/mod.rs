@@ -147,11 +147,17 @@ pub fn decide(
         None
     };
     let plugins = worker.plugins_for(route.as_deref());
+    // Client copies of the identity headers: removed here unless Envoy removes them before
+    // routing (`strip_identity_headers: false`); then only the values this filter sets are
+    // written, and a request without a consumer costs no header write at all.
+    let strip = worker.config().strip_identity_headers;
     let mut plan = Plan::then(Next::Continue);
     let (consumer, body_check) = match authenticate(plugins, worker.credentials(), req) {
         None => {
-            for name in [CONSUMER_USERNAME, CREDENTIAL_IDENTIFIER, CONSUMER_CUSTOM_ID] {
-                plan.edits.push(Edit::Remove(name.into()));
+            if strip {
+                for name in [CONSUMER_USERNAME, CREDENTIAL_IDENTIFIER, CONSUMER_CUSTOM_ID] {
+                    plan.edits.push(Edit::Remove(name.into()));
+                }
             }
             (None, None)
         }
@@ -163,16 +169,19 @@ pub fn decide(
                 plan.next = Next::Reply(auth::key::invalid());
                 return plan;
             };
-            let set_or_remove = |name: &str, value: Option<&str>| match value {
-                Some(v) => Edit::Set(name.into(), v.as_bytes().to_vec()),
-                None => Edit::Remove(name.into()),
-            };
-            plan.edits
-                .push(set_or_remove(CONSUMER_USERNAME, Some(username)));
-            plan.edits
-                .push(set_or_remove(CREDENTIAL_IDENTIFIER, credential_id));
-            plan.edits
-                .push(set_or_remove(CONSUMER_CUSTOM_ID, custom_id));
+            for (name, value) in [
+                (CONSUMER_USERNAME, Some(username)),
+                (CREDENTIAL_IDENTIFIER, credential_id),
+                (CONSUMER_CUSTOM_ID, custom_id),
+            ] {
+                match value {
+                    Some(v) => plan
+                        .edits
+                        .push(Edit::Set(name.into(), v.as_bytes().to_vec())),
+                    None if strip => plan.edits.push(Edit::Remove(name.into())),
+                    None => {}
+                }
+            }
             match allow.hide {
                 None => {}
                 Some(Hide::Header(h)) => plan.edits.push(Edit::Remove(h)),

@@ -117,6 +117,80 @@ fn authentication_then_identity_headers() {
     );
 }
 
+/// A worker like [`worker`] whose Envoy removes client identity headers before routing.
+fn worker_envoy_strips(plugins: serde_json::Value, routes: serde_json::Value) -> Worker {
+    let json = serde_json::json!({
+        "sidecar": {"cluster": "secret_sidecar", "token": "$env://TOKEN"},
+        "strip_identity_headers": false,
+        "consumers": [
+            {"username": "alice", "credentials": [
+                {"id": "alice-key", "type": "key-auth", "key": "alice-key"}]},
+            {"username": "guest"}
+        ],
+        "plugins": plugins,
+        "routes": routes
+    });
+    let compiled = compile(json.to_string().as_bytes(), &|_| Some("t".into())).unwrap();
+    Worker::new(compiled, &mut NoHost)
+}
+
+/// Counts what a decision asks of the request (each is a host call in Envoy).
+struct Counting<'a>(&'a mut dyn RequestView, usize);
+
+impl RequestView for Counting<'_> {
+    fn header(&mut self, name: &str) -> Option<Vec<u8>> {
+        self.1 += 1;
+        self.0.header(name)
+    }
+    fn now_s(&mut self) -> u64 {
+        self.0.now_s()
+    }
+    fn route_name(&mut self) -> Option<String> {
+        self.1 += 1;
+        self.0.route_name()
+    }
+}
+
+#[test]
+fn when_envoy_strips_identity_headers_only_what_is_known_is_written() {
+    let w = worker_envoy_strips(
+        serde_json::json!({"key-auth": {}}),
+        serde_json::json!({"open": {}, "guest": {"key-auth": {"anonymous_consumer": "guest"}}}),
+    );
+    let mut store = Store::default();
+    // alice has no custom id: two writes, no removal
+    let plan = run(&w, &mut store, &[("apikey", "alice-key")]);
+    assert_eq!(
+        plan.edits,
+        vec![
+            Edit::Set(CONSUMER_USERNAME.into(), b"alice".to_vec()),
+            Edit::Set(CREDENTIAL_IDENTIFIER.into(), b"alice-key".to_vec()),
+        ]
+    );
+    // a route without plugins: nothing read but the route's name, nothing written
+    let mut req = FakeRequest::new(&[("x-consumer-username", "mallory")]);
+    let mut route = RouteView(&mut req, "open");
+    let mut view = Counting(&mut route, 0);
+    let plan = decide(&w, &mut view, &mut store, 0);
+    assert_eq!((plan.edits, plan.next, view.1), (vec![], Next::Continue, 1));
+    // the anonymous consumer: its name only
+    let mut req = FakeRequest::new(&[]);
+    let plan = decide(&w, &mut RouteView(&mut req, "guest"), &mut store, 0);
+    assert_eq!(
+        plan.edits,
+        vec![Edit::Set(CONSUMER_USERNAME.into(), b"guest".to_vec())]
+    );
+}
+
+#[test]
+fn without_plugins_a_request_costs_no_host_call() {
+    let w = worker_envoy_strips(serde_json::json!({}), serde_json::json!({}));
+    let mut req = FakeRequest::new(&[("apikey", "alice-key")]);
+    let mut view = Counting(&mut req, 0);
+    let plan = decide(&w, &mut view, &mut Store::default(), 0);
+    assert_eq!((plan.edits, plan.next, view.1), (vec![], Next::Continue, 0));
+}
+
 /// A request on a named route.
 struct RouteView<'a>(&'a mut FakeRequest, &'static str);
 
