@@ -1,20 +1,44 @@
-//! The configs users run (`envoy/demo/*`, `envoy/docker/*`) work and agree with each other, and
-//! every shipped or generated Envoy config carries the security settings of docs/SECURITY.md.
+//! The configs users run (`envoy/demo/*`, `envoy/docker/*`, `docker-compose.yaml`) work and
+//! agree with each other: the same routes, plugins, references and secrets (the demo itself is
+//! run by `demo.rs`), and every shipped or generated Envoy config carries the security settings
+//! of docs/SECURITY.md.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use e2e::{
-    free_port, get, render_envoy_config, test_dir, Envoy, EnvoyConfig, EnvoySpec, Moto, Paths,
-    Sidecar, Upstream,
-};
+use e2e::{render_envoy_config, test_dir, EnvoySpec, Paths};
 use serde_json::{json, Value};
 
 fn read(relative: &str) -> Result<String> {
     let path = e2e::workspace_root().join(relative);
     std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn yaml(relative: &str) -> Result<Value> {
+    e2e::yaml_file_as_json(&e2e::workspace_root().join(relative))
+}
+
+/// A TOML file as JSON, read with the venv's Python (`tomllib`).
+fn toml(relative: &str) -> Result<Value> {
+    let python = e2e::workspace_root().join(".venv/bin/python");
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "import json, sys, tomllib; json.dump(tomllib.load(open(sys.argv[1], 'rb')), sys.stdout)",
+        ])
+        .arg(e2e::workspace_root().join(relative))
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("starting {}: run scripts/deps.sh", python.display()))?;
+    ensure!(
+        out.status.success(),
+        "reading {relative} as TOML: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).with_context(|| format!("{relative} as JSON"))
 }
 
 /// Replaces `from` (which must occur exactly once, so that drift is noticed) with `to`.
@@ -25,88 +49,307 @@ fn replace_once(text: &str, from: &str, to: &str) -> Result<String> {
     }
 }
 
-/// The filter configuration: the YAML block scalar after `value: |`.
-fn filter_json_of(yaml: &str) -> Result<Value> {
-    let indent = |line: &str| line.len() - line.trim_start().len();
-    let mut lines = yaml
-        .lines()
-        .skip_while(|line| !line.trim_end().ends_with("value: |"));
-    let header = lines.next().context("no `value: |` block in the config")?;
-    let block: Vec<&str> = lines
-        .take_while(|line| line.trim().is_empty() || indent(line) > indent(header))
-        .collect();
-    serde_json::from_str(&block.join("\n")).context("the filter configuration is not JSON")
+/// The Wasm filter's `config` in a bootstrap (the one listener's one Wasm filter).
+fn wasm_plugin_config(bootstrap: &mut Value) -> Result<&mut Value> {
+    let filters = bootstrap
+        .pointer_mut(
+            "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters",
+        )
+        .and_then(Value::as_array_mut)
+        .context("no http_filters")?;
+    filters
+        .iter_mut()
+        .find(|f| f["name"] == "envoy.filters.http.wasm")
+        .map(|f| &mut f["typed_config"]["config"])
+        .context("no Wasm filter")
 }
 
-#[test]
-fn docker_and_demo_envoy_configs_carry_the_same_filter_configuration() -> Result<()> {
-    let demo = filter_json_of(&read("envoy/demo/envoy.yaml")?)?;
-    let docker = filter_json_of(&read("envoy/docker/envoy.yaml")?)?;
-    assert_eq!(demo, docker);
-    assert_eq!(
-        demo["consumers"][0]["credentials"][0]["key"],
-        "$secret://aws/my-secrets-manager/alice-credentials/alice-key-auth"
+/// The filter configuration (JSON) of a bootstrap.
+fn filter_config(bootstrap: &Value) -> Result<Value> {
+    let mut bootstrap = bootstrap.clone();
+    let text = wasm_plugin_config(&mut bootstrap)?["configuration"]["value"]
+        .as_str()
+        .context("no configuration value")?
+        .to_owned();
+    serde_json::from_str(&text).context("the filter configuration is not JSON")
+}
+
+/// The cluster named `name`.
+fn cluster<'a>(bootstrap: &'a mut Value, name: &str) -> Result<&'a mut Value> {
+    bootstrap["static_resources"]["clusters"]
+        .as_array_mut()
+        .and_then(|c| c.iter_mut().find(|c| c["name"] == name))
+        .with_context(|| format!("no cluster {name}"))
+}
+
+/// Every string in `value` (at any depth) that is a `$secret://` reference.
+fn references(value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::String(s) if s.starts_with("$secret://") => {
+            out.insert(s.clone());
+        }
+        Value::Object(map) => map.values().for_each(|v| references(v, out)),
+        Value::Array(items) => items.iter().for_each(|v| references(v, out)),
+        _ => {}
+    }
+}
+
+/// Compiles a filter configuration with the filter's own parser (`SECRET_SIDECAR_TOKEN` set):
+/// what Envoy would refuse fails here, and so does a warning (a disabled credential).
+pub fn compiles_in_the_filter(config: &Value) -> Result<()> {
+    let env = |name: &str| (name == "SECRET_SIDECAR_TOKEN").then(|| "t".to_owned());
+    let compiled = envoy_secret_auth_filter::config::compile(config.to_string().as_bytes(), &env)
+        .map_err(|e| anyhow::anyhow!("the filter refuses the configuration: {e}"))?;
+    ensure!(
+        compiled.warnings.is_empty(),
+        "the filter warns: {:?}",
+        compiled.warnings
     );
-    assert_eq!(demo["sidecar"]["token"], "$env://SECRET_SIDECAR_TOKEN");
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_configs_serve_the_tutorial() -> Result<()> {
-    let paths = Paths::locate()?;
-    let dir = test_dir("demo_configs")?;
-    let moto = Moto::start(&paths, &dir).await?;
-    moto.create_secret(
-        "alice-credentials",
-        &json!({"alice-key-auth": "alice-key", "alice-basic-auth": "alice-password"}),
-    )
-    .await?;
+/// envoy/docker/envoy.yaml is envoy/demo/envoy.yaml with container addresses, and nothing else:
+/// the same listener, routes, filter configuration (byte for byte), clusters and settings.
+#[test]
+fn docker_envoy_config_is_the_demo_one_with_container_addresses() -> Result<()> {
+    let mut expected = yaml("envoy/demo/envoy.yaml")?;
+    let docker = yaml("envoy/docker/envoy.yaml")?;
+    expected["static_resources"]["listeners"][0]["address"]["socket_address"]["address"] =
+        json!("0.0.0.0");
+    let upstream = cluster(&mut expected, "upstream")?;
+    upstream["type"] = json!("STRICT_DNS");
+    upstream["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+        ["socket_address"]["address"] = json!("echo");
+    wasm_plugin_config(&mut expected)?["vm_config"]["code"]["local"]["filename"] =
+        json!("/etc/envoy/envoy_secret_auth_filter.wasm");
+    ensure!(
+        expected == docker,
+        "envoy/docker/envoy.yaml differs from envoy/demo/envoy.yaml in more than its container \
+         addresses:\nexpected {}\nfound {}",
+        serde_json::to_string_pretty(&expected)?,
+        serde_json::to_string_pretty(&docker)?
+    );
+    Ok(())
+}
 
-    let sidecar_port = free_port()?;
-    let sidecar_toml = read("envoy/demo/sidecar.toml")?;
-    let sidecar_toml = replace_once(
-        &sidecar_toml,
-        "listen = \"127.0.0.1:7070\"",
-        &format!("listen = \"127.0.0.1:{sidecar_port}\""),
-    )?;
-    let sidecar_toml = replace_once(
-        &sidecar_toml,
-        "endpoint_url = \"http://127.0.0.1:5000\"",
-        &format!("endpoint_url = \"{}\"", moto.endpoint()),
-    )?;
-    let sidecar = Sidecar::start_with_config(&paths, &dir, &sidecar_toml, sidecar_port).await?;
-    let upstream = Upstream::start().await?;
+/// envoy/docker/sidecar.toml is envoy/demo/sidecar.toml but for moto's address.
+#[test]
+fn docker_sidecar_config_is_the_demo_one_but_for_motos_address() -> Result<()> {
+    let mut demo = toml("envoy/demo/sidecar.toml")?;
+    let docker = toml("envoy/docker/sidecar.toml")?;
+    demo["providers"][0]["endpoint_url"] = json!("http://moto:5000");
+    ensure!(
+        demo == docker,
+        "demo (moto's address changed) {demo}\ndocker {docker}"
+    );
+    Ok(())
+}
 
-    let (listener_port, admin_port) = (free_port()?, free_port()?);
-    let mut yaml = read("envoy/demo/envoy.yaml")?;
-    for (from, to) in [
-        ("port_value: 9080", listener_port),
-        ("port_value: 9901", admin_port),
-        ("port_value: 8081", upstream.port()),
-        ("port_value: 7070", sidecar_port),
+/// The demo's Envoy has one route per plugin of the tutorial; the filter configures exactly the
+/// routes Envoy has; every reference resolves in the secrets the demo and docker-compose store;
+/// the limit-count Redis is the one the sidecar allows, with the ACL user the `redis` secret
+/// holds; and the filter's own parser accepts the configuration.
+#[test]
+fn demo_routes_plugins_references_and_secrets_agree() -> Result<()> {
+    let bootstrap = yaml("envoy/demo/envoy.yaml")?;
+    let filter = filter_config(&bootstrap)?;
+    compiles_in_the_filter(&filter)?;
+
+    let envoy_routes: BTreeSet<String> = bootstrap
+        .pointer("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/route_config/virtual_hosts/0/routes")
+        .and_then(Value::as_array)
+        .context("no routes")?
+        .iter()
+        .filter_map(|r| r["name"].as_str().map(str::to_owned))
+        .collect();
+    let filter_routes = filter["routes"].as_object().context("no filter routes")?;
+    let configured: BTreeSet<String> = filter_routes.keys().cloned().collect();
+    ensure!(
+        envoy_routes == configured,
+        "Envoy's routes {envoy_routes:?}, the filter's {configured:?}"
+    );
+    for plugin in [
+        "key-auth",
+        "basic-auth",
+        "jwt-auth",
+        "hmac-auth",
+        "limit-count",
     ] {
-        yaml = replace_once(&yaml, from, &format!("port_value: {to}"))?;
+        ensure!(
+            filter_routes.values().any(|set| set
+                .as_object()
+                .is_some_and(|s| s.len() == 1 && s.contains_key(plugin))),
+            "no route with {plugin} alone"
+        );
     }
-    let yaml = replace_once(
-        &yaml,
-        "filename: target/wasm32-wasip1/wasm-release/envoy_secret_auth_filter.wasm",
-        &format!("filename: {}", paths.wasm.display()),
-    )?;
-    let config = EnvoyConfig {
-        text: yaml,
-        file_name: "envoy.yaml",
-        listener_port,
-        admin_port,
-        token: sidecar.token().to_owned(),
-        concurrency: 2,
-    };
-    let envoy = Envoy::start_with_config(&paths, &dir, &config).await?;
+    let limit = filter_routes
+        .values()
+        .find_map(|set| set.get("limit-count"))
+        .context("no limit-count")?;
+    for (field, want) in [
+        ("policy", json!("redis")),
+        ("redis_database", json!(1)),
+        ("redis_timeout", json!(1001)),
+        (
+            "redis_username",
+            json!("$secret://aws/my-secrets-manager/redis/username"),
+        ),
+        (
+            "redis_password",
+            json!("$secret://aws/my-secrets-manager/redis/password"),
+        ),
+    ] {
+        ensure!(
+            limit[field] == want,
+            "limit-count {field} is {}, not {want}",
+            limit[field]
+        );
+    }
 
-    let ok = get(&envoy.url("/ip"), &[("apikey", "alice-key")]).await?;
-    assert_eq!(ok.status, 200, "body: {}", ok.body);
-    assert_eq!(ok.json()?["headers"]["x-consumer-username"], "alice");
-    let missing = get(&envoy.url("/ip"), &[]).await?;
-    assert_eq!(missing.status, 401, "body: {}", missing.body);
+    // Every reference names a field of a secret the demo (and docker-compose) store.
+    let mut refs = BTreeSet::new();
+    references(&filter, &mut refs);
+    ensure!(refs.len() >= 6, "only {refs:?}");
+    for reference in &refs {
+        let rest = reference
+            .strip_prefix("$secret://aws/my-secrets-manager/")
+            .with_context(|| format!("{reference}: not the tutorial's provider"))?;
+        let (secret, key) = rest.split_once('/').context("no key")?;
+        let stored = read(&format!("envoy/secrets/{secret}.json"))?;
+        let stored: Value = serde_json::from_str(&stored)?;
+        ensure!(
+            stored[key].as_str().is_some_and(|v| !v.is_empty()),
+            "{reference}: envoy/secrets/{secret}.json has no {key:?}"
+        );
+    }
+
+    // The sidecars allow exactly the limit-count Redis.
+    let redis_at = format!(
+        "{}:{}",
+        limit["redis_host"].as_str().context("host")?,
+        limit["redis_port"]
+    );
+    for relative in ["envoy/demo/sidecar.toml", "envoy/docker/sidecar.toml"] {
+        let allowed = &toml(relative)?["limit"]["redis"];
+        ensure!(
+            allowed == &json!([redis_at]),
+            "{relative}: [limit] redis = {allowed}"
+        );
+    }
+
+    // The Redis servers' ACL user is the one in the `redis` secret.
+    let redis: Value = serde_json::from_str(&read("envoy/secrets/redis.json")?)?;
+    let (user, password) = (
+        redis["username"].as_str().context("username")?,
+        redis["password"].as_str().context("password")?,
+    );
+    let demo_sh = read("scripts/demo.sh")?;
+    let acl = format!("--user {user} on '>{password}' '~*' '&*' '+@all' --user default off");
+    ensure!(
+        demo_sh.contains(&acl),
+        "scripts/demo.sh does not start Redis with {acl}"
+    );
+    let compose = yaml("envoy/docker-compose.yaml")?;
+    let command: Vec<&str> = compose["services"]["redis"]["command"]
+        .as_array()
+        .context("no redis command")?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let acl = [
+        "--user",
+        user,
+        "on",
+        &format!(">{password}"),
+        "~*",
+        "&*",
+        "+@all",
+    ];
+    ensure!(
+        command.windows(acl.len()).any(|w| w == acl)
+            && command
+                .windows(3)
+                .any(|w| w == ["--user", "default", "off"])
+            && command.windows(2).any(|w| w == ["--port", "6379"])
+            && command.windows(2).any(|w| w == ["--bind", "127.0.0.1"]),
+        "docker-compose's redis: {command:?}"
+    );
+    ensure!(
+        compose["services"]["redis"]["network_mode"] == "service:envoy",
+        "docker-compose's redis must share Envoy's (and the sidecar's) loopback"
+    );
+    Ok(())
+}
+
+/// docker-compose seeds moto with every file of envoy/secrets (as scripts/demo.sh does) and
+/// mounts the configs where the images read them.
+#[test]
+fn docker_compose_seeds_the_secrets_and_mounts_the_configs() -> Result<()> {
+    let compose = yaml("envoy/docker-compose.yaml")?;
+    let services = &compose["services"];
+    let seed = services["seed"]["command"][0]
+        .as_str()
+        .context("no seed command")?;
+    ensure!(
+        services["seed"]["volumes"] == json!(["./secrets:/seed:ro"]),
+        "the seed must mount ./secrets at /seed"
+    );
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(e2e::workspace_root().join("envoy/secrets"))? {
+        let path = entry?.path();
+        let name = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let create =
+            format!("create-secret --name {name} --secret-string file:///seed/{name}.json");
+        ensure!(
+            seed.contains(&create),
+            "docker-compose's seed does not run {create:?}"
+        );
+        names.push(name);
+    }
+    names.sort();
+    ensure!(
+        names == ["alice-credentials", "redis"],
+        "envoy/secrets holds {names:?}"
+    );
+    ensure!(
+        read("scripts/demo.sh")?.contains("for name in alice-credentials redis; do"),
+        "scripts/demo.sh must store every file of envoy/secrets"
+    );
+
+    let volumes = |service: &str| -> Vec<String> {
+        services[service]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut docker = yaml("envoy/docker/envoy.yaml")?;
+    let wasm = wasm_plugin_config(&mut docker)?["vm_config"]["code"]["local"]["filename"]
+        .as_str()
+        .context("no wasm filename")?
+        .to_owned();
+    let envoy = volumes("envoy");
+    for mount in [
+        "./docker/envoy.yaml:/etc/envoy/envoy.yaml:ro".to_owned(),
+        format!("../target/wasm32-wasip1/wasm-release/envoy_secret_auth_filter.wasm:{wasm}:ro"),
+    ] {
+        ensure!(
+            envoy.contains(&mount),
+            "Envoy's volumes {envoy:?} lack {mount}"
+        );
+    }
+    let dockerfile = read("envoy/docker/sidecar.Dockerfile")?;
+    ensure!(
+        dockerfile.contains(r#"CMD ["--config", "/etc/secret-sidecar/sidecar.toml"]"#)
+            && volumes("sidecar")
+                .contains(&"./docker/sidecar.toml:/etc/secret-sidecar/sidecar.toml:ro".to_owned()),
+        "the sidecar reads /etc/secret-sidecar/sidecar.toml, mounted from docker/sidecar.toml"
+    );
     Ok(())
 }
 
