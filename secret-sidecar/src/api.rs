@@ -15,8 +15,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use secret_ref::SecretValue;
 use sidecar_api::{
-    BadRequest, LimitCounter, LimitErrorBody, LimitFailure, LimitResponse, ResolveErrorBody,
-    ResolveRequest, ResolveResponse, ResolveResult,
+    BadRequest, LimitCounter, LimitErrorBody, LimitFailure, LimitResponse, PreviousValue,
+    ResolveErrorBody, ResolveRequest, ResolveResponse, ResolveResult,
 };
 
 use crate::config::LimitConfig;
@@ -147,16 +147,28 @@ async fn resolve(State(state): State<AppState>, body: Result<Bytes, BytesRejecti
         );
     }
 
-    let resolutions = state.inner.resolver.resolve_batch(&request.refs).await;
+    let resolutions = state
+        .inner
+        .resolver
+        .resolve_batch_with(&request.refs, request.previous)
+        .await;
     let results = request
         .refs
         .into_iter()
         .zip(resolutions)
         .map(|(reference, resolution)| match resolution {
-            Resolution::Value { value, stale } => ResolveResult::Value {
+            Resolution::Value {
+                value,
+                stale,
+                previous,
+            } => ResolveResult::Value {
                 reference,
                 value,
                 stale,
+                previous: previous.map(|p| PreviousValue {
+                    value: p.value,
+                    replaced_at: p.replaced_at,
+                }),
             },
             Resolution::Error(e) => ResolveResult::Error {
                 reference,
@@ -374,7 +386,7 @@ mod tests {
             ("{}", "invalid request body: missing field `refs` at line 1 column 2"),
             (r#"{"refs":"x"}"#, "invalid request body: invalid type: string \"x\", expected a sequence at line 1 column 11"),
             (r#"{"refs":[1]}"#, "invalid request body: invalid type: integer `1`, expected a string at line 1 column 10"),
-            (r#"{"refs":[],"x":1}"#, "invalid request body: unknown field `x`, expected `refs` at line 1 column 14"),
+            (r#"{"refs":[],"x":1}"#, "invalid request body: unknown field `x`, expected `refs` or `previous` at line 1 column 14"),
         ];
         for (body, message) in cases {
             let (status, v) = send_json(app(), post_resolve(Some(&bearer()), body)).await;

@@ -11,6 +11,13 @@
 //! * Concurrent lookups of one secret make one provider call: the first caller fetches while
 //!   the others wait on the entry, and every caller that waited shares that call's outcome
 //!   (also when it failed, so an outage does not turn into a queue of calls).
+//! * After the TTL, a value with a version id is revalidated: the provider is asked whether the
+//!   current version moved ([`Provider::current_version`], AWS `DescribeSecret`) and the value
+//!   is fetched again only when it did; otherwise the cached value is fresh for another TTL. At
+//!   most [`MAX_REVALIDATIONS`] times in a row, so that what only a fetch shows (AWS: a disabled
+//!   KMS key) is seen within `(MAX_REVALIDATIONS + 1) * ttl`.
+//! * The previous version of a secret (for rotation grace) is fetched only when asked for
+//!   ([`Cache::previous`]), once per fetched current value, and kept with it.
 //! * The provider's name list is cached for `ttl` too (one per provider); a failed listing is
 //!   not retried within `ttl` either, and meanwhile the last list, if any, is served marked not
 //!   fresh. A name the list shows absent can be recorded as
@@ -26,7 +33,11 @@ use secret_ref::SecretValue;
 
 use crate::clock::Clock;
 use crate::config::CacheConfig;
-use crate::providers::{Provider, ProviderError, SecretNames};
+use crate::providers::{PreviousSecret, Provider, ProviderError, Secret, SecretNames};
+
+/// A value is revalidated (its version id compared) instead of fetched at most this many times
+/// in a row; the next time it is fetched.
+pub const MAX_REVALIDATIONS: u32 = 9;
 
 /// The outcome of looking a secret up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +68,7 @@ struct Known {
 
 #[derive(Debug, Clone)]
 enum Answer {
-    Value(SecretValue),
+    Value(Secret),
     NotFound,
     /// A definitive answer other than "not found" ([`ProviderError::is_definitive`]).
     Refused(ProviderError),
@@ -67,7 +78,7 @@ impl Answer {
     fn lookup(&self, stale: bool) -> Lookup {
         match self {
             Answer::Value(v) => Lookup::Found {
-                value: v.clone(),
+                value: v.value.clone(),
                 stale,
             },
             Answer::NotFound => Lookup::NotFound { stale },
@@ -90,6 +101,19 @@ struct SecretSlot {
 struct SecretState {
     known: Option<Known>,
     last_outcome: Option<Lookup>,
+    /// Revalidations since the value was last fetched.
+    revalidations: u32,
+    /// The previous version of the known value, once asked for (`Some(None)`: there is none).
+    /// Cleared whenever a value is fetched.
+    previous: Option<Option<PreviousSecret>>,
+}
+
+/// What the provider said when asked after the TTL.
+enum Fetched {
+    /// A value (new or the same).
+    Value(Secret),
+    /// The current version is the cached one.
+    Unchanged,
 }
 
 #[derive(Default)]
@@ -211,14 +235,28 @@ impl Cache {
             }
         }
 
-        let result = provider.get_secret(name).await;
+        let result = self.fetch(provider, name, &mut state).await;
         let now = self.clock.now();
         let outcome = match result {
-            Ok(value) => {
+            Ok(Fetched::Unchanged) => {
+                state.revalidations += 1;
+                match state.known.as_mut() {
+                    Some(known) => {
+                        known.at = now;
+                        known.answer.lookup(false)
+                    }
+                    // (fetch only answers Unchanged for a known value)
+                    None => Lookup::Failed(ProviderError::Other("no cached value".into())),
+                }
+            }
+            Ok(Fetched::Value(secret)) => {
+                let value = secret.value.clone();
                 state.known = Some(Known {
-                    answer: Answer::Value(value.clone()),
+                    answer: Answer::Value(secret),
                     at: now,
                 });
+                state.revalidations = 0;
+                state.previous = None;
                 Lookup::Found {
                     value,
                     stale: false,
@@ -229,6 +267,7 @@ impl Cache {
                     answer: Answer::NotFound,
                     at: now,
                 });
+                state.previous = None;
                 Lookup::NotFound { stale: false }
             }
             Err(err) if err.is_definitive() => {
@@ -242,6 +281,7 @@ impl Cache {
                     answer: Answer::Refused(err.clone()),
                     at: now,
                 });
+                state.previous = None;
                 Lookup::Refused {
                     error: err,
                     stale: false,
@@ -274,6 +314,79 @@ impl Cache {
         state.last_outcome = Some(outcome.clone());
         slot.attempts.fetch_add(1, Ordering::SeqCst);
         outcome
+    }
+
+    /// Revalidates the known value if it has a version id and was not revalidated too often,
+    /// else fetches the value.
+    async fn fetch(
+        &self,
+        provider: &dyn Provider,
+        name: &str,
+        state: &mut SecretState,
+    ) -> Result<Fetched, ProviderError> {
+        let cached_version = match &state.known {
+            Some(Known {
+                answer:
+                    Answer::Value(Secret {
+                        version: Some(v), ..
+                    }),
+                ..
+            }) if state.revalidations < MAX_REVALIDATIONS => Some(v.clone()),
+            _ => None,
+        };
+        if let Some(cached) = cached_version {
+            if provider.current_version(name).await? == Some(cached) {
+                return Ok(Fetched::Unchanged);
+            }
+        }
+        provider.get_secret(name).await.map(Fetched::Value)
+    }
+
+    /// The version the cached value of `name` replaced, for rotation grace. Asked from
+    /// `provider` once per fetched value when `fetch` is set (a transient failure is not
+    /// remembered: asked again next time); without `fetch` only what is already known. `None`
+    /// without a cached value, or when there is no previous version.
+    pub async fn previous(
+        &self,
+        provider_id: &str,
+        provider: &dyn Provider,
+        name: &str,
+        fetch: bool,
+    ) -> Option<PreviousSecret> {
+        let slot = self.secret_slot(provider_id, name);
+        let mut state = slot.state.lock().await;
+        let Some(Known {
+            answer: Answer::Value(current),
+            ..
+        }) = &state.known
+        else {
+            return None;
+        };
+        if let Some(known) = &state.previous {
+            return known.clone();
+        }
+        if !fetch {
+            return None;
+        }
+        match provider.get_previous(name, current).await {
+            Ok(previous) => {
+                state.previous = Some(previous.clone());
+                previous
+            }
+            Err(err) if err.is_definitive() => {
+                state.previous = Some(None);
+                None
+            }
+            Err(err) => {
+                tracing::warn!(
+                    provider = provider_id,
+                    secret = name,
+                    error = %err,
+                    "cannot read the previous version: answering without it"
+                );
+                None
+            }
+        }
     }
 
     /// The provider's secret names, listed at most once per positive TTL (also when listing
@@ -715,5 +828,91 @@ mod tests {
             Some(Lookup::NotFound { stale: false })
         );
         assert_eq!(p.get_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn after_the_ttl_an_unchanged_version_is_not_fetched_again() {
+        let (cache, clock) = cache(60, 5);
+        let p = FakeProvider::describing().with("s", "v1");
+        assert_eq!(cache.get("p", &p, "s").await, found("v1", false));
+        assert_eq!((p.get_calls(), p.describe_calls()), (1, 0));
+        // unchanged: one DescribeSecret per TTL, no fetch
+        clock.advance(Duration::from_secs(60));
+        for i in 1..=MAX_REVALIDATIONS as usize {
+            assert_eq!(cache.get("p", &p, "s").await, found("v1", false));
+            assert_eq!((p.get_calls(), p.describe_calls()), (1, i));
+            // fresh again for a whole TTL
+            clock.advance(Duration::from_secs(59));
+            assert_eq!(cache.peek("p", "s").await, Some(found("v1", false)));
+            clock.advance(Duration::from_secs(1));
+        }
+        // after MAX_REVALIDATIONS in a row, the value is fetched
+        assert_eq!(cache.get("p", &p, "s").await, found("v1", false));
+        assert_eq!(p.get_calls(), 2);
+        // a moved version is fetched at once
+        p.set("s", "v2");
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(cache.get("p", &p, "s").await, found("v2", false));
+        assert_eq!(p.get_calls(), 3);
+        // a definitive answer to the version question is the answer
+        p.remove("s");
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(
+            cache.get("p", &p, "s").await,
+            Lookup::NotFound { stale: false }
+        );
+        assert_eq!(p.get_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_version_question_serves_the_value_stale() {
+        let (cache, clock) = cache(60, 5);
+        let p = FakeProvider::describing().with("s", "v1");
+        cache.get("p", &p, "s").await;
+        p.fail_with(Some(ProviderError::Unreachable("down".into())));
+        clock.advance(Duration::from_secs(61));
+        assert_eq!(cache.get("p", &p, "s").await, found("v1", true));
+        assert_eq!((p.get_calls(), p.describe_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn previous_versions_are_fetched_once_per_value_and_only_when_asked() {
+        let (cache, clock) = cache(60, 5);
+        let p = FakeProvider::new().with("s", "v1");
+        // nothing cached: nothing to say
+        assert_eq!(cache.previous("p", &p, "s", true).await, None);
+        cache.get("p", &p, "s").await;
+        assert_eq!(cache.previous("p", &p, "s", true).await, None);
+        assert_eq!(p.previous_calls(), 1);
+        assert_eq!(cache.previous("p", &p, "s", true).await, None);
+        assert_eq!(p.previous_calls(), 1, "\"none\" is remembered");
+
+        p.set("s", "v2");
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(cache.get("p", &p, "s").await, found("v2", false));
+        // not asked without fetch
+        assert_eq!(cache.previous("p", &p, "s", false).await, None);
+        assert_eq!(p.previous_calls(), 1);
+        let previous = cache.previous("p", &p, "s", true).await.unwrap();
+        assert_eq!(previous.value.expose(), "v1");
+        assert_eq!(previous.replaced_at, crate::providers::fake::FAKE_EPOCH + 1);
+        assert_eq!(cache.previous("p", &p, "s", false).await, Some(previous));
+        assert_eq!(p.previous_calls(), 2);
+
+        // a transient failure is not remembered
+        p.set("s", "v3");
+        clock.advance(Duration::from_secs(60));
+        cache.get("p", &p, "s").await;
+        p.fail_with(Some(ProviderError::Unreachable("down".into())));
+        assert_eq!(cache.previous("p", &p, "s", true).await, None);
+        p.fail_with(None);
+        assert_eq!(
+            cache
+                .previous("p", &p, "s", true)
+                .await
+                .map(|p| p.value.expose().to_string()),
+            Some("v2".to_string())
+        );
+        assert_eq!(p.previous_calls(), 4);
     }
 }

@@ -212,6 +212,7 @@ pub struct ProviderConfig {
 #[derive(Debug, Clone)]
 pub enum ProviderKind {
     Aws(AwsProviderConfig),
+    Vault(VaultProviderConfig),
 }
 
 impl ProviderKind {
@@ -219,9 +220,17 @@ impl ProviderKind {
     pub fn manager(&self) -> Manager {
         match self {
             ProviderKind::Aws(_) => Manager::Aws,
+            ProviderKind::Vault(_) => Manager::Vault,
         }
     }
 }
+
+/// The version stage read unless `version_stage` says otherwise.
+pub const DEFAULT_VERSION_STAGE: &str = "AWSCURRENT";
+/// The KV mount of a Vault provider unless `mount` says otherwise.
+pub const DEFAULT_VAULT_MOUNT: &str = "secret";
+/// The AppRole auth mount unless `approle_mount` says otherwise.
+pub const DEFAULT_APPROLE_MOUNT: &str = "approle";
 
 #[derive(Debug, Clone)]
 pub struct AwsProviderConfig {
@@ -231,6 +240,47 @@ pub struct AwsProviderConfig {
     pub endpoint_url: Option<String>,
     /// Static credentials; `None` means the SDK's default credential chain.
     pub credentials: Option<StaticCredentials>,
+    /// The shared config / credentials profile the default chain reads (`None`: `AWS_PROFILE`,
+    /// else `default`).
+    pub profile: Option<String>,
+    /// The version stage whose value is read (`AWSCURRENT` by default).
+    pub version_stage: String,
+}
+
+/// A HashiCorp Vault / OpenBao KV secrets engine.
+#[derive(Debug, Clone)]
+pub struct VaultProviderConfig {
+    /// `https://vault.example:8200` (no trailing `/`).
+    pub address: String,
+    /// The KV mount path (no leading or trailing `/`).
+    pub mount: String,
+    pub kv_version: KvVersion,
+    /// Sent as `X-Vault-Namespace` (Vault Enterprise, OpenBao).
+    pub namespace: Option<String>,
+    pub auth: VaultAuth,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvVersion {
+    V1,
+    V2,
+}
+
+/// How the sidecar gets its Vault token. `Debug` never shows a credential.
+#[derive(Debug, Clone)]
+pub enum VaultAuth {
+    /// A token from the environment variable `var` (read at start-up).
+    TokenEnv { var: String, token: SecretValue },
+    /// A token read from a file at start-up, and again when Vault no longer accepts the token
+    /// (a Vault Agent sink rewrites it).
+    TokenFile(PathBuf),
+    /// AppRole login: `POST /v1/auth/<mount>/login` with the role id and the secret id read from
+    /// `secret_id_file` (at each login).
+    AppRole {
+        role_id: SecretValue,
+        secret_id_file: PathBuf,
+        mount: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -308,8 +358,16 @@ pub enum Problem {
     BothTokenSources,
     #[error("no provider configured (add a [[providers]] table with id, kind and region)")]
     NoProviders,
-    #[error("unsupported kind {0:?} (expected \"aws\")")]
+    #[error("unsupported kind {0:?} (expected \"aws\" or \"vault\")")]
     UnsupportedKind(String),
+    #[error("only used with kind = \"{0}\"")]
+    OnlyForKind(&'static str),
+    #[error("must be 1 or 2, got {0}")]
+    NotAKvVersion(u64),
+    #[error("no Vault authentication: set token_env, token_file, or role_id with secret_id_file")]
+    NoVaultAuth,
+    #[error("set only one of token_env, token_file and role_id (AppRole)")]
+    SeveralVaultAuths,
     #[error("{0:?} contains '/', which cannot appear in a reference's provider id")]
     IdHasSlash(String),
     #[error("duplicate id {id:?} (also used by providers[{first}])")]
@@ -379,11 +437,24 @@ struct RawLimit {
 struct RawProvider {
     id: Option<String>,
     kind: Option<String>,
+    // kind = "aws"
     region: Option<String>,
     endpoint_url: Option<String>,
     access_key_id: Option<String>,
     secret_access_key: Option<String>,
     session_token: Option<String>,
+    profile: Option<String>,
+    version_stage: Option<String>,
+    // kind = "vault"
+    address: Option<String>,
+    mount: Option<String>,
+    kv_version: Option<u64>,
+    namespace: Option<String>,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+    role_id: Option<String>,
+    secret_id_file: Option<PathBuf>,
+    approle_mount: Option<String>,
 }
 
 impl Config {
@@ -434,6 +505,17 @@ impl std::fmt::Debug for RawProvider {
             .field("access_key_id", &redacted(&self.access_key_id))
             .field("secret_access_key", &redacted(&self.secret_access_key))
             .field("session_token", &redacted(&self.session_token))
+            .field("profile", &self.profile)
+            .field("version_stage", &self.version_stage)
+            .field("address", &self.address)
+            .field("mount", &self.mount)
+            .field("kv_version", &self.kv_version)
+            .field("namespace", &self.namespace)
+            .field("token_env", &self.token_env)
+            .field("token_file", &self.token_file)
+            .field("role_id", &redacted(&self.role_id))
+            .field("secret_id_file", &self.secret_id_file)
+            .field("approle_mount", &self.approle_mount)
             .finish()
     }
 }
@@ -623,32 +705,81 @@ fn validate_provider(
 ) -> Result<ProviderConfig, ConfigError> {
     let at = |name: &str| format!("providers[{i}].{name}");
 
-    let id = required(at("id"), p.id)?;
+    let id = required(at("id"), p.id.clone())?;
     if id.contains('/') {
         return Err(ConfigError::field(at("id"), Problem::IdHasSlash(id)));
     }
-    let kind = required(at("kind"), p.kind)?;
-    if kind != "aws" {
-        return Err(ConfigError::field(
-            at("kind"),
-            Problem::UnsupportedKind(kind),
-        ));
-    }
-    let region = required(at("region"), p.region)?;
-
-    let endpoint_url = match p.endpoint_url {
-        None => None,
-        Some(url) if url.is_empty() => {
-            return Err(ConfigError::field(at("endpoint_url"), Problem::Empty))
-        }
-        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+    let kind = required(at("kind"), p.kind.clone())?;
+    let kind = match kind.as_str() {
+        "aws" => ProviderKind::Aws(validate_aws(&at, p, env)?),
+        "vault" => ProviderKind::Vault(validate_vault(&at, p, env)?),
+        _ => {
             return Err(ConfigError::field(
-                at("endpoint_url"),
-                Problem::NotAnHttpUrl(url),
+                at("kind"),
+                Problem::UnsupportedKind(kind),
             ))
         }
-        Some(url) => Some(url),
     };
+    Ok(ProviderConfig { id, kind })
+}
+
+/// Fails naming the first field that is set but belongs to the other kind of provider.
+fn refuse_fields(
+    at: &dyn Fn(&str) -> String,
+    fields: &[(&str, bool)],
+    only_for: &'static str,
+) -> Result<(), ConfigError> {
+    match fields.iter().find(|(_, set)| *set) {
+        Some((name, _)) => Err(ConfigError::field(at(name), Problem::OnlyForKind(only_for))),
+        None => Ok(()),
+    }
+}
+
+fn http_url(field: String, url: String) -> Result<String, ConfigError> {
+    if url.is_empty() {
+        return Err(ConfigError::field(field, Problem::Empty));
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ConfigError::field(field, Problem::NotAnHttpUrl(url)));
+    }
+    Ok(url)
+}
+
+fn optional_non_empty(field: String, value: Option<String>) -> Result<Option<String>, ConfigError> {
+    match value {
+        Some(v) if v.trim().is_empty() => Err(ConfigError::field(field, Problem::Empty)),
+        other => Ok(other),
+    }
+}
+
+fn validate_aws(
+    at: &dyn Fn(&str) -> String,
+    p: RawProvider,
+    env: EnvLookup<'_>,
+) -> Result<AwsProviderConfig, ConfigError> {
+    refuse_fields(
+        at,
+        &[
+            ("address", p.address.is_some()),
+            ("mount", p.mount.is_some()),
+            ("kv_version", p.kv_version.is_some()),
+            ("namespace", p.namespace.is_some()),
+            ("token_env", p.token_env.is_some()),
+            ("token_file", p.token_file.is_some()),
+            ("role_id", p.role_id.is_some()),
+            ("secret_id_file", p.secret_id_file.is_some()),
+            ("approle_mount", p.approle_mount.is_some()),
+        ],
+        "vault",
+    )?;
+    let region = required(at("region"), p.region)?;
+    let endpoint_url = p
+        .endpoint_url
+        .map(|url| http_url(at("endpoint_url"), url))
+        .transpose()?;
+    let profile = optional_non_empty(at("profile"), p.profile)?;
+    let version_stage = optional_non_empty(at("version_stage"), p.version_stage)?
+        .unwrap_or_else(|| DEFAULT_VERSION_STAGE.to_string());
 
     let credentials = match (p.access_key_id, p.secret_access_key, p.session_token) {
         (None, None, None) => None,
@@ -679,14 +810,160 @@ fn validate_provider(
         }),
     };
 
-    Ok(ProviderConfig {
-        id,
-        kind: ProviderKind::Aws(AwsProviderConfig {
-            region,
-            endpoint_url,
-            credentials,
-        }),
+    Ok(AwsProviderConfig {
+        region,
+        endpoint_url,
+        credentials,
+        profile,
+        version_stage,
     })
+}
+
+/// A path inside Vault: no leading or trailing `/`, not empty.
+fn vault_path(field: String, value: String) -> Result<String, ConfigError> {
+    let trimmed = value.trim_matches('/');
+    if trimmed.trim().is_empty() {
+        return Err(ConfigError::field(field, Problem::Empty));
+    }
+    Ok(trimmed.to_string())
+}
+
+fn validate_vault(
+    at: &dyn Fn(&str) -> String,
+    p: RawProvider,
+    env: EnvLookup<'_>,
+) -> Result<VaultProviderConfig, ConfigError> {
+    refuse_fields(
+        at,
+        &[
+            ("region", p.region.is_some()),
+            ("endpoint_url", p.endpoint_url.is_some()),
+            ("access_key_id", p.access_key_id.is_some()),
+            ("secret_access_key", p.secret_access_key.is_some()),
+            ("session_token", p.session_token.is_some()),
+            ("profile", p.profile.is_some()),
+            ("version_stage", p.version_stage.is_some()),
+        ],
+        "aws",
+    )?;
+    let address = http_url(at("address"), required(at("address"), p.address)?)?
+        .trim_end_matches('/')
+        .to_string();
+    let mount = vault_path(
+        at("mount"),
+        p.mount.unwrap_or_else(|| DEFAULT_VAULT_MOUNT.to_string()),
+    )?;
+    let kv_version = match p.kv_version {
+        None | Some(2) => KvVersion::V2,
+        Some(1) => KvVersion::V1,
+        Some(n) => {
+            return Err(ConfigError::field(
+                at("kv_version"),
+                Problem::NotAKvVersion(n),
+            ))
+        }
+    };
+    let namespace = p
+        .namespace
+        .map(|ns| vault_path(at("namespace"), ns))
+        .transpose()?;
+
+    let approle = p.role_id.is_some() || p.secret_id_file.is_some() || p.approle_mount.is_some();
+    let sources = [p.token_env.is_some(), p.token_file.is_some(), approle];
+    if sources.iter().filter(|set| **set).count() > 1 {
+        let field = if p.token_file.is_some() && p.token_env.is_some() {
+            "token_file"
+        } else {
+            "role_id"
+        };
+        return Err(ConfigError::field(at(field), Problem::SeveralVaultAuths));
+    }
+    let auth = if let Some(var) = p.token_env {
+        if var.is_empty() {
+            return Err(ConfigError::field(at("token_env"), Problem::Empty));
+        }
+        let token = match env(&var) {
+            None => return Err(ConfigError::field(at("token_env"), Problem::EnvUnset(var))),
+            Some(t) if t.trim().is_empty() => {
+                return Err(ConfigError::field(at("token_env"), Problem::EnvEmpty(var)))
+            }
+            Some(t) => SecretValue::new(t.trim()),
+        };
+        VaultAuth::TokenEnv { var, token }
+    } else if let Some(path) = p.token_file {
+        if path.as_os_str().is_empty() {
+            return Err(ConfigError::field(at("token_file"), Problem::Empty));
+        }
+        VaultAuth::TokenFile(path)
+    } else if approle {
+        let role_id = match p.role_id {
+            None => {
+                return Err(ConfigError::field(
+                    at("role_id"),
+                    Problem::RequiredWith(if p.secret_id_file.is_some() {
+                        "secret_id_file"
+                    } else {
+                        "approle_mount"
+                    }),
+                ))
+            }
+            Some(r) => config_value(at("role_id"), &r, env)?,
+        };
+        let secret_id_file = match p.secret_id_file {
+            None => {
+                return Err(ConfigError::field(
+                    at("secret_id_file"),
+                    Problem::RequiredWith("role_id"),
+                ))
+            }
+            Some(path) if path.as_os_str().is_empty() => {
+                return Err(ConfigError::field(at("secret_id_file"), Problem::Empty))
+            }
+            Some(path) => path,
+        };
+        let mount = vault_path(
+            at("approle_mount"),
+            p.approle_mount
+                .unwrap_or_else(|| DEFAULT_APPROLE_MOUNT.to_string()),
+        )?;
+        VaultAuth::AppRole {
+            role_id,
+            secret_id_file,
+            mount,
+        }
+    } else {
+        return Err(ConfigError::field(at("token_env"), Problem::NoVaultAuth));
+    };
+
+    Ok(VaultProviderConfig {
+        address,
+        mount,
+        kv_version,
+        namespace,
+        auth,
+    })
+}
+
+/// Reads a credential file (a Vault token, an AppRole secret id): the text without surrounding
+/// whitespace, not empty. The error names `field` and the path, never the content.
+pub fn read_credential_file(field: &str, path: &Path) -> Result<SecretValue, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::field(
+            field,
+            Problem::Unreadable {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            },
+        )
+    })?;
+    let value = text.trim();
+    if value.is_empty() {
+        return Err(ConfigError::field(
+            field,
+            Problem::EmptyFile(path.to_path_buf()),
+        ));
+    }
+    Ok(SecretValue::new(value))
 }
 
 /// A setting that may be a plain value or a `$env://NAME[/key]` reference.
@@ -797,7 +1074,9 @@ region = "us-east-1"
         assert_eq!(c.cache.not_found_ttl, Duration::from_secs(5));
         assert_eq!(c.providers.len(), 1);
         assert_eq!(c.providers[0].id, "my-secrets-manager");
-        let ProviderKind::Aws(aws) = &c.providers[0].kind;
+        let ProviderKind::Aws(aws) = &c.providers[0].kind else {
+            panic!("not aws")
+        };
         assert_eq!(aws.region, "us-east-1");
         assert!(aws.endpoint_url.is_none());
         assert!(aws.credentials.is_none());
@@ -836,7 +1115,9 @@ secret_access_key = "plain"
         assert_eq!(c.token, TokenSource::File("/run/token".into()));
         assert_eq!(c.cache.ttl, Duration::from_secs(30));
         assert_eq!(c.cache.not_found_ttl, Duration::from_secs(2));
-        let ProviderKind::Aws(aws) = &c.providers[0].kind;
+        let ProviderKind::Aws(aws) = &c.providers[0].kind else {
+            panic!("not aws")
+        };
         assert_eq!(aws.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
         let creds = aws.credentials.as_ref().unwrap();
         assert_eq!(creds.access_key_id.expose(), "AKIDEXAMPLE");
@@ -845,7 +1126,9 @@ secret_access_key = "plain"
             creds.session_token.as_ref().unwrap().expose(),
             "plain-session"
         );
-        let ProviderKind::Aws(second) = &c.providers[1].kind;
+        let ProviderKind::Aws(second) = &c.providers[1].kind else {
+            panic!("not aws")
+        };
         let creds = second.credentials.as_ref().unwrap();
         assert_eq!(creds.access_key_id.expose(), "from-json");
         assert_eq!(c.providers[1].kind.manager(), Manager::Aws);
@@ -873,7 +1156,7 @@ secret_access_key = "plain"
             ("[[providers]]\nid = \"a/b\"\nkind = \"aws\"\nregion = \"r\"".into(),
              "providers[0].id: \"a/b\" contains '/', which cannot appear in a reference's provider id"),
             ("[[providers]]\nid = \"p\"\nkind = \"gcp\"\nregion = \"r\"".into(),
-             "providers[0].kind: unsupported kind \"gcp\" (expected \"aws\")"),
+             "providers[0].kind: unsupported kind \"gcp\" (expected \"aws\" or \"vault\")"),
             (two, "providers[1].id: duplicate id \"p\" (also used by providers[0])"),
             (provider("endpoint_url = \"127.0.0.1:5000\""),
              "providers[0].endpoint_url: \"127.0.0.1:5000\" must start with http:// or https://"),

@@ -24,6 +24,7 @@ use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::config::{Config, ProviderKind, ServerConfig};
 use crate::providers::aws::AwsProvider;
+use crate::providers::vault::{VaultProvider, VaultSetupError};
 use crate::resolve::Resolver;
 
 /// The HTTP application.
@@ -42,16 +43,33 @@ pub async fn run(
     server::serve(listener.into(), app(state), server, shutdown).await
 }
 
-/// A resolver over the configured providers, with a cache timed by `clock`.
-pub async fn build_resolver(config: &Config, clock: Arc<dyn Clock>) -> Resolver {
+/// Why a configured provider could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("provider {id:?}: {error}")]
+pub struct ProviderSetupError {
+    pub id: String,
+    #[source]
+    pub error: VaultSetupError,
+}
+
+/// A resolver over the configured providers, with a cache timed by `clock`. Vault providers
+/// start their token renewal task on the current Tokio runtime.
+pub async fn build_resolver(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> Result<Resolver, ProviderSetupError> {
     let mut resolver = Resolver::new(Cache::new(config.cache, clock));
     for p in &config.providers {
-        match &p.kind {
-            ProviderKind::Aws(aws) => {
-                let provider = AwsProvider::new(aws).await;
-                resolver.add_provider(&p.id, p.kind.manager(), Arc::new(provider));
-            }
-        }
+        let provider: Arc<dyn providers::Provider> = match &p.kind {
+            ProviderKind::Aws(aws) => Arc::new(AwsProvider::new(aws).await),
+            ProviderKind::Vault(vault) => Arc::new(VaultProvider::new(&p.id, vault).map_err(
+                |error| ProviderSetupError {
+                    id: p.id.clone(),
+                    error,
+                },
+            )?),
+        };
+        resolver.add_provider(&p.id, p.kind.manager(), provider);
     }
-    resolver
+    Ok(resolver)
 }

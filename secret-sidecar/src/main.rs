@@ -78,7 +78,13 @@ async fn serve(config_path: &std::path::Path, listen: Option<Listen>) -> ExitCod
             return ExitCode::FAILURE;
         }
     };
-    let resolver = build_resolver(&config, Arc::new(SystemClock)).await;
+    let resolver = match build_resolver(&config, Arc::new(SystemClock)).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("secret-sidecar: {}: {e}", config_path.display());
+            return ExitCode::FAILURE;
+        }
+    };
     let listen = listen.unwrap_or_else(|| config.listen.clone());
     let listener = match Listener::bind(&listen, config.server.socket_mode).await {
         Ok(l) => l,
@@ -117,7 +123,13 @@ async fn run_check(config_path: &std::path::Path, refs: &[String]) -> ExitCode {
         config_path.display(),
         ids.join(", ")
     );
-    let resolver = build_resolver(&config, Arc::new(SystemClock)).await;
+    let resolver = match build_resolver(&config, Arc::new(SystemClock)).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{}: {e}", config_path.display());
+            return ExitCode::FAILURE;
+        }
+    };
     let mut stdout = std::io::stdout();
     match check::check(&resolver, refs, &mut stdout).await {
         Ok(true) => ExitCode::SUCCESS,

@@ -24,6 +24,10 @@
 //!
 //! A value that is the empty string is an error (`empty_value`), never a credential.
 //!
+//! Asked for previous values ([`Resolver::resolve_batch_with`]), each resolved reference also
+//! gets the same key of its secret's previous version, when there is one (not when the value is
+//! stale: then only a previous value already known is given).
+//!
 //! A batch fetches each distinct secret and the name list once (even with a zero TTL), parses
 //! each JSON secret once (not once per key taken from it), and resolves distinct references
 //! concurrently, at most `concurrency` at a time.
@@ -38,7 +42,7 @@ use sidecar_api::ErrorCode;
 use tokio::sync::OnceCell;
 
 use crate::cache::{Cache, Listing, Lookup};
-use crate::providers::{Provider, ProviderError};
+use crate::providers::{PreviousSecret, Provider, ProviderError};
 
 /// How many distinct references of a batch are resolved at the same time by default.
 pub const DEFAULT_CONCURRENCY: usize = 16;
@@ -48,10 +52,12 @@ const MAX_SUGGESTIONS: usize = 3;
 /// What a reference resolved to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
-    /// `stale`: the provider failed and this is the last good value.
+    /// `stale`: the provider failed and this is the last good value. `previous`: the same
+    /// key of the secret's previous version (only when asked for, and when there is one).
     Value {
         value: SecretValue,
         stale: bool,
+        previous: Option<PreviousSecret>,
     },
     Error(ResolveError),
 }
@@ -256,6 +262,8 @@ type ParsedSecret = Option<serde_json::Map<String, serde_json::Value>>;
 /// is looked up once.
 #[derive(Default)]
 struct Batch {
+    /// Whether previous values are wanted.
+    previous: bool,
     refs: Mutex<HashMap<String, Arc<OnceCell<Resolution>>>>,
     secrets: Mutex<HashMap<SecretKey, Arc<OnceCell<Lookup>>>>,
     lists: Mutex<HashMap<String, Arc<OnceCell<ListOutcome>>>>,
@@ -298,6 +306,18 @@ impl Batch {
         };
         let parsed = cell.get_or_init(|| parse_object(raw.expose()));
         field_of(parsed.as_ref(), key)
+    }
+
+    /// Field `key` of the previous version of secret `name`, parsed once per batch.
+    fn previous_field(
+        &self,
+        provider_id: &str,
+        name: &str,
+        raw: &SecretValue,
+        key: &str,
+    ) -> Result<SecretValue, ExtractError> {
+        // (a secret name never contains NUL: it cannot clash with a real name)
+        self.field(provider_id, &format!("{name}\0previous"), raw, key)
     }
 }
 
@@ -345,7 +365,15 @@ impl Resolver {
 
     /// Resolves `refs`; one result per reference, in the same order.
     pub async fn resolve_batch(&self, refs: &[String]) -> Vec<Resolution> {
-        let batch = Batch::default();
+        self.resolve_batch_with(refs, false).await
+    }
+
+    /// [`Resolver::resolve_batch`], with the previous version of each value when `previous`.
+    pub async fn resolve_batch_with(&self, refs: &[String], previous: bool) -> Vec<Resolution> {
+        let batch = Batch {
+            previous,
+            ..Batch::default()
+        };
         // At most `concurrency` references in flight, results kept in order. (A plain loop:
         // `stream::iter(..).map(..).buffered(..)` trips rustc's higher-ranked Send inference.)
         let mut in_flight = FuturesOrdered::new();
@@ -384,7 +412,11 @@ impl Resolver {
 
     async fn resolve_one(&self, batch: &Batch, text: &str) -> Resolution {
         match self.try_resolve(batch, text).await {
-            Ok((value, stale)) => Resolution::Value { value, stale },
+            Ok((value, stale, previous)) => Resolution::Value {
+                value,
+                stale,
+                previous,
+            },
             Err(e) => Resolution::Error(e),
         }
     }
@@ -393,7 +425,7 @@ impl Resolver {
         &self,
         batch: &Batch,
         text: &str,
-    ) -> Result<(SecretValue, bool), ResolveError> {
+    ) -> Result<(SecretValue, bool, Option<PreviousSecret>), ResolveError> {
         let r = match secret_ref::parse(text) {
             Err(e) => return Err(ResolveError::InvalidReference(InvalidReference::Parse(e))),
             Ok(None) => {
@@ -456,7 +488,13 @@ impl Resolver {
                             provider: r.provider.clone(),
                         });
                     }
-                    return Ok((value, stale));
+                    let previous = if batch.previous {
+                        self.previous(batch, &r.provider, registered, name, key.as_deref(), stale)
+                            .await
+                    } else {
+                        None
+                    };
+                    return Ok((value, stale, previous));
                 }
                 Lookup::Refused { error, .. } | Lookup::Failed(error) => {
                     return Err(provider_error(error, name, &r.provider))
@@ -475,6 +513,33 @@ impl Resolver {
             secret: shown_secret_name(&r),
             provider: r.provider,
             did_you_mean,
+        })
+    }
+
+    /// The previous version of secret `name` (its field `key`), if there is one and it is usable
+    /// (the key present, a non-empty string). Fetched only when the current value is not stale.
+    async fn previous(
+        &self,
+        batch: &Batch,
+        provider_id: &str,
+        registered: &RegisteredProvider,
+        name: &str,
+        key: Option<&str>,
+        stale: bool,
+    ) -> Option<PreviousSecret> {
+        let previous = self
+            .cache
+            .previous(provider_id, registered.provider.as_ref(), name, !stale)
+            .await?;
+        let value = match key {
+            None => previous.value,
+            Some(key) => batch
+                .previous_field(provider_id, name, &previous.value, key)
+                .ok()?,
+        };
+        (!value.expose().is_empty()).then_some(PreviousSecret {
+            value,
+            replaced_at: previous.replaced_at,
         })
     }
 
@@ -811,6 +876,7 @@ mod tests {
         Resolution::Value {
             value: SecretValue::new(v),
             stale: false,
+            previous: None,
         }
     }
 
@@ -1236,7 +1302,8 @@ mod tests {
             one(&r, &bob).await,
             Resolution::Value {
                 value: SecretValue::new("bob-key"),
-                stale: true
+                stale: true,
+                previous: None,
             }
         );
         clock.advance(Duration::from_secs(1));
@@ -1274,7 +1341,8 @@ mod tests {
             one(&r, tutorial).await,
             Resolution::Value {
                 value: SecretValue::new("alice-key"),
-                stale: true
+                stale: true,
+                previous: None,
             }
         );
     }
@@ -1326,5 +1394,55 @@ mod tests {
         let out = task.await.unwrap();
         assert!(out.iter().all(|o| *o == value("v")));
         assert_eq!(p.max_in_flight(), 3);
+    }
+
+    #[tokio::test]
+    async fn previous_values_only_when_asked_with_the_same_key() {
+        let p = Arc::new(
+            FakeProvider::new()
+                .with(
+                    "alice-credentials",
+                    r#"{"alice-key-auth":"old-key","gone":"x"}"#,
+                )
+                .with("bob-credentials", r#"{"bob-key-auth":"bob-key"}"#),
+        );
+        p.set(
+            "alice-credentials",
+            r#"{"alice-key-auth":"new-key","added":"y"}"#,
+        );
+        let r = resolver_with(p.clone(), 60);
+        let refs = [
+            aws("alice-credentials/alice-key-auth"),
+            aws("alice-credentials/added"),
+            aws("bob-credentials/bob-key-auth"),
+            aws("alice-credentials"),
+        ];
+        // not asked: no previous values, no calls for them
+        assert_eq!(r.resolve_batch(&refs[..1]).await, vec![value("new-key")]);
+        assert_eq!(p.previous_calls(), 0);
+
+        let out = r.resolve_batch_with(&refs, true).await;
+        let replaced_at = crate::providers::fake::FAKE_EPOCH + 1;
+        assert_eq!(
+            out[0],
+            Resolution::Value {
+                value: SecretValue::new("new-key"),
+                stale: false,
+                previous: Some(PreviousSecret {
+                    value: SecretValue::new("old-key"),
+                    replaced_at,
+                }),
+            }
+        );
+        // a key the previous version does not have: none; a secret with one version: none
+        assert_eq!(out[1], value("y"));
+        assert_eq!(out[2], value("bob-key"));
+        // the whole secret
+        assert!(matches!(
+            &out[3],
+            Resolution::Value { previous: Some(p), .. } if p.value.expose().contains("old-key")
+        ));
+        // one previous-version call per secret
+        assert_eq!(p.previous_calls(), 2);
     }
 }

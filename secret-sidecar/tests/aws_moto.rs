@@ -101,7 +101,7 @@ async fn sidecar_against_moto() {
     let closed_port = free_port();
     let config = Config::parse(&config_toml(&moto.endpoint(), closed_port), &test_env).unwrap();
     let clock = Arc::new(ManualClock::new());
-    let resolver = build_resolver(&config, clock.clone()).await;
+    let resolver = build_resolver(&config, clock.clone()).await.unwrap();
     let app = app(AppState::new(
         SecretValue::new(TOKEN),
         resolver,
@@ -259,7 +259,9 @@ async fn a_thousand_refs_into_one_secret() {
     create_secret(&client, "bench-keys/special", r#"{"k":"whole-name"}"#).await;
 
     let config = Config::parse(&config_toml(&moto.endpoint(), free_port()), &test_env).unwrap();
-    let resolver = build_resolver(&config, Arc::new(ManualClock::new())).await;
+    let resolver = build_resolver(&config, Arc::new(ManualClock::new()))
+        .await
+        .unwrap();
     let app = app(AppState::new(
         SecretValue::new(TOKEN),
         resolver,
@@ -342,7 +344,7 @@ secret_access_key = "test"
     );
     let config = Config::parse(&toml, &test_env).unwrap();
     let clock = Arc::new(ManualClock::new());
-    let resolver = build_resolver(&config, clock.clone()).await;
+    let resolver = build_resolver(&config, clock.clone()).await.unwrap();
     let app = app(AppState::new(
         SecretValue::new(TOKEN),
         resolver,

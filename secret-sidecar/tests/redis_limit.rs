@@ -61,7 +61,7 @@ secret_access_key = "test"
 /// The router over a config whose provider is at `aws_endpoint`; the cache runs on `clock`.
 async fn sidecar(aws_endpoint: &str, clock: Arc<ManualClock>) -> Router {
     let config = Config::parse(&config_toml(aws_endpoint), &|_| None).unwrap();
-    let resolver = build_resolver(&config, clock).await;
+    let resolver = build_resolver(&config, clock).await.unwrap();
     app(AppState::new(
         SecretValue::new(TOKEN),
         resolver,

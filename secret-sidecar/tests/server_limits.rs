@@ -48,7 +48,9 @@ impl Server {
             .await
             .unwrap();
         let listener_desc = listener.describe();
-        let resolver = build_resolver(config, Arc::new(ManualClock::new())).await;
+        let resolver = build_resolver(config, Arc::new(ManualClock::new()))
+            .await
+            .unwrap();
         let state = AppState::new(SecretValue::new(TOKEN), resolver, config.limit.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(run(listener, state, config.server, async move {

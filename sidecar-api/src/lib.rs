@@ -15,7 +15,9 @@ pub use limit::{
     LimitBackend, LimitCounter, LimitErrorBody, LimitFailure, LimitOp, LimitPolicy, LimitRequest,
     LimitResponse,
 };
-pub use resolve::{ResolveErrorBody, ResolveRequest, ResolveResponse, ResolveResult};
+pub use resolve::{
+    PreviousValue, ResolveErrorBody, ResolveRequest, ResolveResponse, ResolveResult,
+};
 pub use secret_ref::SecretValue;
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +36,10 @@ mod secret {
 
     pub fn serialize<S: Serializer>(v: &SecretValue, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(v.expose())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SecretValue, D::Error> {
+        Ok(SecretValue::new(String::deserialize(d)?))
     }
 
     /// `Option<SecretValue>` as a JSON string or `null` / absent.

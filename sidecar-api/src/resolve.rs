@@ -5,11 +5,29 @@ use secret_ref::SecretValue;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// `{"refs": ["$secret://...", ...]}`.
+/// `{"refs": ["$secret://...", ...], "previous": false}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveRequest {
     pub refs: Vec<String>,
+    /// Also return the previous version of each secret (for rotation grace). Absent: `false`
+    /// (and not written when `false`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub previous: bool,
+}
+
+/// The value a reference had before the secret's current version replaced it:
+/// `{"value": "...", "replaced_at": 1764777600}`. `Debug` never shows the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousValue {
+    #[serde(
+        serialize_with = "crate::secret::serialize",
+        deserialize_with = "crate::secret::deserialize"
+    )]
+    pub value: SecretValue,
+    /// When the current version replaced it (unix seconds).
+    pub replaced_at: u64,
 }
 
 /// `{"results": [...]}`: one result per reference, in the request's order.
@@ -18,8 +36,9 @@ pub struct ResolveResponse {
     pub results: Vec<ResolveResult>,
 }
 
-/// One reference's result: `{"ref", "value", "stale"}` or `{"ref", "error"}`. Read strictly:
-/// exactly one of `value` and `error` (a missing `stale` is `false`).
+/// One reference's result: `{"ref", "value", "stale", "previous"?}` or `{"ref", "error"}`. Read
+/// strictly: exactly one of `value` and `error` (a missing `stale` is `false`, a missing
+/// `previous` is none).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged, try_from = "RawResult")]
 pub enum ResolveResult {
@@ -30,6 +49,9 @@ pub enum ResolveResult {
         value: SecretValue,
         /// The provider failed transiently and this is the last good value.
         stale: bool,
+        /// The secret's previous version (only when the request asked for it and there is one).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        previous: Option<PreviousValue>,
     },
     Error {
         #[serde(rename = "ref")]
@@ -66,6 +88,8 @@ struct RawResult {
     value: Option<SecretValue>,
     #[serde(default)]
     stale: bool,
+    #[serde(default)]
+    previous: Option<PreviousValue>,
     error: Option<ResolveErrorBody>,
 }
 
@@ -92,6 +116,7 @@ impl TryFrom<RawResult> for ResolveResult {
                 reference: raw.reference,
                 value,
                 stale: raw.stale,
+                previous: raw.previous,
             }),
             (None, Some(error)) => Ok(ResolveResult::Error {
                 reference: raw.reference,
@@ -124,6 +149,7 @@ mod tests {
                 reference: "$secret://aws/sm/alice-credentials/alice-key-auth".into(),
                 value: SecretValue::new("alice-key"),
                 stale: false,
+                previous: None,
             }
         );
         match &typed.results[1] {
@@ -140,6 +166,7 @@ mod tests {
         assert!(!format!("{typed:?}").contains("alice-key\""));
 
         let req: ResolveRequest = serde_json::from_value(json!({"refs": ["a"]})).unwrap();
+        assert!(!req.previous);
         assert_eq!(serde_json::to_value(&req).unwrap(), json!({"refs": ["a"]}));
         assert!(serde_json::from_value::<ResolveRequest>(json!({"refs": [], "x": 1})).is_err());
     }
@@ -153,7 +180,8 @@ mod tests {
             ResolveResult::Value {
                 reference: "r".into(),
                 value: SecretValue::new("v"),
-                stale: false
+                stale: false,
+                previous: None,
             }
         );
         match read(json!({"ref": "r", "error": {"code": "new_code", "message": "m"}})).unwrap() {
@@ -170,5 +198,45 @@ mod tests {
             let e = read(bad.clone()).unwrap_err().to_string();
             assert!(!e.contains("s3cr3t"), "{e}");
         }
+    }
+
+    #[test]
+    fn previous_values_on_the_wire() {
+        let req: ResolveRequest =
+            serde_json::from_value(json!({"refs": ["a"], "previous": true})).unwrap();
+        assert!(req.previous);
+        assert_eq!(
+            serde_json::to_value(&req).unwrap(),
+            json!({"refs": ["a"], "previous": true})
+        );
+
+        let wire = json!({"ref": "r", "value": "new-key", "stale": false,
+                          "previous": {"value": "old-key", "replaced_at": 1764777600u64}});
+        let typed: ResolveResult = serde_json::from_value(wire.clone()).unwrap();
+        assert_eq!(
+            typed,
+            ResolveResult::Value {
+                reference: "r".into(),
+                value: SecretValue::new("new-key"),
+                stale: false,
+                previous: Some(PreviousValue {
+                    value: SecretValue::new("old-key"),
+                    replaced_at: 1_764_777_600,
+                }),
+            }
+        );
+        assert_eq!(serde_json::to_value(&typed).unwrap(), wire);
+        assert!(!format!("{typed:?}").contains("old-key"));
+        // absent: not serialized, read as none
+        let without = json!({"ref": "r", "value": "v", "stale": true});
+        let typed: ResolveResult = serde_json::from_value(without.clone()).unwrap();
+        assert!(matches!(typed, ResolveResult::Value { previous: None, .. }));
+        assert_eq!(serde_json::to_value(&typed).unwrap(), without);
+        // a malformed previous value is refused, without repeating the value
+        let bad = json!({"ref": "r", "value": "v", "previous": {"value": "s3cr3t"}});
+        let e = serde_json::from_value::<ResolveResult>(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cr3t"), "{e}");
     }
 }

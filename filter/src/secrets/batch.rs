@@ -64,6 +64,7 @@ impl fmt::Display for BatchError {
 pub fn request_body(refs: &[SecretRef]) -> Vec<u8> {
     let request = ResolveRequest {
         refs: refs.iter().map(ToString::to_string).collect(),
+        previous: false,
     };
     serde_json::to_vec(&request).unwrap_or_default()
 }
@@ -89,6 +90,7 @@ pub fn parse_answer(
                 reference,
                 value,
                 stale,
+                ..
             } => (reference, Answer::Value { value, stale }),
             ResolveResult::Error { reference, error } => (
                 reference,

@@ -1,6 +1,8 @@
-//! AWS Secrets Manager, through the AWS SDK: `GetSecretValue` for values, `ListSecrets` (all
-//! pages, up to a cap) for the name list (which candidate names exist, "did you mean" hints).
-//! The only module that names the SDK.
+//! AWS Secrets Manager, through the AWS SDK: `GetSecretValue` for values (of the configured
+//! version stage, `AWSCURRENT` by default; the previous value is `AWSPREVIOUS`),
+//! `DescribeSecret` to see whether the current version moved, `ListSecrets` (all pages, up to a
+//! cap) for the name list (which candidate names exist, "did you mean" hints). A secret is named
+//! by its name or its ARN (`ListSecrets` lists both). The only module that names the SDK.
 
 use std::time::Duration;
 
@@ -13,8 +15,11 @@ use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::Client;
 use secret_ref::SecretValue;
 
-use super::{BoxFuture, Provider, ProviderError, SecretNames};
-use crate::config::AwsProviderConfig;
+use super::{BoxFuture, PreviousSecret, Provider, ProviderError, Secret, SecretNames};
+use crate::config::{AwsProviderConfig, DEFAULT_VERSION_STAGE};
+
+/// The stage of the version the current one replaced.
+const PREVIOUS_STAGE: &str = "AWSPREVIOUS";
 
 /// Limit on establishing a connection to the endpoint.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -25,7 +30,7 @@ const MAX_ATTEMPTS: u32 = 2;
 const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
 /// `ListSecrets` page size (the API's maximum).
 const LIST_PAGE_SIZE: i32 = 100;
-/// Stop listing after this many names (100 pages); the list is then marked incomplete and the
+/// Stop listing after this many secrets (100 pages); the list is then marked incomplete and the
 /// resolver asks for candidate names one by one instead.
 const MAX_LISTED_NAMES: usize = 10_000;
 
@@ -48,12 +53,13 @@ const ACCESS_DENIED_CODES: &[&str] = &[
 /// A provider backed by one AWS Secrets Manager client (one region, one set of credentials).
 pub struct AwsProvider {
     client: Client,
+    version_stage: String,
 }
 
 impl AwsProvider {
     /// Builds the client. With no static credentials the SDK's default chain is used
-    /// (environment, profile, web identity, ECS, IMDS); with no `endpoint_url`,
-    /// `AWS_ENDPOINT_URL` is honoured.
+    /// (environment, shared profile — `profile`, else `AWS_PROFILE`, else `default` — web
+    /// identity, ECS, IMDS); with no `endpoint_url`, `AWS_ENDPOINT_URL` is honoured.
     pub async fn new(config: &AwsProviderConfig) -> Self {
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(CONNECT_TIMEOUT)
@@ -69,6 +75,9 @@ impl AwsProvider {
         if let Some(url) = &config.endpoint_url {
             loader = loader.endpoint_url(url.clone());
         }
+        if let Some(profile) = &config.profile {
+            loader = loader.profile_name(profile);
+        }
         if let Some(c) = &config.credentials {
             loader = loader.credentials_provider(Credentials::new(
                 c.access_key_id.expose(),
@@ -81,22 +90,77 @@ impl AwsProvider {
         let sdk_config = loader.load().await;
         AwsProvider {
             client: Client::new(&sdk_config),
+            version_stage: config.version_stage.clone(),
         }
     }
 
-    async fn get(&self, name: &str) -> Result<SecretValue, ProviderError> {
+    async fn get(&self, name: &str, stage: &str) -> Result<Secret, ProviderError> {
         let out = self
             .client
             .get_secret_value()
             .secret_id(name)
+            .version_stage(stage)
             .send()
             .await
             .map_err(map_sdk_error)?;
         match out.secret_string() {
-            Some(s) => Ok(SecretValue::new(s)),
+            Some(s) => Ok(Secret {
+                value: SecretValue::new(s),
+                version: out.version_id().map(str::to_string),
+                created_at: out
+                    .created_date()
+                    .and_then(|d| u64::try_from(d.secs()).ok()),
+            }),
             None => Err(ProviderError::Other(format!(
                 "secret {name:?} has no SecretString (binary secrets are not supported)"
             ))),
+        }
+    }
+
+    /// `DescribeSecret`: the id of the version that has the configured stage (`None`: no
+    /// version has it). A secret marked for deletion is `Deleted`, as `GetSecretValue` says.
+    async fn describe(&self, name: &str) -> Result<Option<String>, ProviderError> {
+        let out = self
+            .client
+            .describe_secret()
+            .secret_id(name)
+            .send()
+            .await
+            .map_err(map_sdk_error)?;
+        if out.deleted_date().is_some() {
+            return Err(ProviderError::Deleted(
+                "the secret is marked for deletion (DescribeSecret DeletedDate)".into(),
+            ));
+        }
+        Ok(out.version_ids_to_stages().and_then(|versions| {
+            versions
+                .iter()
+                .find(|(_, stages)| stages.contains(&self.version_stage))
+                .map(|(id, _)| id.clone())
+        }))
+    }
+
+    /// `AWSPREVIOUS`, replaced when `current` was created. Only for `version_stage =
+    /// "AWSCURRENT"` (another stage has no "previous").
+    async fn previous(
+        &self,
+        name: &str,
+        current: &Secret,
+    ) -> Result<Option<PreviousSecret>, ProviderError> {
+        let Some(replaced_at) = current.created_at else {
+            return Ok(None);
+        };
+        if self.version_stage != DEFAULT_VERSION_STAGE {
+            return Ok(None);
+        }
+        match self.get(name, PREVIOUS_STAGE).await {
+            Ok(previous) if previous.version == current.version => Ok(None),
+            Ok(previous) => Ok(Some(PreviousSecret {
+                value: previous.value,
+                replaced_at,
+            })),
+            Err(ProviderError::NotFound) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -111,12 +175,12 @@ impl AwsProvider {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(map_sdk_error)?;
-            names.extend(
-                page.secret_list()
-                    .iter()
-                    .filter_map(|s| s.name().map(str::to_string)),
-            );
-            if names.len() >= MAX_LISTED_NAMES {
+            for secret in page.secret_list() {
+                names.extend(secret.name().map(str::to_string));
+                // references may name a secret by its ARN
+                names.extend(secret.arn().map(str::to_string));
+            }
+            if names.len() >= 2 * MAX_LISTED_NAMES {
                 complete = false;
                 break;
             }
@@ -126,11 +190,23 @@ impl AwsProvider {
 }
 
 impl Provider for AwsProvider {
-    fn get_secret<'a>(
+    fn get_secret<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Secret, ProviderError>> {
+        Box::pin(self.get(name, &self.version_stage))
+    }
+
+    fn current_version<'a>(
         &'a self,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<SecretValue, ProviderError>> {
-        Box::pin(self.get(name))
+    ) -> BoxFuture<'a, Result<Option<String>, ProviderError>> {
+        Box::pin(self.describe(name))
+    }
+
+    fn get_previous<'a>(
+        &'a self,
+        name: &'a str,
+        current: &'a Secret,
+    ) -> BoxFuture<'a, Result<Option<PreviousSecret>, ProviderError>> {
+        Box::pin(self.previous(name, current))
     }
 
     fn list_secret_names(&self) -> BoxFuture<'_, Result<SecretNames, ProviderError>> {

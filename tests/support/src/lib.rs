@@ -1,10 +1,11 @@
 //! Test fixtures shared by the sidecar's integration tests (`secret-sidecar/tests`) and the
 //! end-to-end tests (`tests/e2e`): child processes killed (by PID) and reaped when their guard
 //! drops, free loopback ports, temp dirs, moto's server, `redis-server` and a three-node Redis
-//! Cluster, `redis-cli`.
+//! Cluster, `redis-cli`, an OpenBao dev server.
 //!
 //! Nothing is skipped: a missing tool fails with the script to run. Every wait is bounded.
 
+mod openbao;
 mod process;
 mod redis;
 
@@ -16,10 +17,11 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 
+pub use openbao::{bao_binary, Answer as BaoAnswer, OpenBao};
 pub use process::Process;
 pub use redis::{keys, redis_cli, RedisCluster, RedisServer};
 
-/// How long moto, a Redis server or the cluster may take to come up.
+/// How long moto, a Redis server, the cluster or OpenBao may take to come up.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A port that was free a moment ago on 127.0.0.1.
