@@ -14,18 +14,18 @@
 """
 import argparse
 import base64
-import email.utils
-import hashlib
-import hmac
 import json
 import os
 import secrets
 import sys
 import time
 
-import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+# The project's one JWT and hmac-auth signer.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+from sign import hmac_headers, jwt_token  # noqa: E402
 
 # Far in the future: the benchmark must not see an expired token.
 FAR_EXP = 4_102_444_800  # 2100-01-01
@@ -85,7 +85,7 @@ def make(directory, rs256_tokens):
 
     hs_claims = {"key": creds["jwt-hs256-key"], "exp": FAR_EXP}
     rs_claims = {"key": creds["jwt-rs256-key"], "exp": FAR_EXP}
-    rs_good = jwt.encode(rs_claims, rsa_key, algorithm="RS256")
+    rs_good = jwt_token(rs_claims, rsa_key, algorithm="RS256")
     # header.payload of a token with the right key claim: what a garbage token keeps.
     rs_signing_input = rs_good.rsplit(".", 1)[0]
     client = {
@@ -94,12 +94,12 @@ def make(directory, rs256_tokens):
             "bad": [basic(creds["basic-user"], "not-the-password")],
         },
         "jwt-hs256": {
-            "good": [bearer(jwt.encode(hs_claims, creds["jwt-hs256-secret"], algorithm="HS256"))],
-            "bad": [bearer(jwt.encode(hs_claims, "not-the-secret-" + "x" * 32, algorithm="HS256"))],
+            "good": [bearer(jwt_token(hs_claims, creds["jwt-hs256-secret"], algorithm="HS256"))],
+            "bad": [bearer(jwt_token(hs_claims, "not-the-secret-" + "x" * 32, algorithm="HS256"))],
         },
         "jwt-rs256": {
             "good": [bearer(rs_good)],
-            "bad": [bearer(jwt.encode(rs_claims, other_rsa, algorithm="RS256"))],
+            "bad": [bearer(jwt_token(rs_claims, other_rsa, algorithm="RS256"))],
         },
         "jwt-rs256-garbage": {
             "signing_input": rs_signing_input,
@@ -119,27 +119,19 @@ def make(directory, rs256_tokens):
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             for i in range(rs256_tokens):
                 claims = dict(rs_claims, jti=f"bench-{i}-{secrets.token_hex(8)}", iat=now - i)
-                f.write(jwt.encode(claims, rsa_key, algorithm="RS256") + "\n")
+                f.write(jwt_token(claims, rsa_key, algorithm="RS256") + "\n")
 
 
 def sign_hmac(directory, method, path):
     with open(os.path.join(directory, "creds.json"), encoding="utf-8") as f:
         creds = json.load(f)
-    key_id = creds["hmac-key-id"]
-    date = email.utils.formatdate(time.time(), usegmt=True)
-    signing = f"{key_id}\n{method} {path}\ndate: {date}\n".encode()
+    now = time.time()
 
-    def header(secret):
-        mac = hmac.new(secret.encode(), signing, hashlib.sha256).digest()
-        return (
-            f'Authorization: Signature keyId="{key_id}",algorithm="hmac-sha256",'
-            f'headers="@request-target date",signature="{base64.b64encode(mac).decode()}"'
-        )
+    def lines(secret):
+        h = hmac_headers(creds["hmac-key-id"], secret, method, path, now=now)
+        return [f"Date: {h['date']}", f"Authorization: {h['authorization']}"]
 
-    json.dump(
-        {"good": [f"Date: {date}", header(creds["hmac-secret"])], "bad": [f"Date: {date}", header("not-the-secret")]},
-        sys.stdout,
-    )
+    json.dump({"good": lines(creds["hmac-secret"]), "bad": lines("not-the-secret")}, sys.stdout)
 
 
 def main():

@@ -426,78 +426,39 @@ impl Cases {
 // Credentials made by Python
 
 /// Generates RSA and EC key pairs, JWTs (PyJWT, plus hand-made HS256 tokens keyed with an RSA
-/// public key PEM or an empty secret, which PyJWT refuses to make) and hmac-auth signatures
-/// (Python's `hmac`; `omit` leaves listed headers out of the request and the signing string,
-/// `x_date` adds a fresh `X-Date`).
+/// public key PEM or an empty secret, which PyJWT refuses to make) and hmac-auth signatures, all
+/// with the project's one signer, `scripts/sign.py` (`omit` leaves listed headers out of the
+/// request and the signing string, `x_date` adds a fresh `X-Date`).
 /// Input: `{"tokens": {name: spec}, "hmac": {name: spec}}` on stdin; output on stdout:
 /// `{"public_keys": {"rsa": pem, "ec": pem}, "tokens": {name: jwt}, "hmac": {name: headers}}`.
 const CRYPTO_PY: &str = r#"
-import base64, hashlib, hmac, json, sys, time
-from email.utils import formatdate
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+import json, sys, time
+import sign  # scripts/sign.py, on PYTHONPATH
 
 spec = json.load(sys.stdin)
 now = int(time.time())
-keys = {
-    "rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048),
-    "rsa-other": rsa.generate_private_key(public_exponent=65537, key_size=2048),
-    "ec": ec.generate_private_key(ec.SECP256R1()),
-    "ec-other": ec.generate_private_key(ec.SECP256R1()),
-}
-
-def public_pem(name):
-    return keys[name].public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+keys = {name: sign.new_key(name.split("-")[0]) for name in ("rsa", "rsa-other", "ec", "ec-other")}
 
 def token(t):
     payload = dict(t["payload"])
     if "exp_in" in t:
         payload["exp"] = now + t["exp_in"]
-    if "hs256_with_public_key_of" in t or "hs256_by_hand" in t:
-        # By hand: PyJWT refuses both a PEM and an empty string as an HMAC key.
-        signing = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + \
-            b64url(json.dumps(payload).encode())
-        key = public_pem(t["hs256_with_public_key_of"]) if "hs256_with_public_key_of" in t \
-            else t["hs256_by_hand"]
-        mac = hmac.new(key.encode(), signing.encode(), hashlib.sha256).digest()
-        return signing + "." + b64url(mac)
+    if "hs256_with_public_key_of" in t:
+        return sign.hs256_by_hand(payload, sign.public_pem(keys[t["hs256_with_public_key_of"]]))
+    if "hs256_by_hand" in t:
+        return sign.hs256_by_hand(payload, t["hs256_by_hand"])
     key = keys[t["private_key"]] if "private_key" in t else t.get("secret")
-    return jwt.encode(payload, key, algorithm=t["alg"])
+    return sign.jwt_token(payload, key, t["alg"])
 
 def signature(h):
-    headers = {"date": formatdate(now + h.get("date_offset_s", 0), usegmt=True)}
-    if "digest_of" in h:
-        headers["digest"] = "SHA-256=" + base64.b64encode(
-            hashlib.sha256(h["digest_of"].encode()).digest()).decode()
-    # "omit": named in headers="..." but neither signed nor sent (a replay attempt).
-    omit = h.get("omit", [])
-    lines = [h["key_id"]]
-    for name in h["signed"]:
-        if name in omit:
-            continue
-        if name == "@request-target":
-            lines.append(h["method"] + " " + h["path"])
-        else:
-            lines.append(name + ": " + headers[name])
-    algorithm = h.get("algorithm", "hmac-sha256")
-    digestmod = {"hmac-sha1": hashlib.sha1, "hmac-sha256": hashlib.sha256,
-                 "hmac-sha512": hashlib.sha512}[algorithm]
-    mac = hmac.new(h["secret"].encode(), ("\n".join(lines) + "\n").encode(), digestmod).digest()
-    headers["authorization"] = 'Signature keyId="%s",algorithm="%s",headers="%s",signature="%s"' % (
-        h["key_id"], algorithm, " ".join(h["signed"]), base64.b64encode(mac).decode())
-    for name in omit:
-        headers.pop(name, None)
-    if h.get("x_date"):
-        headers["x-date"] = formatdate(now, usegmt=True)
-    return headers
+    return sign.hmac_headers(
+        h["key_id"], h["secret"], h["method"], h["path"], signed=h["signed"],
+        algorithm=h.get("algorithm", "hmac-sha256"), body=h.get("digest_of"), now=now,
+        date_offset_s=h.get("date_offset_s", 0), omit=h.get("omit", []),
+        x_date=h.get("x_date", False))
 
 json.dump({
-    "public_keys": {"rsa": public_pem("rsa"), "ec": public_pem("ec")},
+    "public_keys": {"rsa": sign.public_pem(keys["rsa"]), "ec": sign.public_pem(keys["ec"])},
     "tokens": {name: token(t) for name, t in spec["tokens"].items()},
     "hmac": {name: signature(h) for name, h in spec["hmac"].items()},
 }, sys.stdout)
@@ -520,6 +481,7 @@ impl Crypto {
         );
         let mut child = tokio::process::Command::new(&python)
             .args(["-c", CRYPTO_PY])
+            .env("PYTHONPATH", workspace_root().join("scripts"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,4 +1,5 @@
-//! Keys, tokens and signatures made by Python (PyJWT, `cryptography`, `hmac`), never by our code.
+//! Keys, tokens and signatures made by Python (PyJWT, `cryptography`, `hmac`), never by our code:
+//! by the project's one signer, `scripts/sign.py`.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -9,12 +10,14 @@ use serde_json::{json, Value};
 
 use super::ALICE_HMAC_SECRET;
 
-/// Runs `script` with the venv's Python, `input` as JSON on stdin; its stdout is JSON.
+/// Runs `script` with the venv's Python (`scripts/` on its path, for `import sign`), `input` as
+/// JSON on stdin; its stdout is JSON.
 fn python(script: &str, input: &Value) -> Value {
     let python = workspace_dir().join(".venv/bin/python");
     let mut child = Command::new(&python)
         .arg("-c")
         .arg(script)
+        .env("PYTHONPATH", workspace_dir().join("scripts"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -51,13 +54,8 @@ pub(crate) fn keys() -> &'static Keys {
     KEYS.get_or_init(|| {
         let script = r#"
 import json
-from cryptography.hazmat.primitives import serialization as s
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-r = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-r2 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-e = ec.generate_private_key(ec.SECP256R1())
-priv = lambda k: k.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()).decode()
-pub = lambda k: k.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo).decode()
+from sign import new_key, private_pem as priv, public_pem as pub
+r, r2, e = new_key("rsa"), new_key("rsa"), new_key("ec")
 print(json.dumps({"rsa_private": priv(r), "rsa_public": pub(r), "rsa2_private": priv(r2),
                   "rsa2_public": pub(r2), "ec_private": priv(e), "ec_public": pub(e)}))
 "#;
@@ -79,9 +77,8 @@ print(json.dumps({"rsa_private": priv(r), "rsa_public": pub(r), "rsa2_private": 
 /// whatever `alg` says (PyJWT refuses a PEM as an HMAC secret).
 pub(crate) fn jwts(specs: &[Value]) -> Vec<String> {
     let script = r#"
-import base64, hashlib, hmac, json, sys, time
-import jwt
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+import json, sys, time
+import sign
 now = int(time.time())
 out = []
 for t in json.load(sys.stdin):
@@ -90,12 +87,9 @@ for t in json.load(sys.stdin):
         if name + "_in" in t:
             claims[name] = now + t[name + "_in"]
     if t.get("raw_hmac"):
-        head = b64(json.dumps({"alg": t["alg"], "typ": "JWT"}).encode())
-        body = b64(json.dumps(claims).encode())
-        sig = hmac.new(t["key"].encode(), (head + "." + body).encode(), hashlib.sha256).digest()
-        out.append(head + "." + body + "." + b64(sig))
+        out.append(sign.hs256_by_hand(claims, t["key"], header_alg=t["alg"]))
     else:
-        out.append(jwt.encode(claims, t["key"], algorithm=t["alg"]))
+        out.append(sign.jwt_token(claims, t["key"], t["alg"]))
 print(json.dumps(out))
 "#;
     let v = python(script, &Value::Array(specs.to_vec()));
@@ -146,25 +140,18 @@ pub(crate) struct Signed {
     pub(crate) authorization: String,
 }
 
-/// Signs with Python's `hmac`: signing string = keyId, then per signed header `name: value`
+/// Signs with `scripts/sign.py`: signing string = keyId, then per signed header `name: value`
 /// (`@request-target`: `METHOD path`), each line ending in `\n`.
 pub(crate) fn sign(specs: &[HmacSpec]) -> Vec<Signed> {
     let script = r#"
-import base64, email.utils, hashlib, hmac, json, sys, time
+import json, sys, time
+import sign
 out = []
 for r in json.load(sys.stdin):
-    date = email.utils.formatdate(time.time() + r["date_offset_s"], usegmt=True)
-    digest = "SHA-256=" + base64.b64encode(hashlib.sha256(r["body"].encode()).digest()).decode()
-    values = {"date": date, "digest": digest}
-    lines = [r["key_id"]]
-    for h in r["headers"].split(" "):
-        if h == "@request-target":
-            lines.append(r["method"] + " " + r["path"])
-        else:
-            lines.append(h + ": " + values[h])
-    mod = {"hmac-sha1": hashlib.sha1, "hmac-sha256": hashlib.sha256, "hmac-sha512": hashlib.sha512}[r["algorithm"]]
-    mac = hmac.new(r["secret"].encode(), ("\n".join(lines) + "\n").encode(), mod).digest()
-    out.append({"date": date, "digest": digest, "signature": base64.b64encode(mac).decode()})
+    values = {"date": sign.http_date(time.time() + r["date_offset_s"]),
+              "digest": sign.body_digest(r["body"])}
+    text = sign.signing_string(r["key_id"], r["method"], r["path"], r["headers"].split(" "), values)
+    out.append(dict(values, signature=sign.hmac_signature(r["secret"], r["algorithm"], text)))
 print(json.dumps(out))
 "#;
     let input: Vec<Value> = specs
