@@ -1044,6 +1044,8 @@ mod tests {
             "EMPTY" => Some(String::new()),
             "CREDS" => Some(r#"{"ak":"from-json","n":1}"#.into()),
             "SECRET_SIDECAR_TOKEN" => Some("t0ken".into()),
+            "VAULT_TOKEN" => Some("hvs.vault-token-text\n".into()),
+            "ROLE" => Some("role-id-text".into()),
             _ => None,
         }
     }
@@ -1347,6 +1349,162 @@ redis_clusters = [["10.0.0.1:7000", "10.0.0.2:7000"]]
             err.to_string()
                 .starts_with(&format!("token_file: cannot read {missing:?}: ")),
             "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn aws_profile_and_version_stage() {
+        let c = parse(&provider(
+            "profile = \"prod\"\nversion_stage = \"AWSPENDING\"",
+        ))
+        .unwrap();
+        let ProviderKind::Aws(aws) = &c.providers[0].kind else {
+            panic!("not aws")
+        };
+        assert_eq!(aws.profile.as_deref(), Some("prod"));
+        assert_eq!(aws.version_stage, "AWSPENDING");
+        let c = parse(MINIMAL).unwrap();
+        let ProviderKind::Aws(aws) = &c.providers[0].kind else {
+            panic!("not aws")
+        };
+        assert_eq!(
+            (aws.profile.as_deref(), aws.version_stage.as_str()),
+            (None, "AWSCURRENT")
+        );
+    }
+
+    fn vault(extra: &str) -> String {
+        format!("[[providers]]\nid = \"v\"\nkind = \"vault\"\naddress = \"https://vault.example:8200/\"\n{extra}\n")
+    }
+
+    #[test]
+    fn vault_providers() {
+        let c = parse(&vault("token_env = \"VAULT_TOKEN\"")).unwrap();
+        assert_eq!(c.providers[0].kind.manager(), Manager::Vault);
+        let ProviderKind::Vault(v) = &c.providers[0].kind else {
+            panic!("not vault")
+        };
+        assert_eq!(v.address, "https://vault.example:8200");
+        assert_eq!(v.mount, "secret");
+        assert_eq!(v.kv_version, KvVersion::V2);
+        assert_eq!(v.namespace, None);
+        let VaultAuth::TokenEnv { var, token } = &v.auth else {
+            panic!("{:?}", v.auth)
+        };
+        assert_eq!(
+            (var.as_str(), token.expose()),
+            ("VAULT_TOKEN", "hvs.vault-token-text")
+        );
+
+        let c = parse(&vault(
+            "mount = \"/kv/\"\nkv_version = 1\nnamespace = \"team-a/\"\ntoken_file = \"/run/vault-token\"",
+        ))
+        .unwrap();
+        let ProviderKind::Vault(v) = &c.providers[0].kind else {
+            panic!("not vault")
+        };
+        assert_eq!((v.mount.as_str(), v.kv_version), ("kv", KvVersion::V1));
+        assert_eq!(v.namespace.as_deref(), Some("team-a"));
+        assert!(matches!(&v.auth, VaultAuth::TokenFile(p) if p == Path::new("/run/vault-token")));
+
+        let c = parse(&vault(
+            "role_id = \"$env://ROLE\"\nsecret_id_file = \"/run/secret-id\"\napprole_mount = \"ci\"",
+        ))
+        .unwrap();
+        let ProviderKind::Vault(v) = &c.providers[0].kind else {
+            panic!("not vault")
+        };
+        let VaultAuth::AppRole {
+            role_id,
+            secret_id_file,
+            mount,
+        } = &v.auth
+        else {
+            panic!("{:?}", v.auth)
+        };
+        assert_eq!(role_id.expose(), "role-id-text");
+        assert_eq!(secret_id_file, Path::new("/run/secret-id"));
+        assert_eq!(mount, "ci");
+        let c = parse(&vault("role_id = \"plain-role\"\nsecret_id_file = \"/s\"")).unwrap();
+        let ProviderKind::Vault(v) = &c.providers[0].kind else {
+            panic!("not vault")
+        };
+        assert!(matches!(&v.auth, VaultAuth::AppRole { mount, .. } if mount == "approle"));
+
+        // credentials never show in Debug output
+        for text in [
+            vault("token_env = \"VAULT_TOKEN\""),
+            vault("role_id = \"plain-role\"\nsecret_id_file = \"/s\""),
+        ] {
+            let dbg = format!(
+                "{:?} {:?}",
+                parse(&text).unwrap(),
+                parse_raw(&text).unwrap()
+            );
+            for secret in ["hvs.vault-token-text", "plain-role"] {
+                assert!(!dbg.contains(secret), "{dbg}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_vault_and_aws_options_name_the_field() {
+        let cases = [
+            (vault(""), "providers[0].token_env: no Vault authentication: set token_env, token_file, or role_id with secret_id_file"),
+            ("[[providers]]\nid = \"v\"\nkind = \"vault\"\ntoken_env = \"VAULT_TOKEN\"".to_string(), "providers[0].address: missing"),
+            (vault("token_env = \"VAULT_TOKEN\"\nregion = \"us-east-1\""), "providers[0].region: only used with kind = \"aws\""),
+            (vault("token_env = \"VAULT_TOKEN\"\nprofile = \"p\""), "providers[0].profile: only used with kind = \"aws\""),
+            (provider("mount = \"kv\""), "providers[0].mount: only used with kind = \"vault\""),
+            (provider("token_env = \"VAULT_TOKEN\""), "providers[0].token_env: only used with kind = \"vault\""),
+            (vault("token_env = \"VAULT_TOKEN\"\nkv_version = 3"), "providers[0].kv_version: must be 1 or 2, got 3"),
+            (vault("token_env = \"VAULT_TOKEN\"\nmount = \"/\""), "providers[0].mount: empty"),
+            (vault("token_env = \"VAULT_TOKEN\"\nnamespace = \"\""), "providers[0].namespace: empty"),
+            (vault("token_env = \"NOPE\""), "providers[0].token_env: environment variable NOPE is not set"),
+            (vault("token_env = \"EMPTY\""), "providers[0].token_env: environment variable EMPTY is set but empty"),
+            (vault("token_env = \"VAULT_TOKEN\"\ntoken_file = \"/t\""), "providers[0].token_file: set only one of token_env, token_file and role_id (AppRole)"),
+            (vault("token_file = \"/t\"\nrole_id = \"r\"\nsecret_id_file = \"/s\""), "providers[0].role_id: set only one of token_env, token_file and role_id (AppRole)"),
+            (vault("role_id = \"r\""), "providers[0].secret_id_file: missing (required when role_id is set)"),
+            (vault("secret_id_file = \"/s\""), "providers[0].role_id: missing (required when secret_id_file is set)"),
+            (vault("role_id = \"$env://NOPE\"\nsecret_id_file = \"/s\""), "providers[0].role_id: environment variable NOPE is not set"),
+            (vault("token_env = \"VAULT_TOKEN\"").replace("https://vault.example:8200/", "vault:8200"),
+             "providers[0].address: \"vault:8200\" must start with http:// or https://"),
+            (provider("version_stage = \"\""), "providers[0].version_stage: empty"),
+            (provider("profile = \" \""), "providers[0].profile: empty"),
+        ];
+        for (text, want) in cases {
+            match parse(&text) {
+                Ok(_) => panic!("accepted:\n{text}"),
+                Err(e) => assert_eq!(e.to_string(), want, "config:\n{text}"),
+            }
+        }
+        let msg = parse(&vault("token_env = \"VAULT_TOKEN\"\nmout = \"kv\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("providers[0].mout: unknown field `mout`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn credential_files() {
+        let dir = std::env::temp_dir().join(format!("sidecar-cred-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("secret-id");
+        std::fs::write(&file, "  sid-text\n").unwrap();
+        assert_eq!(
+            read_credential_file("secret_id_file", &file)
+                .unwrap()
+                .expose(),
+            "sid-text"
+        );
+        std::fs::write(&file, "\n").unwrap();
+        assert_eq!(
+            read_credential_file("secret_id_file", &file)
+                .unwrap_err()
+                .to_string(),
+            format!("secret_id_file: {file:?} is empty")
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -118,7 +118,8 @@ impl AwsProvider {
     }
 
     /// `DescribeSecret`: the id of the version that has the configured stage (`None`: no
-    /// version has it). A secret marked for deletion is `Deleted`, as `GetSecretValue` says.
+    /// version has it, or the secret is marked for deletion: then `GetSecretValue` gives the
+    /// answer, in AWS's words).
     async fn describe(&self, name: &str) -> Result<Option<String>, ProviderError> {
         let out = self
             .client
@@ -128,9 +129,7 @@ impl AwsProvider {
             .await
             .map_err(map_sdk_error)?;
         if out.deleted_date().is_some() {
-            return Err(ProviderError::Deleted(
-                "the secret is marked for deletion (DescribeSecret DeletedDate)".into(),
-            ));
+            return Ok(None);
         }
         Ok(out.version_ids_to_stages().and_then(|versions| {
             versions
