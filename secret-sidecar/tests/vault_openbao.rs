@@ -115,6 +115,7 @@ async fn vault_kv_with_a_token() {
         .unwrap();
     bao.put_policy("reader", READER_POLICY).unwrap();
     let reader = bao.create_token(&["reader"], "", true).unwrap();
+    let revocable = bao.create_token(&["reader"], "", true).unwrap();
 
     let toml = format!(
         r#"
@@ -128,6 +129,12 @@ id = "vault"
 kind = "vault"
 address = "{addr}"
 token_env = "TEST_VAULT_TOKEN"
+
+[[providers]]
+id = "revocable"
+kind = "vault"
+address = "{addr}"
+token_env = "TEST_VAULT_TOKEN2"
 
 [[providers]]
 id = "legacy"
@@ -158,6 +165,7 @@ token_env = "TEST_VAULT_ROOT"
     let env = |name: &str| match name {
         "TEST_VAULT_TOKEN" => Some(reader.clone()),
         "TEST_VAULT_ROOT" => Some(root.clone()),
+        "TEST_VAULT_TOKEN2" => Some(revocable.clone()),
         _ => None,
     };
     let config = Config::parse(&toml, &env).unwrap();
@@ -250,7 +258,45 @@ token_env = "TEST_VAULT_ROOT"
         results[0]
     );
 
-    check_binary(&toml, &reader, &root, &[alice, legacy, forbidden]);
+    // the sidecar's own token revoked: Vault answers 403 too, but lookup-self shows it is the
+    // token, not the policy: transient (access_denied), the last value is served (stale)
+    let via_revocable = "$secret://vault/revocable/alice-credentials/alice-key-auth";
+    assert_eq!(
+        resolve(&app, &[via_revocable]).await[0],
+        ok(via_revocable, "alice-key", false)
+    );
+    bao.root(
+        "POST",
+        "/v1/auth/token/revoke",
+        Some(json!({ "token": revocable })),
+    )
+    .unwrap();
+    clock.advance(Duration::from_secs(61));
+    let results = resolve(
+        &app,
+        &[
+            via_revocable,
+            "$secret://vault/revocable/team/app/db/password",
+        ],
+    )
+    .await;
+    assert_eq!(results[0], ok(via_revocable, "alice-key", true));
+    assert_eq!(
+        results[1]["error"]["code"], "access_denied",
+        "{}",
+        results[1]
+    );
+    assert!(!results[1].to_string().contains(&revocable));
+
+    check_binary(
+        &toml,
+        &[
+            ("TEST_VAULT_TOKEN", &reader),
+            ("TEST_VAULT_ROOT", &root),
+            ("TEST_VAULT_TOKEN2", &revocable),
+        ],
+        &[alice, legacy, forbidden],
+    );
 
     // the server gone: stale values until ttl + max_stale after they were last given
     let results = resolve(&app, &[alice, db]).await;
@@ -282,7 +328,7 @@ token_env = "TEST_VAULT_ROOT"
 }
 
 /// `secret-sidecar check` as a user runs it: one line per reference, never a value.
-fn check_binary(toml: &str, reader: &str, root: &str, refs: &[&str]) {
+fn check_binary(toml: &str, env: &[(&str, &str)], refs: &[&str]) {
     let dir = TempDir::new("vault-check").unwrap();
     let config = dir.path().join("sidecar.toml");
     std::fs::write(&config, toml).unwrap();
@@ -291,8 +337,7 @@ fn check_binary(toml: &str, reader: &str, root: &str, refs: &[&str]) {
         .arg("--config")
         .arg(&config)
         .args(refs)
-        .env("TEST_VAULT_TOKEN", reader)
-        .env("TEST_VAULT_ROOT", root)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -307,7 +352,9 @@ fn check_binary(toml: &str, reader: &str, root: &str, refs: &[&str]) {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     // (the values resolved: "alice-key", which the reference itself contains, and "t-1")
-    for secret in ["\"alice-key\"", ": alice-key\n", "t-1", reader] {
+    let mut secrets = vec!["\"alice-key\"", ": alice-key\n", "t-1"];
+    secrets.extend(env.iter().map(|(_, token)| *token));
+    for secret in secrets {
         assert!(
             !stdout.contains(secret) && !stderr.contains(secret),
             "{secret} shown:\n{stdout}\n{stderr}"

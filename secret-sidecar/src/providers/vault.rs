@@ -46,8 +46,10 @@ const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 /// incomplete.
 const MAX_LISTED_NAMES: usize = 10_000;
 const MAX_LIST_CALLS: usize = 200;
-/// After a failed renewal or login, try again this soon.
+/// After a failed renewal or login, try again this soon, doubling while it keeps failing up to
+/// [`MAX_RETRY_AFTER`].
 const RETRY_AFTER: Duration = Duration::from_secs(5);
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// A token without expiry is looked at again this often (in case it is replaced).
 const IDLE_CHECK: Duration = Duration::from_secs(3600);
 /// Never wake the renewal task more often than this.
@@ -117,6 +119,15 @@ pub fn renew_in(ttl: Duration, elapsed: Duration) -> Duration {
         return IDLE_CHECK;
     }
     (ttl * 2 / 3).saturating_sub(elapsed).max(MIN_WAIT)
+}
+
+/// What the renewal task does next.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Look again after this long.
+    After(Duration),
+    /// Obtaining a token failed: try again after a back-off.
+    Retry,
 }
 
 /// An answer from Vault: status and body.
@@ -263,12 +274,23 @@ fn http_client(address: &str) -> Result<HttpClient, VaultSetupError> {
 /// Renews or replaces the token ahead of its expiry, for as long as the provider exists.
 async fn renewal_loop(inner: Weak<Inner>) {
     let mut wait = Duration::ZERO;
+    let mut retry = RETRY_AFTER;
     loop {
         tokio::time::sleep(wait).await;
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        wait = inner.refresh_token().await;
+        wait = match inner.refresh_token().await {
+            Next::After(wait) => {
+                retry = RETRY_AFTER;
+                wait
+            }
+            Next::Retry => {
+                let wait = retry;
+                retry = (retry * 2).min(MAX_RETRY_AFTER);
+                wait
+            }
+        };
     }
 }
 
@@ -520,24 +542,23 @@ impl Inner {
         })
     }
 
-    /// Renews or replaces the token if it is due; returns how long to wait before the next
-    /// look.
-    async fn refresh_token(&self) -> Duration {
+    /// Renews or replaces the token if it is due; says when to look again.
+    async fn refresh_token(&self) -> Next {
         let snapshot = self.token.lock().await.clone();
         let Some(token) = snapshot else {
             // none yet (start-up, or Vault refused it): obtain one now
             return match self.token().await {
-                Ok(_) => MIN_WAIT,
+                Ok(_) => Next::After(MIN_WAIT),
                 Err(e) => {
                     tracing::warn!(provider = %self.id, error = %e, "cannot obtain a Vault token; retrying");
-                    RETRY_AFTER
+                    Next::Retry
                 }
             };
         };
         let elapsed = token.obtained.elapsed();
         let due = renew_in(token.ttl, elapsed);
         if token.ttl.is_zero() || due > MIN_WAIT {
-            return due;
+            return Next::After(due);
         }
         let approle = matches!(self.auth, VaultAuth::AppRole { .. });
         if token.renewable {
@@ -549,13 +570,18 @@ impl Inner {
                     tracing::debug!(provider = %self.id, ttl_s = renewed.ttl.as_secs(), "renewed the Vault token");
                     self.replace_token(&token, renewed).await;
                     if !(approle && near_max) {
-                        return MIN_WAIT;
+                        return Next::After(MIN_WAIT);
                     }
                 }
                 Err(e) => {
                     tracing::warn!(provider = %self.id, error = %e, "renewing the Vault token failed");
                     if !approle {
-                        return RETRY_AFTER.min(renew_in(token.ttl, elapsed).max(MIN_WAIT));
+                        // again soon, while the token lasts
+                        return if token.expired(Instant::now()) {
+                            Next::Retry
+                        } else {
+                            Next::After(RETRY_AFTER.min(token.ttl / 10).max(MIN_WAIT))
+                        };
                     }
                 }
             }
@@ -563,21 +589,23 @@ impl Inner {
             if token.expired(Instant::now()) {
                 tracing::warn!(provider = %self.id, "the Vault token expired and is not renewable: give the sidecar a new one");
                 self.drop_token(&token.value).await;
-                return RETRY_AFTER;
+                return Next::Retry;
             }
-            return (token.obtained + token.ttl)
-                .saturating_duration_since(Instant::now())
-                .max(MIN_WAIT);
+            return Next::After(
+                (token.obtained + token.ttl)
+                    .saturating_duration_since(Instant::now())
+                    .max(MIN_WAIT),
+            );
         }
         // AppRole: log in again
         match self.authenticate().await {
             Ok(fresh) => {
                 self.replace_token(&token, fresh).await;
-                MIN_WAIT
+                Next::After(MIN_WAIT)
             }
             Err(e) => {
                 tracing::warn!(provider = %self.id, error = %e, "logging in to Vault again failed; retrying");
-                RETRY_AFTER
+                Next::Retry
             }
         }
     }
