@@ -12,14 +12,17 @@
 # BENCH_RS256_TOKENS (distinct valid tokens the *-jwt-rs256-new scenarios cycle through, default
 # 20000: more than the Wasm filter's 4096-entry verification cache, so every request misses it),
 # BENCH_SKIP_BUILD=1 (use the .wasm and sidecar already built),
-# BENCH_SIDECAR_BIN (another sidecar binary, e.g. a release build; default: the debug build).
+# BENCH_SIDECAR_BIN (another sidecar binary; default: the release build scripts/build.sh makes),
+# BENCH_WASM (another build of the filter's .wasm, e.g. to compare a change: implies that the
+# filter is not rebuilt over it).
 set -euo pipefail
 source "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
+WASM="${BENCH_WASM:-$WASM}"
 
 DEFAULT_SCENARIOS="baseline
     wasm-noop wasm-noop-get wasm-noop-set wasm-noop-calls wasm-empty
-    native-1 wasm-1 native-N wasm-N
+    native-1 wasm-1 wasm-1-strip native-N wasm-N
     native-basic wasm-basic
     native-jwt-hs256 wasm-jwt-hs256 native-jwt-rs256 wasm-jwt-rs256 native-jwt-rs256-cache
     native-jwt-rs256-new wasm-jwt-rs256-new native-jwt-rs256-garbage wasm-jwt-rs256-garbage
@@ -42,8 +45,9 @@ done
 
 "$ROOT/scripts/deps.sh"
 if [ -n "${BENCH_SKIP_BUILD:-}" ]; then
-    [ -f "$WASM" ] && [ -x "$SIDECAR_BIN" ] || die "BENCH_SKIP_BUILD is set but $WASM or $SIDECAR_BIN is missing"
-    log "BENCH_SKIP_BUILD: using the existing $WASM and $SIDECAR_BIN"
+    [ -f "$WASM" ] && [ -x "${BENCH_SIDECAR_BIN:-$SIDECAR_RELEASE_BIN}" ] ||
+        die "BENCH_SKIP_BUILD is set but $WASM or ${BENCH_SIDECAR_BIN:-$SIDECAR_RELEASE_BIN} is missing"
+    log "BENCH_SKIP_BUILD: using the existing $WASM and ${BENCH_SIDECAR_BIN:-$SIDECAR_RELEASE_BIN}"
 else
     "$ROOT/scripts/build.sh"
 fi
@@ -54,7 +58,7 @@ if [[ " $SCENARIOS " == *" wasm-noop"* ]] && { [ -z "${BENCH_SKIP_BUILD:-}" ] ||
     cargo build --release --target wasm32-wasip1 --manifest-path bench/noop-filter/Cargo.toml \
         --target-dir "$TARGET_DIR/bench-noop-filter"
 fi
-SIDECAR_BIN="${BENCH_SIDECAR_BIN:-$SIDECAR_BIN}"
+SIDECAR_BIN="${BENCH_SIDECAR_BIN:-$SIDECAR_RELEASE_BIN}"
 [ -x "$SIDECAR_BIN" ] || die "no sidecar binary at $SIDECAR_BIN"
 
 OUT="$RUN_DIR/bench"
@@ -246,6 +250,10 @@ setup_scenario() { # SCENARIO: sets GEN, GOOD, BAD, CHECK, SCRIPT, EXPECT, GARBA
             key="$(key_of "consumer-$((n / 2))")"
             GOOD=("apikey: $key") BAD=("apikey: not-a-key")
             ;;
+        wasm-1-strip)
+            GEN=(--filter wasm-key --consumers 1 --keys-file "$KEYS" --strip-identity-headers)
+            GOOD=("apikey: $(key_of consumer-0)") BAD=("apikey: not-a-key")
+            ;;
         wasm-noop) GEN=(--filter wasm-noop --noop-mode noop --wasm "$NOOP_WASM") CHECK=none ;;
         wasm-noop-calls)
             GEN=(--filter wasm-noop --noop-mode key-auth-calls --wasm "$NOOP_WASM") CHECK=none
@@ -397,24 +405,27 @@ for scenario in $SCENARIOS; do
             ((baselines == 1)) || name="baseline-$baselines"
             run_scenario "$name" "no filter" - - - ;;
         native-1) run_scenario native-1 "Envoy api_key_auth, 1 consumer" baseline - - ;;
-        wasm-1) run_scenario wasm-1 "key-auth, 1 consumer" native-1 baseline 0.9 ;;
+        wasm-1) run_scenario wasm-1 "key-auth, 1 consumer" native-1 wasm-noop 0.9 ;;
+        wasm-1-strip)
+            run_scenario wasm-1-strip "key-auth, 1 consumer, the filter also strips identity headers" \
+                wasm-1 - - ;;
         native-N) run_scenario "native-$N" "Envoy api_key_auth, $N consumers" baseline - - ;;
-        wasm-N) run_scenario "wasm-$N" "key-auth, $N consumers" "native-$N" baseline 0.9 ;;
+        wasm-N) run_scenario "wasm-$N" "key-auth, $N consumers" "native-$N" wasm-noop 0.9 ;;
         wasm-noop) run_scenario wasm-noop "reference proxy-wasm filter doing nothing" baseline - - ;;
         wasm-noop-calls)
             run_scenario wasm-noop-calls "reference filter: key-auth's host calls only (1 get, 3 set)" \
                 wasm-noop - - ;;
         wasm-noop-get) run_scenario wasm-noop-get "reference filter: 1 get header" wasm-noop - - ;;
         wasm-noop-set) run_scenario wasm-noop-set "reference filter: 2 set + 1 remove header" wasm-noop - - ;;
-        wasm-empty) run_scenario wasm-empty "this filter, no plugin, no consumer" wasm-noop - - ;;
+        wasm-empty) run_scenario wasm-empty "this filter, no plugin, no consumer" wasm-noop wasm-noop 0.97 ;;
         native-basic) run_scenario native-basic "Envoy basic_auth (htpasswd SHA)" baseline - - ;;
-        wasm-basic) run_scenario wasm-basic "basic-auth" native-basic native-basic 1.0 ;;
+        wasm-basic) run_scenario wasm-basic "basic-auth" native-basic wasm-noop 0.9 ;;
         native-jwt-hs256) run_scenario native-jwt-hs256 "Envoy jwt_authn HS256 (oct JWK)" baseline - - ;;
-        wasm-jwt-hs256) run_scenario wasm-jwt-hs256 "jwt-auth HS256" native-jwt-hs256 native-jwt-hs256 1.0 ;;
+        wasm-jwt-hs256) run_scenario wasm-jwt-hs256 "jwt-auth HS256" native-jwt-hs256 native-jwt-hs256 1.3 ;;
         native-jwt-rs256) run_scenario native-jwt-rs256 "Envoy jwt_authn RS256 (RSA JWK)" baseline - - ;;
         native-jwt-rs256-cache)
             run_scenario native-jwt-rs256-cache "Envoy jwt_authn RS256, jwt_cache_config on" baseline - - ;;
-        wasm-jwt-rs256) run_scenario wasm-jwt-rs256 "jwt-auth RS256" native-jwt-rs256 native-jwt-rs256 1.0 ;;
+        wasm-jwt-rs256) run_scenario wasm-jwt-rs256 "jwt-auth RS256 (one token: cache hit)" native-jwt-rs256-cache wasm-noop 0.9 ;;
         native-jwt-rs256-new)
             run_scenario native-jwt-rs256-new "Envoy jwt_authn RS256, a new valid token per request" baseline - - ;;
         wasm-jwt-rs256-new)
@@ -426,12 +437,13 @@ for scenario in $SCENARIOS; do
         wasm-jwt-rs256-garbage)
             run_scenario wasm-jwt-rs256-garbage "jwt-auth RS256, a random signature per request (401)" \
                 native-jwt-rs256-garbage - - ;;
-        wasm-hmac) run_scenario wasm-hmac "hmac-auth hmac-sha256, @request-target date" baseline baseline 0.85 ;;
+        wasm-hmac) run_scenario wasm-hmac "hmac-auth hmac-sha256, @request-target date" baseline wasm-noop 0.85 ;;
         native-limit) run_scenario native-limit "Envoy local_ratelimit, never empty" baseline - - ;;
         wasm-limit-local)
-            run_scenario wasm-limit-local "limit-count local, key remote_addr" native-limit native-limit 0.9 ;;
+            run_scenario wasm-limit-local "limit-count local, key remote_addr" native-limit wasm-noop 0.9 ;;
         wasm-limit-redis)
-            run_scenario wasm-limit-redis "limit-count redis, a sidecar call per request" wasm-limit-local - - ;;
+            run_scenario wasm-limit-redis "limit-count redis, a sidecar call per request" wasm-limit-local \
+                wasm-limit-local 0.5 ;;
         wasm-limit-redis-sync)
             run_scenario wasm-limit-redis-sync "limit-count redis, sync_interval $SYNC_INTERVAL s" \
                 wasm-limit-local wasm-limit-local 0.8 ;;

@@ -88,6 +88,11 @@ extern "C" {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
     fn proxy_replace_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -192,6 +197,13 @@ pub fn buffer(kind: Buffer, start: usize, max: usize) -> Result<Option<Vec<u8>>,
 pub fn header(map: Headers, name: &str) -> Result<Option<Vec<u8>>, HostStatus> {
     // SAFETY: a valid key slice and out pointers, owned by `read`.
     read(|d, s| unsafe { proxy_get_header_map_value(map as u32, name.as_ptr(), name.len(), d, s) })
+}
+
+/// Every header of a map in one call, serialized as the ABI gives it (parse with
+/// `http::pairs::parse`).
+pub fn header_pairs(map: Headers) -> Result<Option<Vec<u8>>, HostStatus> {
+    // SAFETY: valid out pointers, owned by `read`.
+    read(|d, s| unsafe { proxy_get_header_map_pairs(map as u32, d, s) })
 }
 
 /// Sets (replaces) a header, or removes it with `None`.

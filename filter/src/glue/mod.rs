@@ -489,10 +489,28 @@ impl Drop for Request {
 #[derive(Default)]
 struct Headers {
     seen: Vec<(String, Option<Vec<u8>>)>,
+    /// Every request header, once [`RequestView::read_all_headers`] fetched them.
+    all: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 impl RequestView for Headers {
+    fn read_all_headers(&mut self) {
+        if self.all.is_none() {
+            self.all = abi::header_pairs(abi::Headers::Request)
+                .ok()
+                .flatten()
+                .and_then(|bytes| crate::http::pairs::parse(&bytes));
+        }
+    }
+
     fn header(&mut self, name: &str) -> Option<Vec<u8>> {
+        if let Some(all) = &self.all {
+            // Envoy's single-header read answers the first value too.
+            return all
+                .iter()
+                .find(|(n, _)| n == name.as_bytes())
+                .map(|(_, v)| v.clone());
+        }
         if let Some((_, v)) = self.seen.iter().find(|(n, _)| n == name) {
             return v.clone();
         }
@@ -586,12 +604,9 @@ impl SharedStore for SharedData {
 
 /// Decides the current request (the effective context).
 fn decide(rt: &Worker) -> Plan {
-    request::decide(
-        rt,
-        &mut Headers::default(),
-        &mut SharedData,
-        ProxyHost.now_ms(),
-    )
+    request::decide(rt, &mut Headers::default(), &mut SharedData, &mut || {
+        ProxyHost.now_ms()
+    })
 }
 
 /// Applies a plan to the current request (the effective context): the header edits, the log

@@ -5,6 +5,7 @@
 pub mod b64;
 pub mod callout;
 pub mod date;
+pub mod pairs;
 pub mod query;
 
 use std::borrow::Cow;
@@ -15,6 +16,10 @@ use std::borrow::Cow;
 /// that is not valid where it is read means (always a refusal, never a panic).
 pub trait RequestView {
     fn header(&mut self, name: &str) -> Option<Vec<u8>>;
+    /// A hint that the check will read several headers: a view may fetch them all in one host
+    /// call instead of one call per header. Reads answer the same either way (the first value
+    /// of a repeated header).
+    fn read_all_headers(&mut self) {}
     /// Seconds since the Unix epoch (read only by checks that need it).
     fn now_s(&mut self) -> u64;
     /// The client's address without port (`remote_addr` in rate-limit keys).

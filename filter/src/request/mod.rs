@@ -133,12 +133,13 @@ impl Plan {
 }
 
 /// Decides the request in front of `req` with the worker's configuration and credentials.
-/// Local counters are kept in `store`; `now_ms` is the time of the request.
+/// Local counters are kept in `store`; `now_ms` reads the clock (a host call in Envoy: only
+/// limit-count asks for it).
 pub fn decide(
     worker: &Worker,
     req: &mut dyn RequestView,
     store: &mut dyn SharedStore,
-    now_ms: u64,
+    now_ms: &mut dyn FnMut() -> u64,
 ) -> Plan {
     // The route name is read only when plugin sets differ by route.
     let route = if worker.routes_configured() {
@@ -151,6 +152,10 @@ pub fn decide(
     // routing (`strip_identity_headers: false`); then only the values this filter sets are
     // written, and a request without a consumer costs no header write at all.
     let strip = worker.config().strip_identity_headers;
+    // hmac-auth reads up to six headers: one call for all of them is cheaper.
+    if plugins.hmac_auth.is_some() {
+        req.read_all_headers();
+    }
     let mut plan = Plan::then(Next::Continue);
     let (consumer, body_check) = match authenticate(plugins, worker.credentials(), req) {
         None => {
@@ -200,7 +205,16 @@ pub fn decide(
         }
     };
     match &plugins.limit_count {
-        Some(opts) => count(worker, req, store, now_ms, opts, consumer, body_check, plan),
+        Some(opts) => count(
+            worker,
+            req,
+            store,
+            now_ms(),
+            opts,
+            consumer,
+            body_check,
+            plan,
+        ),
         None => {
             if let Some(check) = body_check {
                 plan.next = Next::WaitBody(check);

@@ -60,7 +60,7 @@ fn worker(plugins: serde_json::Value, routes: serde_json::Value) -> Worker {
 }
 
 fn run(w: &Worker, store: &mut Store, headers: &[(&str, &str)]) -> Plan {
-    decide(w, &mut FakeRequest::new(headers), store, 1_000)
+    decide(w, &mut FakeRequest::new(headers), store, &mut || 1_000)
 }
 
 fn status(plan: &Plan) -> Option<u16> {
@@ -102,11 +102,11 @@ fn authentication_then_identity_headers() {
     assert_eq!((plan.edits.len(), status(&plan)), (0, Some(401)));
     // a route without auth plugins: client copies of the identity headers removed
     let mut req = FakeRequest::new(&[]);
-    let plan = decide(&w, &mut RouteView(&mut req, "open"), &mut store, 0);
+    let plan = decide(&w, &mut RouteView(&mut req, "open"), &mut store, &mut || 0);
     assert_eq!((plan.edits, plan.next), (identity(false), Next::Continue));
     // the anonymous consumer: its name, no credential
     let mut req = FakeRequest::new(&[]);
-    let plan = decide(&w, &mut RouteView(&mut req, "guest"), &mut store, 0);
+    let plan = decide(&w, &mut RouteView(&mut req, "guest"), &mut store, &mut || 0);
     assert_eq!(
         plan.edits,
         vec![
@@ -171,11 +171,11 @@ fn when_envoy_strips_identity_headers_only_what_is_known_is_written() {
     let mut req = FakeRequest::new(&[("x-consumer-username", "mallory")]);
     let mut route = RouteView(&mut req, "open");
     let mut view = Counting(&mut route, 0);
-    let plan = decide(&w, &mut view, &mut store, 0);
+    let plan = decide(&w, &mut view, &mut store, &mut || 0);
     assert_eq!((plan.edits, plan.next, view.1), (vec![], Next::Continue, 1));
     // the anonymous consumer: its name only
     let mut req = FakeRequest::new(&[]);
-    let plan = decide(&w, &mut RouteView(&mut req, "guest"), &mut store, 0);
+    let plan = decide(&w, &mut RouteView(&mut req, "guest"), &mut store, &mut || 0);
     assert_eq!(
         plan.edits,
         vec![Edit::Set(CONSUMER_USERNAME.into(), b"guest".to_vec())]
@@ -187,7 +187,7 @@ fn without_plugins_a_request_costs_no_host_call() {
     let w = worker_envoy_strips(serde_json::json!({}), serde_json::json!({}));
     let mut req = FakeRequest::new(&[("apikey", "alice-key")]);
     let mut view = Counting(&mut req, 0);
-    let plan = decide(&w, &mut view, &mut Store::default(), 0);
+    let plan = decide(&w, &mut view, &mut Store::default(), &mut || 0);
     assert_eq!((plan.edits, plan.next, view.1), (vec![], Next::Continue, 0));
 }
 

@@ -128,8 +128,21 @@ impl Host {
             violations: Vec::new(),
             memory: None,
             alloc: None,
+            host_calls: 0,
+            module_calls: 0,
         };
-        let store = Store::new(pre.module().engine(), VmState { wasi, proxy });
+        let mut store = Store::new(pre.module().engine(), VmState { wasi, proxy });
+        // Each crossing costs microseconds in Envoy's V8: counted for the tests that keep the
+        // request path's calls down.
+        store.call_hook(|mut ctx, hook| {
+            let proxy = &mut ctx.data_mut().proxy;
+            match hook {
+                wasmtime::CallHook::CallingHost => proxy.host_calls += 1,
+                wasmtime::CallHook::CallingWasm => proxy.module_calls += 1,
+                _ => {}
+            }
+            Ok(())
+        });
         Self {
             store,
             pre,
@@ -289,6 +302,12 @@ impl Host {
         }
         self.proxy_mut().now = target;
         self.after_op()
+    }
+
+    /// `(host calls, module calls)` so far: calls from the module into the host, and from the
+    /// host into the module (callbacks, and the allocations that return data to the module).
+    pub fn crossings(&self) -> (u64, u64) {
+        (self.proxy().host_calls, self.proxy().module_calls)
     }
 
     // ---- callouts --------------------------------------------------------------------------

@@ -122,6 +122,10 @@ pub(crate) struct Proxy {
     pub violations: Vec<String>,
     pub memory: Option<Memory>,
     pub alloc: Option<TypedFunc<i32, i32>>,
+    /// Calls from the module into the host (`env.proxy_*`, WASI) so far.
+    pub host_calls: u64,
+    /// Calls from the host into the module (callbacks and `proxy_on_memory_allocate`) so far.
+    pub module_calls: u64,
 }
 
 impl Proxy {

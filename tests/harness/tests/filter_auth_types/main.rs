@@ -17,6 +17,7 @@ mod support;
 
 mod basic;
 mod hmac;
+mod host_calls;
 mod hostile;
 mod jwt;
 mod python;
