@@ -1,7 +1,8 @@
 //! The AWS provider's versions against moto's server, through the real SDK and router: after
 //! the TTL an unchanged secret costs one `DescribeSecret` and no `GetSecretValue` (counted by a
 //! wrapper around the provider), a rotated one is fetched again; `AWSPREVIOUS` with the time the
-//! current version replaced it; `version_stage`; secrets named by ARN; and the `profile` option
+//! current version replaced it; `version_stage`; secrets named by ARN; an IAM policy without
+//! `DescribeSecret` (moto enforcing IAM) still giving fresh values; and the `profile` option
 //! through the binary with a temp shared credentials file.
 //!
 //! Needs `moto_server` (see `aws_moto.rs`); never skipped.
@@ -32,7 +33,8 @@ use secret_sidecar::{app, AppState};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use common::{create_secret, put_secret_value, sdk_client, start_moto, TempDir};
+use common::{create_secret, free_port, put_secret_value, sdk_client, start_moto, TempDir};
+use test_support::Process;
 
 const TOKEN: &str = "integration-token";
 
@@ -292,4 +294,71 @@ fn the_profile_option_picks_shared_credentials() {
     );
     let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(!all.contains("profile-secret"), "{all}");
+}
+
+/// Sets up moto (enforcing IAM after its first 4 calls) with secret `s` and a user allowed only
+/// `GetSecretValue` and `ListSecrets`; returns the user's access key id and secret key.
+const IAM_SETUP: &str = r#"
+import boto3, json, sys
+ep = sys.argv[1]
+kw = dict(endpoint_url=ep, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+boto3.client("secretsmanager", **kw).create_secret(Name="s", SecretString='{"k":"v1"}')
+iam = boto3.client("iam", **kw)
+iam.create_user(UserName="sidecar")
+iam.put_user_policy(UserName="sidecar", PolicyName="read-only-values", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+     "Action": ["secretsmanager:GetSecretValue", "secretsmanager:ListSecrets"], "Resource": "*"}]}))
+k = iam.create_access_key(UserName="sidecar")["AccessKey"]
+print(k["AccessKeyId"], k["SecretAccessKey"])
+"#;
+
+/// `secretsmanager:DescribeSecret` is optional: refused, the value is fetched after each TTL and
+/// served fresh, not stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_secret_refused_by_iam_falls_back_to_fetching() {
+    let venv = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin");
+    let port = free_port();
+    let mut command = Command::new(venv.join("moto_server"));
+    command
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .env("INITIAL_NO_AUTH_ACTION_COUNT", "4");
+    let mut moto = Process::spawn("moto (IAM enforced)", command, None).unwrap();
+    moto.wait_for_port(port, test_support::READY_TIMEOUT)
+        .unwrap();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let out = Command::new(venv.join("python"))
+        .args(["-c", IAM_SETUP, &endpoint])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let keys = String::from_utf8(out.stdout).unwrap();
+    let (key_id, secret_key) = keys.trim().split_once(' ').unwrap();
+
+    let toml = format!(
+        "[cache]\nttl_seconds = 60\n{}",
+        provider_toml(
+            "sm",
+            &endpoint,
+            &format!("access_key_id = \"{key_id}\"\nsecret_access_key = \"{secret_key}\"")
+        )
+    );
+    let config = Config::parse(&toml, &|_| None).unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let resolver = secret_sidecar::build_resolver(&config, clock.clone())
+        .await
+        .unwrap();
+    let app = app(AppState::new(
+        SecretValue::new(TOKEN),
+        resolver,
+        config.limit.clone(),
+    ));
+    let reference = "$secret://aws/sm/s/k";
+    for _ in 0..3 {
+        assert_eq!(
+            post(&app, json!({ "refs": [reference] })).await[0],
+            json!({"ref": reference, "value": "v1", "stale": false})
+        );
+        clock.advance(Duration::from_secs(61));
+    }
+    moto.kill();
 }

@@ -4,13 +4,15 @@
 //! cap) for the name list (which candidate names exist, "did you mean" hints). A secret is named
 //! by its name or its ARN (`ListSecrets` lists both). The only module that names the SDK.
 
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::Credentials;
+use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::Client;
 use secret_ref::SecretValue;
@@ -54,7 +56,14 @@ const ACCESS_DENIED_CODES: &[&str] = &[
 pub struct AwsProvider {
     client: Client,
     version_stage: String,
+    /// When `DescribeSecret` was last refused as access denied (an IAM policy that grants
+    /// only `GetSecretValue`): values are then fetched after each TTL, without asking, for
+    /// [`DESCRIBE_DENIED_PAUSE`].
+    describe_denied: Mutex<Option<Instant>>,
 }
+
+/// After `DescribeSecret` is refused, it is not asked again for this long.
+const DESCRIBE_DENIED_PAUSE: Duration = Duration::from_secs(3600);
 
 impl AwsProvider {
     /// Builds the client. With no static credentials the SDK's default chain is used
@@ -91,6 +100,7 @@ impl AwsProvider {
         AwsProvider {
             client: Client::new(&sdk_config),
             version_stage: config.version_stage.clone(),
+            describe_denied: Mutex::new(None),
         }
     }
 
@@ -120,14 +130,34 @@ impl AwsProvider {
     /// `DescribeSecret`: the id of the version that has the configured stage (`None`: no
     /// version has it, or the secret is marked for deletion: then `GetSecretValue` gives the
     /// answer, in AWS's words).
+    /// Refused as access denied, it answers `None` (fetch the value) and is not asked again for
+    /// [`DESCRIBE_DENIED_PAUSE`]: `secretsmanager:DescribeSecret` is an optional permission.
     async fn describe(&self, name: &str) -> Result<Option<String>, ProviderError> {
-        let out = self
-            .client
-            .describe_secret()
-            .secret_id(name)
-            .send()
-            .await
-            .map_err(map_sdk_error)?;
+        let denied_at = *self
+            .describe_denied
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if denied_at.is_some_and(|at| at.elapsed() < DESCRIBE_DENIED_PAUSE) {
+            return Ok(None);
+        }
+        let out = match self.client.describe_secret().secret_id(name).send().await {
+            Ok(out) => out,
+            Err(e) => match map_sdk_error(e) {
+                ProviderError::AccessDenied(detail) => {
+                    tracing::warn!(
+                        secret = name,
+                        error = %detail,
+                        "DescribeSecret refused: values are fetched again after each TTL instead (grant secretsmanager:DescribeSecret to save those calls)"
+                    );
+                    *self
+                        .describe_denied
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+                    return Ok(None);
+                }
+                other => return Err(other),
+            },
+        };
         if out.deleted_date().is_some() {
             return Ok(None);
         }
@@ -214,10 +244,9 @@ impl Provider for AwsProvider {
 }
 
 /// Maps an SDK error to what the cache and the API need to know.
-fn map_sdk_error<E, R>(err: SdkError<E, R>) -> ProviderError
+fn map_sdk_error<E>(err: SdkError<E, HttpResponse>) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + 'static,
 {
     match &err {
         SdkError::TimeoutError(_) => {
@@ -228,6 +257,17 @@ where
         }
         SdkError::DispatchFailure(_) if has_credentials_error(&err) => {
             ProviderError::AccessDenied(format!("no usable AWS credentials: {}", error_chain(&err)))
+        }
+        // an answer without an error code the SDK can read (a proxy's, or moto's XML when it
+        // enforces IAM): 401 / 403 still mean our credentials are refused
+        SdkError::ServiceError(service)
+            if service.err().code().is_none()
+                && matches!(service.raw().status().as_u16(), 401 | 403) =>
+        {
+            ProviderError::AccessDenied(format!(
+                "HTTP {} without an error code",
+                service.raw().status().as_u16()
+            ))
         }
         SdkError::ServiceError(service) => {
             let e = service.err();
