@@ -453,3 +453,51 @@ secret_id_file = "{file}"
         .unwrap();
     assert_eq!(lookup.status, 200, "{:?}", lookup.body);
 }
+
+/// https with the roots the system gives (`SSL_CERT_FILE` honoured): a dev server with TLS, its
+/// CA as the roots -> ok; the usual system roots -> the certificate is refused.
+#[test]
+fn https_with_the_system_roots() {
+    let bao = OpenBao::start_tls(&bao_binary().unwrap(), None).unwrap();
+    bao.cli(&["kv", "put", "-mount=secret", "over-tls", "k=tls-value"])
+        .unwrap();
+    let dir = TempDir::new("vault-tls").unwrap();
+    let config = dir.path().join("sidecar.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[providers]]\nid = \"v\"\nkind = \"vault\"\naddress = \"{}\"\ntoken_env = \"TEST_VAULT_TOKEN\"\n",
+            bao.address()
+        ),
+    )
+    .unwrap();
+    assert!(bao.address().starts_with("https://"));
+    let reference = "$secret://vault/v/over-tls/k";
+    let check = |ssl_cert_file: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_secret-sidecar"))
+            .arg("check")
+            .arg("--config")
+            .arg(&config)
+            .arg(reference)
+            .env("TEST_VAULT_TOKEN", bao.root_token())
+            .env("SSL_CERT_FILE", ssl_cert_file)
+            .env_remove("SSL_CERT_DIR")
+            .output()
+            .unwrap()
+    };
+    let out = check(bao.ca_cert().unwrap());
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{reference}: ok\n")
+    );
+
+    let out = check(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!("{reference}: provider_unreachable: ")),
+        "{stdout}"
+    );
+    assert!(stdout.to_lowercase().contains("certificate"), "{stdout}");
+}

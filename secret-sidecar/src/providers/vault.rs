@@ -213,9 +213,9 @@ struct ErrorsAnswer {
 }
 
 impl VaultProvider {
-    /// Builds the HTTP client and starts the token renewal task (on the current Tokio runtime).
-    /// No call to Vault is made here: a Vault that is down at start-up makes references fail
-    /// transiently until it is back.
+    /// Builds the HTTP client and starts the token renewal task (on the current Tokio runtime),
+    /// which obtains the first token in the background: a Vault that is down at start-up makes
+    /// references fail transiently until it is back.
     pub fn new(id: &str, config: &VaultProviderConfig) -> Result<Self, VaultSetupError> {
         let namespace = match &config.namespace {
             None => None,

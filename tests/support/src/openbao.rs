@@ -38,7 +38,10 @@ pub struct OpenBao {
     port: u16,
     root_token: String,
     process: Process,
-    _home: TempDir,
+    bin: PathBuf,
+    /// With `-dev-tls`: the CA certificate the dev server made (`https://` then).
+    ca_cert: Option<PathBuf>,
+    home: TempDir,
 }
 
 /// An answer from the API: status and JSON body (`Null` when empty).
@@ -52,6 +55,17 @@ impl OpenBao {
     /// Starts `bao server -dev` (`bin`; output to `log`, or nowhere) and waits until it reports
     /// itself initialized and unsealed.
     pub fn start(bin: &Path, log: Option<&Path>) -> Result<OpenBao> {
+        OpenBao::start_with(bin, log, false)
+    }
+
+    /// [`OpenBao::start`] with `-dev-tls`: HTTPS with a certificate for 127.0.0.1 signed by a CA
+    /// of its own ([`OpenBao::ca_cert`]). Set it up with [`OpenBao::cli`] ([`OpenBao::call`]
+    /// speaks plain HTTP only).
+    pub fn start_tls(bin: &Path, log: Option<&Path>) -> Result<OpenBao> {
+        OpenBao::start_with(bin, log, true)
+    }
+
+    fn start_with(bin: &Path, log: Option<&Path>, tls: bool) -> Result<OpenBao> {
         static N: AtomicUsize = AtomicUsize::new(0);
         let port = free_port()?;
         let root_token = format!(
@@ -70,13 +84,25 @@ impl OpenBao {
             .env_remove("VAULT_ADDR")
             .env_remove("BAO_TOKEN")
             .env_remove("VAULT_TOKEN");
+        let ca_cert = if tls {
+            let dir = home.path().join("tls");
+            std::fs::create_dir_all(&dir)?;
+            command
+                .arg("-dev-tls")
+                .arg(format!("-dev-tls-cert-dir={}", dir.display()));
+            Some(dir.join("vault-ca.pem"))
+        } else {
+            None
+        };
         let mut process = Process::spawn("openbao", command, log.map(Path::to_path_buf))?;
         process.wait_for_port(port, READY_TIMEOUT)?;
         let mut bao = OpenBao {
             port,
             root_token,
             process,
-            _home: home,
+            bin: bin.to_path_buf(),
+            ca_cert,
+            home,
         };
         bao.wait_ready()?;
         Ok(bao)
@@ -86,10 +112,15 @@ impl OpenBao {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             self.process.ensure_running()?;
-            if let Ok(a) = self.call("GET", "/v1/sys/health", None, None, None) {
-                if a.status == 200 {
-                    return Ok(());
-                }
+            let ready = match self.ca_cert {
+                None => self
+                    .call("GET", "/v1/sys/health", None, None, None)
+                    .is_ok_and(|a| a.status == 200),
+                // `bao status` exits 0 once unsealed
+                Some(_) => self.cli(&["status"]).is_ok(),
+            };
+            if ready {
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 bail!(
@@ -105,9 +136,42 @@ impl OpenBao {
         self.port
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https://` with TLS).
     pub fn address(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.ca_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The CA certificate of a TLS dev server.
+    pub fn ca_cert(&self) -> Option<&Path> {
+        self.ca_cert.as_deref()
+    }
+
+    /// Runs the `bao` CLI against this server as root (`bao kv put -mount=secret x k=v`);
+    /// its stdout, or an error with its output.
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        let mut command = Command::new(&self.bin);
+        command
+            .args(args)
+            .env("HOME", self.home.path())
+            .env("BAO_ADDR", self.address())
+            .env("BAO_TOKEN", &self.root_token)
+            .env_remove("VAULT_ADDR")
+            .env_remove("VAULT_TOKEN");
+        if let Some(ca) = &self.ca_cert {
+            command.env("BAO_CACERT", ca);
+        }
+        let out = command
+            .output()
+            .with_context(|| format!("running bao {args:?}"))?;
+        if !out.status.success() {
+            bail!("bao {args:?} failed: {out:?}");
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     pub fn root_token(&self) -> &str {
