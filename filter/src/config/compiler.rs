@@ -7,7 +7,9 @@ use super::*;
 pub(super) struct Compiler<'a> {
     pub(super) env: &'a dyn Fn(&str) -> Option<String>,
     pub(super) refs: Vec<SecretRef>,
-    pub(super) ref_ids: HashMap<SecretRef, RefId>,
+    /// Distinct references by their hash (not a copy of each: a large config's peak memory):
+    /// a hit is confirmed against `refs`.
+    pub(super) ref_ids: HashMap<u64, RefId>,
     pub(super) warnings: Vec<String>,
 }
 
@@ -28,8 +30,12 @@ impl Compiler<'_> {
                 },
             ));
         }
+        // Exact capacities: a VM keeps the peak of configuring (its memory never shrinks), and a
+        // growing list can hold twice what it needs.
         let mut consumers = Vec::with_capacity(raw.consumers.len());
-        let mut credentials = Vec::new();
+        let credential_count = raw.consumers.iter().map(|c| c.credentials.len()).sum();
+        let mut credentials = Vec::with_capacity(credential_count);
+        self.refs.reserve_exact(credential_count);
         let mut usernames = HashMap::new();
         let mut credential_ids = HashMap::new();
         for (ci, rc) in raw.consumers.into_iter().enumerate() {
@@ -129,7 +135,11 @@ impl Compiler<'_> {
                 strip_identity_headers: raw.strip_identity_headers,
                 consumers,
                 credentials,
-                refs: self.refs,
+                refs: {
+                    let mut refs = self.refs;
+                    refs.shrink_to_fit();
+                    refs
+                },
                 default_plugins,
                 routes,
             },
@@ -253,14 +263,7 @@ impl Compiler<'_> {
         match reference {
             None if value.is_empty() => Err(ConfigError::new(path, ConfigErrorKind::Empty)),
             None => Ok(Source::Value(SecretValue::new(value))),
-            Some(Reference::Secret(r)) => {
-                let next = self.refs.len();
-                let id = *self.ref_ids.entry(r.clone()).or_insert(next);
-                if id == next {
-                    self.refs.push(r);
-                }
-                Ok(Source::Ref(id))
-            }
+            Some(Reference::Secret(r)) => Ok(Source::Ref(self.ref_id(r))),
             Some(Reference::Env(e)) => match self.env_value(path, &e) {
                 Ok(v) if v.expose().is_empty() => {
                     self.warnings
@@ -275,6 +278,25 @@ impl Compiler<'_> {
                 }
             },
         }
+    }
+
+    /// The id of reference `r`, added to `refs` if new.
+    pub(super) fn ref_id(&mut self, r: SecretRef) -> RefId {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&r);
+        let same = |id: &RefId| self.refs.get(*id) == Some(&r);
+        let known = match self.ref_ids.get(&hash) {
+            Some(id) if same(id) => Some(*id),
+            // Two references with one hash: look for this one the slow way.
+            Some(_) => self.refs.iter().position(|known| *known == r),
+            None => None,
+        };
+        known.unwrap_or_else(|| {
+            let id = self.refs.len();
+            self.ref_ids.entry(hash).or_insert(id);
+            self.refs.push(r);
+            id
+        })
     }
 
     fn env_value(&self, path: &str, e: &secret_ref::EnvRef) -> Result<SecretValue, ConfigError> {

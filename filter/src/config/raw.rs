@@ -36,6 +36,18 @@ fn default_startup_wait_ms() -> u64 {
 fn default_max_stale_s() -> u64 {
     3600
 }
+/// A list without spare capacity: serde grows a list of unknown length to at least 4 elements,
+/// and a consumer usually has one credential (with 10,000 consumers that spare room was most of
+/// the parsed configuration's memory, which a VM keeps: its memory never shrinks).
+fn shrunk<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let mut list = Vec::<T>::deserialize(deserializer)?;
+    list.shrink_to_fit();
+    Ok(list)
+}
 fn default_authority() -> String {
     "secret-sidecar".to_string()
 }
@@ -88,7 +100,7 @@ pub struct RawConsumer {
     pub username: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "shrunk")]
     pub credentials: Vec<RawCredential>,
 }
 

@@ -618,3 +618,31 @@ fn a_redis_policy_needs_the_sidecar() {
     cfg.as_object_mut().unwrap().remove("sidecar");
     assert!(compile_json(cfg).is_ok());
 }
+
+#[test]
+fn references_with_one_hash_stay_distinct() {
+    let parse = |s: &str| match secret_ref::parse(s) {
+        Ok(Some(secret_ref::Reference::Secret(r))) => r,
+        other => panic!("{other:?}"),
+    };
+    let (a, b) = (parse("$secret://aws/p/s/a"), parse("$secret://aws/p/s/b"));
+    let mut c = super::compiler::Compiler {
+        env: &|_| None,
+        refs: Vec::new(),
+        ref_ids: HashMap::new(),
+        warnings: Vec::new(),
+    };
+    let ida = c.ref_id(a.clone());
+    // Pretend b's hash is a's: every slot of the map points at a.
+    for id in c.ref_ids.values_mut() {
+        *id = ida;
+    }
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let hash_b = BuildHasherDefault::<DefaultHasher>::default().hash_one(&b);
+    c.ref_ids.insert(hash_b, ida);
+    let idb = c.ref_id(b.clone());
+    assert_ne!(ida, idb);
+    assert_eq!(c.ref_id(b.clone()), idb);
+    assert_eq!(c.ref_id(a.clone()), ida);
+    assert_eq!(c.refs, vec![a, b]);
+}
