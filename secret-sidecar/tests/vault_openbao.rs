@@ -363,7 +363,9 @@ fn check_binary(toml: &str, env: &[(&str, &str)], refs: &[&str]) {
 }
 
 /// Tokens that expire after 3 s keep working while the sidecar resolves for 8 s: a renewable
-/// token from the environment (renew-self), and an AppRole login (secret id from a file).
+/// token from the environment (renew-self), an AppRole login (secret id from a file; renewed),
+/// and an AppRole whose batch tokens cannot be renewed (logged in again). Then a token file
+/// whose token is revoked and replaced: read again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_lived_tokens_are_renewed() {
     let bao = start_bao();
@@ -376,10 +378,28 @@ async fn short_lived_tokens_are_renewed() {
     .unwrap();
     bao.put_policy("reader", READER_POLICY).unwrap();
     let short = bao.create_token(&["reader"], "3s", true).unwrap();
-    let (role_id, secret_id) = bao.approle("sidecar", &["reader"], "3s").unwrap();
+    // its secret id logs in once: the token must be renewed, not replaced
+    let (role_id, secret_id) = bao
+        .approle_with(
+            "sidecar",
+            json!({"token_policies": ["reader"], "token_ttl": "3s", "token_max_ttl": "1h",
+                   "secret_id_num_uses": 1}),
+        )
+        .unwrap();
+    let (batch_role_id, batch_secret_id) = bao
+        .approle_with(
+            "sidecar-batch",
+            json!({"token_policies": ["reader"], "token_ttl": "3s", "token_type": "batch"}),
+        )
+        .unwrap();
     let dir = TempDir::new("vault-approle").unwrap();
     let secret_id_file = dir.path().join("secret-id");
     std::fs::write(&secret_id_file, format!("{secret_id}\n")).unwrap();
+    let batch_secret_id_file = dir.path().join("batch-secret-id");
+    std::fs::write(&batch_secret_id_file, &batch_secret_id).unwrap();
+    let token_file = dir.path().join("token");
+    let file_token = bao.create_token(&["reader"], "", true).unwrap();
+    std::fs::write(&token_file, &file_token).unwrap();
 
     let toml = format!(
         r#"
@@ -400,9 +420,24 @@ kind = "vault"
 address = "{addr}"
 role_id = "$env://TEST_ROLE_ID"
 secret_id_file = "{file}"
+
+[[providers]]
+id = "approle-batch"
+kind = "vault"
+address = "{addr}"
+role_id = "{batch_role_id}"
+secret_id_file = "{batch_file}"
+
+[[providers]]
+id = "token-file"
+kind = "vault"
+address = "{addr}"
+token_file = "{token_file}"
 "#,
         addr = bao.address(),
-        file = secret_id_file.display()
+        file = secret_id_file.display(),
+        batch_file = batch_secret_id_file.display(),
+        token_file = token_file.display(),
     );
     let env = |name: &str| match name {
         "TEST_VAULT_TOKEN" => Some(short.clone()),
@@ -423,6 +458,7 @@ secret_id_file = "{file}"
     let refs = [
         "$secret://vault/token/alice-credentials/alice-key-auth",
         "$secret://vault/approle/alice-credentials/alice-key-auth",
+        "$secret://vault/approle-batch/alice-credentials/alice-key-auth",
     ];
     let started = Instant::now();
     let mut rounds = 0;
@@ -430,10 +466,9 @@ secret_id_file = "{file}"
         let results = resolve(&app, &refs).await;
         assert_eq!(
             results,
-            vec![
-                ok(refs[0], "alice-key", false),
-                ok(refs[1], "alice-key", false)
-            ],
+            refs.iter()
+                .map(|r| ok(r, "alice-key", false))
+                .collect::<Vec<_>>(),
             "after {:?}",
             started.elapsed()
         );
@@ -452,6 +487,25 @@ secret_id_file = "{file}"
         )
         .unwrap();
     assert_eq!(lookup.status, 200, "{:?}", lookup.body);
+
+    // the token file: its token revoked and a new one written (a Vault Agent sink): read again
+    let via_file = "$secret://vault/token-file/alice-credentials/alice-key-auth";
+    assert_eq!(
+        resolve(&app, &[via_file]).await[0],
+        ok(via_file, "alice-key", false)
+    );
+    bao.root(
+        "POST",
+        "/v1/auth/token/revoke",
+        Some(json!({ "token": file_token })),
+    )
+    .unwrap();
+    let new_token = bao.create_token(&["reader"], "", true).unwrap();
+    std::fs::write(&token_file, format!("{new_token}\n")).unwrap();
+    assert_eq!(
+        resolve(&app, &[via_file]).await[0],
+        ok(via_file, "alice-key", false)
+    );
 }
 
 /// https with the roots the system gives (`SSL_CERT_FILE` honoured): a dev server with TLS, its

@@ -318,6 +318,16 @@ impl OpenBao {
         policies: &[&str],
         token_ttl: &str,
     ) -> Result<(String, String)> {
+        self.approle_with(
+            role,
+            json!({"token_policies": policies, "token_ttl": token_ttl, "token_max_ttl": "1h"}),
+        )
+    }
+
+    /// Enables AppRole (at `approle/`) if needed and creates role `role` with the parameters
+    /// `role_body` (`token_policies`, `token_ttl`, `token_type`, ...); returns its role id and a
+    /// new secret id.
+    pub fn approle_with(&self, role: &str, role_body: Value) -> Result<(String, String)> {
         let auths = self.root("GET", "/v1/sys/auth", None)?;
         if auths.get("approle/").is_none() {
             self.root(
@@ -329,9 +339,7 @@ impl OpenBao {
         self.root(
             "POST",
             &format!("/v1/auth/approle/role/{role}"),
-            Some(
-                json!({"token_policies": policies, "token_ttl": token_ttl, "token_max_ttl": "1h"}),
-            ),
+            Some(role_body),
         )?;
         let role_id = self.root(
             "GET",
