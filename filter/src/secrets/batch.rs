@@ -4,7 +4,7 @@ use crate::http::callout::{status_code, DispatchError, MalformedJson};
 use secret_ref::{SecretRef, SecretValue};
 use sidecar_api::{ErrorCode, ResolveRequest, ResolveResponse, ResolveResult};
 use std::collections::HashMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// One reference's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,29 +83,43 @@ pub fn parse_answer(
     }
     let response: ResolveResponse =
         serde_json::from_slice(body).map_err(|e| BatchError::Malformed(e.into()))?;
-    let mut by_ref: HashMap<String, Answer> = HashMap::with_capacity(response.results.len());
-    for result in response.results {
-        let (reference, answer) = match result {
-            ResolveResult::Value {
-                reference,
-                value,
-                stale,
-                ..
-            } => (reference, Answer::Value { value, stale }),
-            ResolveResult::Error { reference, error } => (
-                reference,
-                Answer::Error {
-                    code: error.code,
-                    message: error.message,
-                },
-            ),
+    // The sidecar answers in the request's order: matched as they come, without an index of
+    // every answer (10,000 references make a large one); answers out of order wait in `early`.
+    let mut results = response.results.into_iter().map(|result| match result {
+        ResolveResult::Value {
+            reference,
+            value,
+            stale,
+            ..
+        } => (reference, Answer::Value { value, stale }),
+        ResolveResult::Error { reference, error } => (
+            reference,
+            Answer::Error {
+                code: error.code,
+                message: error.message,
+            },
+        ),
+    });
+    let mut early: HashMap<String, Answer> = HashMap::new();
+    let mut name = String::new();
+    let mut answers = Vec::with_capacity(refs.len());
+    for r in refs {
+        name.clear();
+        let _ = write!(name, "{r}");
+        let answer = match early.remove(&name) {
+            Some(answer) => Some(answer),
+            None => results.find_map(|(reference, answer)| {
+                if reference == name {
+                    Some(answer)
+                } else {
+                    early.insert(reference, answer);
+                    None
+                }
+            }),
         };
-        by_ref.insert(reference, answer);
+        answers.push(answer.unwrap_or(Answer::Missing));
     }
-    Ok(refs
-        .iter()
-        .map(|r| by_ref.remove(&r.to_string()).unwrap_or(Answer::Missing))
-        .collect())
+    Ok(answers)
 }
 
 #[cfg(test)]
