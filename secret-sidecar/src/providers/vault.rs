@@ -664,8 +664,12 @@ impl Inner {
             if check.status.is_success() {
                 return Ok(Authed::Denied(status_detail(reply.status, &reply.body)));
             }
+            if check.status != StatusCode::FORBIDDEN {
+                // Vault failing: nothing is known about the token
+                return Err(unexpected(check.status, &check.body));
+            }
             self.drop_token(&token).await;
-            if check.status != StatusCode::FORBIDDEN || retried {
+            if retried {
                 return Err(login_error(
                     check.status,
                     &check.body,
