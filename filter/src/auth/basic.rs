@@ -57,6 +57,9 @@ pub fn check(opts: &BasicAuthOptions, index: &BasicIndex, req: &mut dyn RequestV
                 body_check: None,
             })
         }
+        None if index.is_unknown(&user) => Decision::Reject(Reject::credential_store_unavailable(
+            super::UNKNOWN_RETRY_AFTER_S,
+        )),
         _ => Decision::Reject(reject("Invalid user authorization", "basic_auth_invalid")),
     }
 }

@@ -77,6 +77,8 @@ fn digest(key: &[u8]) -> KeyDigest {
 #[derive(Default)]
 pub struct KeyIndex {
     map: HashMap<KeyDigest, (usize, SecretValue), BuildHasherDefault<DigestHasher>>,
+    /// Some key-auth credential's key is unknown: any key could be that one.
+    unknown: bool,
 }
 
 impl KeyIndex {
@@ -106,6 +108,13 @@ impl KeyIndex {
         let mut groups: Vec<Vec<usize>> = shared.into_values().collect();
         groups.sort();
         (index, groups)
+    }
+
+    /// Marks the index as missing keys that are unknown (never resolved, or expired while the
+    /// store fails): a key that matches none of the known ones cannot be judged yet.
+    pub fn with_unknown(mut self, unknown: bool) -> Self {
+        self.unknown = unknown;
+        self
     }
 
     /// The credential whose key is `presented` (the raw bytes the client sent), if any.
@@ -143,6 +152,11 @@ pub fn check(opts: &KeyAuthOptions, index: &KeyIndex, req: &mut dyn RequestView)
         },
     };
     let Some(credential) = index.lookup(&key) else {
+        if index.unknown {
+            return Decision::Reject(Reject::credential_store_unavailable(
+                super::UNKNOWN_RETRY_AFTER_S,
+            ));
+        }
         return Decision::Reject(invalid());
     };
     let hide = match (opts.hide_credentials, from_query) {

@@ -60,6 +60,10 @@ pub enum Decision {
     Reject(Reject),
 }
 
+/// `Retry-After` of the 503 while a credential is unknown: about when the next refresh retry
+/// may have answered.
+pub const UNKNOWN_RETRY_AFTER_S: u32 = 5;
+
 /// What the filter knows to authenticate with: indexes built from the last good secret values.
 #[derive(Default)]
 pub struct Credentials {

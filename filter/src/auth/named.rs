@@ -2,12 +2,14 @@
 //! is then compared in constant time by the caller.
 
 use secret_ref::SecretValue;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Enabled credentials by name: `(credential index, secret)`.
 #[derive(Default)]
 pub struct NamedIndex {
     map: HashMap<String, (usize, SecretValue)>,
+    /// Names whose secret is unknown (never resolved, or expired while the store fails).
+    unknown: HashSet<String>,
 }
 
 impl NamedIndex {
@@ -20,7 +22,23 @@ impl NamedIndex {
                 .filter(|(_, _, secret)| !secret.expose().is_empty())
                 .map(|(credential, name, secret)| (name, (credential, secret)))
                 .collect(),
+            unknown: HashSet::new(),
         }
+    }
+
+    /// Marks `names` as names whose secret is unknown: a request under such a name (and no
+    /// known one) cannot be judged yet.
+    pub fn with_unknown(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.unknown = names
+            .into_iter()
+            .filter(|n| !self.map.contains_key(n))
+            .collect();
+        self
+    }
+
+    /// Whether `name` is only known with a secret that is unknown.
+    pub fn is_unknown(&self, name: &str) -> bool {
+        self.unknown.contains(name)
     }
 
     pub fn get(&self, name: &str) -> Option<&(usize, SecretValue)> {

@@ -566,6 +566,10 @@ fn reply(reject: &Reject, quota: Option<&[(&'static str, String); 3]>) {
     if let Some(q) = quota {
         headers.extend(q.iter().map(|(n, v)| (*n, v.as_bytes())));
     }
+    let retry_after = reject.retry_after_s.map(|s| s.to_string());
+    if let Some(r) = &retry_after {
+        headers.push(("retry-after", r.as_bytes()));
+    }
     let _ = abi::send_response(u32::from(reject.status), &headers, reject.body.as_bytes());
 }
 

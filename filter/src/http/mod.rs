@@ -41,6 +41,8 @@ pub struct Reject {
     pub detail: Cow<'static, str>,
     /// The body hides the reason (hmac-auth): log `detail` so operators can see it.
     pub log_detail: bool,
+    /// `Retry-After` in seconds (the 503 while credentials are unknown).
+    pub retry_after_s: Option<u32>,
 }
 
 impl Reject {
@@ -67,6 +69,22 @@ impl Reject {
             www_authenticate,
             detail,
             log_detail: false,
+            retry_after_s: None,
+        }
+    }
+
+    /// The answer while the credential that could judge a request is unknown (its secret was
+    /// never resolved: the sidecar or its provider has been unreachable): 503 with
+    /// `Retry-After`, not a 401 that clients and people read as "wrong key".
+    pub fn credential_store_unavailable(retry_after_s: u32) -> Self {
+        Reject {
+            retry_after_s: Some(retry_after_s),
+            ..Self::message(
+                503,
+                "the credential store is unavailable, retry later",
+                None,
+                "credential_unknown",
+            )
         }
     }
 

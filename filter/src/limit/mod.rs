@@ -62,6 +62,7 @@ impl LimitOptions {
             www_authenticate: None,
             detail: "limit_count_rejected".into(),
             log_detail: false,
+            retry_after_s: None,
         }
     }
 }

@@ -54,6 +54,11 @@ pub fn authenticate(
     if rejects.is_empty() {
         return None;
     }
+    // A plugin that could not judge the request (its credential is unknown) wins over the
+    // others' refusals: the request may well be valid.
+    if let Some(i) = rejects.iter().position(|r| r.retry_after_s.is_some()) {
+        return Some(Decision::Reject(rejects.swap_remove(i)));
+    }
     if let Some(consumer) = plugins.anonymous() {
         return Some(Decision::Allow(Allow {
             credential: None,

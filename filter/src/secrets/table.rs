@@ -13,6 +13,9 @@ struct Entry {
     confirmed_ms: Option<u64>,
     /// The last error reported for this reference (to log each change once).
     error: Option<String>,
+    /// The last answer without a value was definitive (the reference is wrong, the secret is
+    /// deleted, refused, empty): nobody can be judged with it, and nobody waits for it.
+    refused: bool,
 }
 
 /// A log line the caller should emit.
@@ -56,6 +59,15 @@ impl SecretTable {
     /// The usable value of reference `id`, if any.
     pub fn value(&self, id: usize) -> Option<&SecretValue> {
         self.entries.get(id).and_then(|e| e.value.as_ref())
+    }
+
+    /// Whether reference `id` has no usable value and no definitive answer either: never
+    /// resolved (no answer yet, or only transient failures), or its last value expired after
+    /// `max_stale_s` without a fresh answer. A request only this value could judge gets 503.
+    pub fn unknown(&self, id: usize) -> bool {
+        self.entries
+            .get(id)
+            .is_some_and(|e| e.value.is_none() && !e.refused)
     }
 
     /// Applies one answer per reference (in [`Config::refs`] order), received at `now_ms`.
@@ -106,6 +118,7 @@ impl SecretTable {
                         }
                         entry.value = Some(value);
                     }
+                    entry.refused = false;
                     if entry.error.take().is_some() {
                         notes.push(Note::Info(format!(
                             "{reference}: resolved again; credential(s) {users} enabled"
@@ -121,18 +134,32 @@ impl SecretTable {
                 failure => {
                     // Transient codes say the provider is having trouble, not that the
                     // reference is wrong: a value we already have is kept for these.
-                    let (text, transient) = match failure {
-                        Answer::Error { code, message } => {
-                            (format!("{message} ({code})"), code.is_transient())
-                        }
+                    // `refuses`: the reference itself is wrong or gone. `stale_expired` is not:
+                    // the store has been failing for too long (the value is unknown again).
+                    let (text, transient, refuses) = match failure {
+                        Answer::Error { code, message } => (
+                            format!("{message} ({code})"),
+                            code.is_transient(),
+                            !code.is_transient() && code != ErrorCode::StaleExpired,
+                        ),
                         _ => (
                             "the sidecar's answer has no result for this reference \
                              (missing_result)"
                                 .to_string(),
                             true,
+                            false,
                         ),
                     };
                     let is_new = entry.error.as_deref() != Some(text.as_str());
+                    // A failure to answer says nothing new about a reference that was refused.
+                    // Refused or not decides 401 or 503 for requests: a change rebuilds.
+                    let was_refused = entry.refused;
+                    if refuses {
+                        entry.refused = true;
+                    } else if !transient {
+                        entry.refused = false;
+                    }
+                    changed |= was_refused != entry.refused;
                     if entry.value.is_some() && transient {
                         if is_new {
                             notes.push(Note::Warn(format!(
@@ -298,9 +325,13 @@ mod tests {
     fn an_empty_value_disables_like_an_error() {
         let cfg = config();
         let mut t = SecretTable::new(&cfg);
+        assert!(t.unknown(0));
         let (changed, notes) = t.apply(&cfg, vec![value("")], 0);
-        assert!(!changed);
-        assert!(t.value(0).is_none());
+        assert!(
+            changed,
+            "unknown -> refused: its requests get 401, no longer 503"
+        );
+        assert!(t.value(0).is_none() && !t.unknown(0));
         assert!(
             matches!(&notes[0], Note::Error(m) if m.contains("(empty_value)")
             && m.contains("$secret://aws/sm/alice-credentials/k")

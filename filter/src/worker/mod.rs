@@ -401,9 +401,25 @@ impl Worker {
         let mut basic = Vec::new();
         let mut jwt = Vec::new();
         let mut hmac = Vec::new();
+        // Credentials whose secret is unknown (not refused): requests they alone could judge
+        // get 503, not 401.
+        let mut unknown_keys = false;
+        let mut unknown_names: (Vec<String>, Vec<String>, Vec<String>) = Default::default();
         for (i, c) in self.config.credentials.iter().enumerate() {
             // Unknown or empty: the credential matches nobody (fail closed).
             let Some(secret) = value(c.kind.secret()).filter(|s| !s.expose().is_empty()) else {
+                if matches!(c.kind.secret(), Source::Ref(id) if table.unknown(*id)) {
+                    match &c.kind {
+                        CredentialKind::KeyAuth { .. } => unknown_keys = true,
+                        CredentialKind::BasicAuth { username, .. } => {
+                            unknown_names.0.push(username.clone())
+                        }
+                        CredentialKind::JwtAuth { key, .. } => unknown_names.1.push(key.clone()),
+                        CredentialKind::HmacAuth { key_id, .. } => {
+                            unknown_names.2.push(key_id.clone())
+                        }
+                    }
+                }
                 continue;
             };
             match &c.kind {
@@ -451,10 +467,10 @@ impl Worker {
             );
         }
         self.credentials = Credentials {
-            keys,
-            basic: BasicIndex::build(basic),
-            jwt: JwtIndex::build(jwt),
-            hmac: HmacIndex::build(hmac),
+            keys: keys.with_unknown(unknown_keys),
+            basic: BasicIndex::build(basic).with_unknown(unknown_names.0),
+            jwt: JwtIndex::build(jwt).with_unknown(unknown_names.1),
+            hmac: HmacIndex::build(hmac).with_unknown(unknown_names.2),
         };
     }
 }

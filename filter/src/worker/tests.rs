@@ -371,3 +371,138 @@ fn sync_pushes_are_split_into_calls_the_sidecar_accepts() {
     let v: serde_json::Value = serde_json::from_slice(&host.calls[3].2).unwrap();
     assert_eq!(v["ops"].as_array().unwrap().len(), 1000);
 }
+
+/// The status a request with `headers` gets on the default plugin set (200: accepted).
+fn status_of(rt: &Worker, headers: &[(&str, &str)]) -> (u16, Option<u32>) {
+    let mut req = FakeRequest::new(headers).at(1_700_000_000);
+    match authenticate(rt.plugins_for(None), rt.credentials(), &mut req) {
+        Some(Decision::Allow(_)) => (200, None),
+        Some(Decision::Reject(r)) => (r.status, r.retry_after_s),
+        None => (0, None),
+    }
+}
+
+#[test]
+fn a_key_nobody_can_judge_yet_gets_503_not_401() {
+    let mut host = FakeHost::default();
+    let mut rt = runtime(&mut host);
+    let unknown = (503, Some(crate::auth::UNKNOWN_RETRY_AFTER_S));
+    // Before any answer: bob's plain key works, any other key might be alice's.
+    assert_eq!(status_of(&rt, &[("apikey", "bob-key")]), (200, None));
+    assert_eq!(status_of(&rt, &[("apikey", "guess")]), unknown);
+    assert_eq!(status_of(&rt, &[]).0, 401, "no key at all is still a 401");
+    // Transient failures only: still unknown.
+    rt.on_tick(&mut host);
+    answer(
+        &mut rt,
+        &mut host,
+        r#""error":{"code":"provider_unreachable","message":"down"}"#,
+    );
+    assert_eq!(status_of(&rt, &[("apikey", "guess")]), unknown);
+    // Known: the usual answers.
+    host.now += 30_000;
+    rt.on_tick(&mut host);
+    answer(&mut rt, &mut host, r#""value":"alice-key""#);
+    assert_eq!(status_of(&rt, &[("apikey", "alice-key")]), (200, None));
+    assert_eq!(status_of(&rt, &[("apikey", "guess")]), (401, None));
+    // Dropped after max_stale_s without a fresh answer: unknown again.
+    host.now += 3_600_001;
+    rt.on_tick(&mut host);
+    assert_eq!(status_of(&rt, &[("apikey", "guess")]), unknown);
+    assert_eq!(status_of(&rt, &[("apikey", "alice-key")]), unknown);
+    // A definitive answer (deleted, typo): the usual 401.
+    let token = host.calls.last().unwrap().0;
+    let body = format!(
+        r#"{{"results":[{{"ref":"{ALICE_REF}","error":{{"code":"secret_not_found","message":"no"}}}}]}}"#
+    );
+    rt.on_answer(&mut host, token, Some("200"), body.as_bytes());
+    assert_eq!(status_of(&rt, &[("apikey", "guess")]), (401, None));
+}
+
+#[test]
+fn named_credentials_503_only_for_their_own_names() {
+    let mut host = FakeHost::default();
+    let json = serde_json::json!({
+        "sidecar": {"cluster": "secret_sidecar", "token": "$env://SIDECAR_TOKEN"},
+        "consumers": [
+            {"username": "alice", "credentials": [
+                {"id": "a-basic", "type": "basic-auth", "username": "alice",
+                 "password": "$secret://aws/sm/alice/password"},
+                {"id": "a-jwt", "type": "jwt-auth", "key": "alice-jwt",
+                 "secret": "$secret://aws/sm/alice/jwt"},
+                {"id": "a-hmac", "type": "hmac-auth", "key_id": "alice-kid",
+                 "secret_key": "$secret://aws/sm/alice/hmac"}]},
+            {"username": "bob", "credentials": [
+                {"id": "b-basic", "type": "basic-auth", "username": "bob", "password": "pw"}]}
+        ],
+        "plugins": {"basic-auth": {}, "jwt-auth": {}, "hmac-auth": {}}
+    });
+    let rt = Worker::new(
+        compile(json.to_string().as_bytes(), &|_| Some("t".into())).unwrap(),
+        &mut host,
+    );
+    let basic = |user: &str, pw: &str| {
+        use base64::Engine;
+        let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+        format!("Basic {b}")
+    };
+    let jwt = |key: &str| {
+        use base64::Engine;
+        let e = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!(
+            "Bearer {}.{}.c2ln",
+            e(r#"{"alg":"HS256","typ":"JWT"}"#),
+            e(&format!(r#"{{"key":"{key}"}}"#))
+        )
+    };
+    let hmac = |kid: &str| {
+        format!(
+            r#"Signature keyId="{kid}",algorithm="hmac-sha256",headers="date",signature="c2ln""#
+        )
+    };
+    let date = "Tue, 14 Nov 2023 22:13:20 GMT";
+    let unknown = (503, Some(crate::auth::UNKNOWN_RETRY_AFTER_S));
+    for (case, headers, want) in [
+        (
+            "alice basic",
+            vec![("authorization", basic("alice", "x"))],
+            unknown,
+        ),
+        (
+            "bob basic",
+            vec![("authorization", basic("bob", "pw"))],
+            (200, None),
+        ),
+        (
+            "carol basic",
+            vec![("authorization", basic("carol", "x"))],
+            (401, None),
+        ),
+        (
+            "alice jwt",
+            vec![("authorization", jwt("alice-jwt"))],
+            unknown,
+        ),
+        (
+            "other jwt",
+            vec![("authorization", jwt("nobody"))],
+            (401, None),
+        ),
+        (
+            "alice hmac",
+            vec![("authorization", hmac("alice-kid")), ("date", date.into())],
+            unknown,
+        ),
+        (
+            "other hmac",
+            vec![("authorization", hmac("nobody")), ("date", date.into())],
+            (401, None),
+        ),
+    ] {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let got = status_of(&rt, &headers);
+        // Several plugins: a request the others refuse gets multi-auth's 401 unless one of them
+        // answered 503; compare the status and Retry-After only.
+        assert_eq!(got, want, "{case}");
+    }
+}

@@ -342,8 +342,18 @@ fn requests_before_the_first_answer_are_judged_after_startup_wait() {
         .unwrap();
     assert_eq!(host.outcome(secret), Outcome::Paused);
     host.advance(Duration::from_millis(1100)).unwrap();
-    // Judged with what is known: the unresolved reference matches nobody.
-    assert_rejected(&host, secret, INVALID);
+    // Judged with what is known: the unresolved reference matches nobody, and since the key
+    // could be alice's, the answer is "try again" (503, Retry-After), not "wrong key" (401).
+    let reply = host.local_reply(secret).expect("a local reply");
+    assert_eq!(
+        (reply.status, reply.header("retry-after")),
+        (503, Some("5"))
+    );
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(
+        body,
+        json!({"message": "the credential store is unavailable, retry later"})
+    );
     assert_forwarded_as(&host, plain, "carol", "carol-plain");
 
     // A late answer still counts for later requests.

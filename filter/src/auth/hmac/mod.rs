@@ -151,6 +151,11 @@ pub fn check(opts: &HmacAuthOptions, index: &HmacIndex, req: &mut dyn RequestVie
         return invalid("algorithm missing");
     };
     let Some((credential, secret)) = index.get(key_id) else {
+        if index.is_unknown(key_id) {
+            return Decision::Reject(Reject::credential_store_unavailable(
+                crate::auth::UNKNOWN_RETRY_AFTER_S,
+            ));
+        }
         return invalid("Invalid key_id");
     };
     let Some(algorithm) = opts

@@ -9,7 +9,7 @@ use super::{Allow, Decision, Hide};
 use crate::http::{b64, query, Reject, RequestView};
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// jwt-auth options.
 #[derive(Debug, Clone)]
@@ -53,6 +53,8 @@ pub struct JwtCredential {
 pub struct JwtIndex {
     map: HashMap<String, JwtCredential>,
     cache: RefCell<VerifiedCache>,
+    /// `key` claims whose secret or public key is unknown.
+    unknown: HashSet<String>,
 }
 
 impl JwtIndex {
@@ -60,7 +62,18 @@ impl JwtIndex {
         JwtIndex {
             map: entries.into_iter().collect(),
             cache: RefCell::new(VerifiedCache::default()),
+            unknown: HashSet::new(),
         }
+    }
+
+    /// Marks `keys` as `key` claims whose secret or public key is unknown: a token naming one
+    /// (and no known credential) cannot be judged yet.
+    pub fn with_unknown(mut self, keys: impl IntoIterator<Item = String>) -> Self {
+        self.unknown = keys
+            .into_iter()
+            .filter(|k| !self.map.contains_key(k))
+            .collect();
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -204,6 +217,11 @@ pub fn check(opts: &JwtAuthOptions, index: &JwtIndex, req: &mut dyn RequestView)
         _ => return Decision::Reject(reject(MISSING_KEY, "jwt_missing_key")),
     };
     let Some(cred) = index.map.get(&user_key) else {
+        if index.unknown.contains(&user_key) {
+            return Decision::Reject(Reject::credential_store_unavailable(
+                super::UNKNOWN_RETRY_AFTER_S,
+            ));
+        }
         return Decision::Reject(reject(UNKNOWN_KEY, "jwt_unknown_key"));
     };
     // alg "none" or any other algorithm than the credential's never passes.
