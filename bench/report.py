@@ -6,7 +6,9 @@ Ratios: "to baseline" divides by the mean req/s of the baseline runs (the defaul
 the start and one at the end; their spread shows how much the shared machine drifted); "vs"
 compares with the scenario named in the `ref` column (the native equivalent, or the local policy).
 The `*-new` and `*-garbage` scenarios (a different RS256 token on every request) are also compared
-with the same filter's one-token scenario, in a note.
+with the same filter's one-token scenario, in a note. With the redis policy, the sidecar's and
+Redis's CPU per `/v1/limit` op are compared with one Redis round trip measured by redis-benchmark
+in the same run (redis-benchmark.tsv).
 """
 import argparse
 import csv
@@ -21,6 +23,13 @@ UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 BASELINE = re.compile(r"^baseline(-\d+)?$")
 # A different token on every request, and the scenario with one token all the time.
 PER_REQUEST_TOKEN = re.compile(r"^(.*)-(new|garbage)$")
+# Issue #9's start-up goal: with 10,000 key-auth consumers, the first valid request is accepted
+# within 2 s of Envoy being ready.
+STARTUP_SCENARIO = "wasm-10000"
+STARTUP_GOAL_MS = 2000
+# Issue #9's goals for limit-count redis without sync_interval (a sidecar call per request).
+REDIS_SCENARIO = "wasm-limit-redis"
+REDIS_P99_GOAL_MS = 5.0
 
 
 def parse_wrk(text):
@@ -44,6 +53,32 @@ def parse_perf(path):
     except OSError:
         pass
     return counts
+
+
+def read_redis_benchmark(path, clk_tck):
+    """redis-benchmark.tsv (run.sh's redis_benchmark): one row per test and connection count,
+    with Redis's CPU time per op in µs."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+    except OSError:
+        return []
+    out = []
+    for r in rows:
+        try:
+            out.append(
+                {
+                    "test": r["test"],
+                    "connections": int(r["connections"]),
+                    "rps": float(r["rps"]),
+                    "p50": float(r["p50_ms"]),
+                    "p99": float(r["p99_ms"]),
+                    "redis_us": int(r["redis_ticks"]) / clk_tck * 1e6 / int(r["requests"]),
+                }
+            )
+        except (KeyError, ValueError, ZeroDivisionError):
+            continue
+    return out
 
 
 def cpu_model():
@@ -102,7 +137,8 @@ def main():
                 "p50": p50,
                 "p99": p99,
                 "envoy_us": per_request_us(s["envoy_ticks"]),
-                "other_us": per_request_us(s["other_ticks"]),
+                "sidecar_us": per_request_us(s["sidecar_ticks"]),
+                "redis_us": per_request_us(s["redis_ticks"]),
             }
         )
     by_name = {r["scenario"]: r for r in rows}
@@ -156,8 +192,8 @@ def main():
         )
     lines += [
         "",
-        "| scenario | description | req/s | p50 | p99 | to baseline | vs | Envoy CPU / req | Envoy cycles / req | Envoy instr. / req | load | ready after | Envoy RSS |",
-        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| scenario | description | req/s | p50 | p99 | to baseline | vs | Envoy CPU / req | Envoy cycles / req | Envoy instr. / req | load | Envoy ready | accepted after ready | Envoy RSS |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ratio = f"{r['rps'] / baseline:.2f}" if baseline else "n/a"
@@ -168,31 +204,75 @@ def main():
             vs = f"{r['rps'] / ref_rps:.2f}x {ref}" if ref_rps else f"n/a ({ref} not run)"
         lines.append(
             f"| {r['scenario']} | {r['description']} | {r['rps']:.0f} | {ms(r['p50'])} | {ms(r['p99'])} "
-            f"| {ratio} | {vs} | {us(r['envoy_us'])} | {kilo(r['kcycles'])} | {kilo(r['kinstr'])} | {r['load1']} | {r['ready_s']} s "
-            f"| {int(r['rss_kb']) / 1024:.0f} MiB |"
+            f"| {ratio} | {vs} | {us(r['envoy_us'])} | {kilo(r['kcycles'])} | {kilo(r['kinstr'])} | {r['load1']} "
+            f"| {r['ready_ms']} ms | {r['accepted_ms']} ms | {int(r['rss_kb']) / 1024:.0f} MiB |"
         )
 
-    goals = [r for r in rows if r["goal_ref"] not in ("-", "")]
-    if goals:
-        lines += [
-            "",
-            "| goal | measured | met |",
-            "|---|---:|:---:|",
-        ]
-        for r in goals:
+    redis_bench = read_redis_benchmark(os.path.join(args.dir, "redis-benchmark.tsv"), clk_tck)
+    # One Redis round trip: the sidecar's script, one connection (no queueing), median.
+    round_trip = next((b for b in redis_bench if b["test"] == "EVALSHA" and b["connections"] == 1), None)
+
+    def met(ok):
+        return "yes" if ok else "**no**"
+
+    goal_lines = []
+    for r in rows:
+        if r["goal_ref"] not in ("-", ""):
             ref_rps = rps_of(r["goal_ref"])
             minimum = float(r["goal_min"])
             if ref_rps:
                 ratio = r["rps"] / ref_rps
-                measured, met = f"{ratio:.2f}x", "yes" if ratio >= minimum else "**no**"
+                goal_lines.append(
+                    f"| {r['scenario']} >= {minimum:.2f}x {r['goal_ref']} | {ratio:.2f}x | {met(ratio >= minimum)} |"
+                )
             else:
-                measured, met = f"n/a ({r['goal_ref']} not run)", "n/a"
-            lines.append(f"| {r['scenario']} >= {minimum:.2f}x {r['goal_ref']} | {measured} | {met} |")
+                goal_lines.append(
+                    f"| {r['scenario']} >= {minimum:.2f}x {r['goal_ref']} | n/a ({r['goal_ref']} not run) | n/a |"
+                )
+        if r["scenario"] == REDIS_SCENARIO:
+            if r["p99"] is not None:
+                goal_lines.append(
+                    f"| {r['scenario']}: p99 < {REDIS_P99_GOAL_MS:.0f} ms "
+                    f"| {r['p99']:.2f} ms | {met(r['p99'] < REDIS_P99_GOAL_MS)} |"
+                )
+            if round_trip and r["sidecar_us"] is not None:
+                rt_us = round_trip["p50"] * 1000
+                goal_lines.append(
+                    f"| {r['scenario']}: sidecar CPU per /v1/limit op < one Redis round trip "
+                    f"(redis-benchmark EVALSHA, 1 connection, p50) | {r['sidecar_us']:.0f} µs vs {rt_us:.0f} µs "
+                    f"| {met(r['sidecar_us'] < rt_us)} |"
+                )
+        if r["scenario"] == STARTUP_SCENARIO:
+            accepted = int(r["accepted_ms"])
+            goal_lines.append(
+                f"| {r['scenario']}: first valid request accepted within {STARTUP_GOAL_MS} ms of Envoy ready "
+                f"| {accepted} ms | {met(accepted <= STARTUP_GOAL_MS)} |"
+            )
+    if goal_lines:
+        lines += ["", "| goal | measured | met |", "|---|---:|:---:|"] + goal_lines
+
+    if redis_bench:
+        lines += [
+            "",
+            "Redis alone (redis-benchmark on the same redis-server, right after wasm-limit-redis; "
+            "EVALSHA: the sidecar's counter script):",
+            "",
+            "| redis-benchmark | connections | req/s | p50 | p99 | Redis CPU / op |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for b in redis_bench:
+            lines.append(
+                f"| {b['test']} | {b['connections']} | {b['rps']:.0f} | {b['p50'] * 1000:.0f} µs "
+                f"| {b['p99'] * 1000:.0f} µs | {b['redis_us']:.1f} µs |"
+            )
 
     notes = []
     for r in rows:
-        if r["scenario"].startswith("wasm-limit-redis") and r["other_us"] is not None:
-            notes.append(f"{r['scenario']}: sidecar + Redis CPU {r['other_us']:.0f} µs per request")
+        if r["scenario"].startswith("wasm-limit-redis") and r["sidecar_us"] is not None:
+            notes.append(
+                f"{r['scenario']}: CPU per request: sidecar {r['sidecar_us']:.0f} µs, Redis {r['redis_us']:.0f} µs "
+                f"(Envoy {us(r['envoy_us'])})"
+            )
         if r["errors"] not in ("-", ""):
             notes.append(f"{r['scenario']}: wrk socket errors: {r['errors']}")
         if r.get("answers") not in (None, "-", ""):
@@ -212,10 +292,13 @@ def main():
         "(less sensitive to other load than req/s). \"Envoy cycles / req\", \"Envoy instr. / req\": CPU",
         "cycles and instructions of the Envoy process in that time per request (perf stat; cycles",
         "track the CPU time precisely, instructions hardly depend on other load at all).",
-        "\"load\": 1-minute load average when the scenario started. \"ready after\": from starting",
-        "Envoy until the credential is accepted (for the Wasm filter this includes resolving every",
-        "reference through the sidecar). RSS: VmRSS of the Envoy process after the run. The machine",
-        "is shared: compare ratios within one run, not across runs.",
+        "\"load\": 1-minute load average when the scenario started. \"Envoy ready\": from starting",
+        "Envoy until its admin /ready answers; \"accepted after ready\": from then until the first",
+        "valid request is accepted (for the Wasm filter this includes resolving every reference",
+        "through the sidecar); both polled every 20 ms. RSS: VmRSS of the Envoy process after the",
+        "run. Sidecar and Redis CPU per request: their CPU time during the measured run divided by",
+        "the requests (with the redis policy and no sync_interval, one /v1/limit op each). The",
+        "machine is shared: compare ratios within one run, not across runs.",
         "",
     ]
     text = "\n".join(lines)

@@ -14,7 +14,8 @@
 # BENCH_SKIP_BUILD=1 (use the .wasm and sidecar already built),
 # BENCH_SIDECAR_BIN (another sidecar binary; default: the release build scripts/build.sh makes),
 # BENCH_WASM (another build of the filter's .wasm, e.g. to compare a change: implies that the
-# filter is not rebuilt over it).
+# filter is not rebuilt over it), BENCH_OUT (where logs and raw outputs go, default .run/bench),
+# BENCH_REPORT (the report written, default bench/results/latest.md).
 set -euo pipefail
 source "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
@@ -61,7 +62,8 @@ fi
 SIDECAR_BIN="${BENCH_SIDECAR_BIN:-$SIDECAR_RELEASE_BIN}"
 [ -x "$SIDECAR_BIN" ] || die "no sidecar binary at $SIDECAR_BIN"
 
-OUT="$RUN_DIR/bench"
+OUT="${BENCH_OUT:-$RUN_DIR/bench}"
+REPORT="${BENCH_REPORT:-bench/results/latest.md}"
 rm -rf "$OUT"
 mkdir -p "$OUT"
 trap 'rc=$?; trap - EXIT INT TERM; bg_stop_all; exit $rc' EXIT
@@ -75,15 +77,19 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
 fi
 CURL=(curl --noproxy '*' -sS --max-time 5)
 
-wait_for() { # SECONDS NAME CMD...
+# wait_for SECONDS NAME CMD...: runs CMD every POLL_S seconds (default 0.2) until it succeeds;
+# fails when NAME has exited or after SECONDS.
+wait_for() {
     local seconds="$1" name="$2"; shift 2
     local deadline=$((SECONDS + seconds))
     until "$@" >/dev/null 2>&1; do
         bg_alive "$name" || die "$name exited; see its log in ${OUT#"$ROOT"/}"
         ((SECONDS < deadline)) || die "$name not ready after ${seconds}s; see its log in ${OUT#"$ROOT"/}"
-        sleep 0.2
+        sleep "${POLL_S:-0.2}"
     done
 }
+
+now_ms() { date +%s%3N; }
 
 # cpu_ticks NAME: user + system CPU time (clock ticks, all threads) of the process started as NAME.
 cpu_ticks() {
@@ -170,7 +176,7 @@ if [[ " $SCENARIOS " == *" wasm-limit-redis"* ]]; then
 fi
 
 # --- scenarios --------------------------------------------------------------------------------
-printf 'scenario\tdescription\tref\tgoal_ref\tgoal_min\tready_s\trss_kb\tload1\tenvoy_ticks\tother_ticks\terrors\tanswers\n' \
+printf 'scenario\tdescription\tref\tgoal_ref\tgoal_min\tready_ms\taccepted_ms\trss_kb\tload1\tenvoy_ticks\tsidecar_ticks\tredis_ticks\terrors\tanswers\n' \
     >"$OUT/scenarios.tsv"
 CLK_TCK="$(getconf CLK_TCK)"
 echo "$CLK_TCK" >"$OUT/clk_tck"
@@ -335,30 +341,34 @@ run_scenario() {
     # GEN comes last: its --wasm (the no-op filter) wins over the default.
     "$PY" bench/gen_envoy.py --port "$port" --admin-port "$admin" --sidecar-port "$SIDECAR_PORT" \
         --wasm "$WASM" "${GEN[@]}" --out "$OUT/$name.envoy.json"
-    local started=$SECONDS
+    # Start-up, in milliseconds: from starting Envoy until its admin /ready answers, then until
+    # the first valid request is accepted (for the Wasm filter: every reference resolved through
+    # the sidecar). Polled every 20 ms.
+    local started ready accepted
+    started="$(now_ms)"
     bg_start "envoy-$name" "$OUT/$name.envoy.log" "${PIN_ENVOY[@]}" "$ENVOY_BIN" \
         -c "$OUT/$name.envoy.json" --disable-hot-restart --concurrency 1 -l warn
-    wait_for 60 "envoy-$name" "${CURL[@]}" -f "http://127.0.0.1:$admin/ready"
-    # Ready means: the credential (resolved through the sidecar, for the Wasm filter) is accepted.
+    POLL_S=0.02 wait_for 60 "envoy-$name" "${CURL[@]}" -f "http://127.0.0.1:$admin/ready"
+    ready="$(now_ms)"
     ok() { [ "$("${CURL[@]}" -o /dev/null -w '%{http_code}' "${good_args[@]}" "http://127.0.0.1:$port/")" = 200 ]; }
-    wait_for "$READY_SECONDS" "envoy-$name" ok
-    local ready_s=$((SECONDS - started))
+    POLL_S=0.02 wait_for "$READY_SECONDS" "envoy-$name" ok
+    accepted="$(now_ms)"
     check_before_load "$name" "$port"
 
     log "$name: warm-up 2s, then ${DURATION}s with $CONNECTIONS connections"
     "${PIN_WRK[@]}" wrk -t1 -c"$CONNECTIONS" -d2s "${load_args[@]}" "http://127.0.0.1:$port/" \
         "${script_args[@]}" >/dev/null
-    local envoy0 other0 envoy1 other1
+    local envoy0 sidecar0 redis0 envoy1 sidecar1 redis1
     if [ -n "$PERF_OK" ]; then
         bg_start "perf-$name" "$OUT/$name.perf.log" perf stat -x, -e instructions,cycles \
             -o "$OUT/$name.perf" -p "$(bg_pid "envoy-$name")"
     fi
     envoy0="$(cpu_ticks "envoy-$name")"
-    other0=$(($(cpu_ticks sidecar) + $(cpu_ticks redis)))
+    sidecar0="$(cpu_ticks sidecar)" redis0="$(cpu_ticks redis)"
     "${PIN_WRK[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${load_args[@]}" \
         "http://127.0.0.1:$port/" "${script_args[@]}" >"$OUT/$name.wrk"
     envoy1="$(cpu_ticks "envoy-$name")"
-    other1=$(($(cpu_ticks sidecar) + $(cpu_ticks redis)))
+    sidecar1="$(cpu_ticks sidecar)" redis1="$(cpu_ticks redis)"
     if [ -n "$PERF_OK" ]; then
         # perf stat writes its counts on SIGINT; give it a moment before bg_stop's SIGTERM.
         local perf_pid i
@@ -388,10 +398,46 @@ run_scenario() {
     [ -z "$errors" ] || log "$name: wrk reports socket errors: $errors"
     local rss
     rss="$(awk '/^VmRSS:/ {print $2}' "/proc/$(bg_pid "envoy-$name")/status")"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$description" "$ref" "$goal_ref" \
-        "$goal_min" "$ready_s" "$rss" "$load1" $((envoy1 - envoy0)) $((other1 - other0)) "${errors:--}" \
-        "$answers" >>"$OUT/scenarios.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$description" "$ref" \
+        "$goal_ref" "$goal_min" $((ready - started)) $((accepted - ready)) "$rss" "$load1" \
+        $((envoy1 - envoy0)) $((sidecar1 - sidecar0)) $((redis1 - redis0)) "${errors:--}" "$answers" \
+        >>"$OUT/scenarios.tsv"
     bg_stop "envoy-$name"
+}
+
+# redis_benchmark: what one Redis round trip costs, on the benchmark's redis-server, right after
+# the wasm-limit-redis scenario: redis-benchmark (pinned like wrk) runs SET and the sidecar's
+# counter script (EVALSHA, the arguments of a never-ending limit) with 1 connection (a round trip
+# with no queueing) and with BENCH_CONNECTIONS; with Redis's CPU time per op. Rows appended to
+# redis-benchmark.tsv: test, connections, req/s, p50 ms, p99 ms, Redis CPU ticks, requests.
+REDIS_OPS=20000
+# A copy of SCRIPT in secret-sidecar/src/limit/store.rs (APISIX's fixed window).
+LIMIT_SCRIPT="local ttl = redis.call('ttl', KEYS[1])
+if ttl < 0 then
+  redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return {ARGV[1], ARGV[2]}
+end
+return {redis.call('decrby', KEYS[1], ARGV[3]), ttl}
+"
+redis_benchmark() {
+    command -v redis-benchmark >/dev/null || { log "no redis-benchmark: no Redis round trip measured"; return 0; }
+    local sha connections test ticks0 ticks1 csv
+    sha="$(redis-cli -p "$REDIS_PORT" script load "$LIMIT_SCRIPT")"
+    printf 'test\tconnections\trps\tp50_ms\tp99_ms\tredis_ticks\trequests\n' >"$OUT/redis-benchmark.tsv"
+    for connections in 1 "$CONNECTIONS"; do
+        for test in SET EVALSHA; do
+            local args=(-t set)
+            [ "$test" = EVALSHA ] && args=(EVALSHA "$sha" 1 "limit-count:redis-benchmark" $((HUGE_COUNT - 1)) 60 1)
+            ticks0="$(cpu_ticks redis)"
+            csv="$("${PIN_WRK[@]}" redis-benchmark -p "$REDIS_PORT" -n "$REDIS_OPS" -c "$connections" --csv "${args[@]}")"
+            ticks1="$(cpu_ticks redis)"
+            # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms",...
+            awk -F'","' -v test="$test" -v c="$connections" -v t=$((ticks1 - ticks0)) -v n="$REDIS_OPS" \
+                'NR == 2 {printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", test, c, $2, $5, $7, t, n}' \
+                <<<"$csv" >>"$OUT/redis-benchmark.tsv"
+        done
+    done
+    log "redis-benchmark: $(tr '\n' ' ' <"$OUT/redis-benchmark.tsv")"
 }
 
 baselines=0
@@ -443,7 +489,8 @@ for scenario in $SCENARIOS; do
             run_scenario wasm-limit-local "limit-count local, key remote_addr" native-limit wasm-noop 0.9 ;;
         wasm-limit-redis)
             run_scenario wasm-limit-redis "limit-count redis, a sidecar call per request" wasm-limit-local \
-                wasm-limit-local 0.5 ;;
+                wasm-limit-local 0.5
+            redis_benchmark ;;
         wasm-limit-redis-sync)
             run_scenario wasm-limit-redis-sync "limit-count redis, sync_interval $SYNC_INTERVAL s" \
                 wasm-limit-local wasm-limit-local 0.8 ;;
@@ -458,4 +505,4 @@ json.dump({"finished": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d 
 "$PY" bench/report.py --dir "$OUT" --wasm "$WASM" --envoy "$ENVOY_BIN" \
     --params "wrk -t1 -c$CONNECTIONS -d${DURATION}s (after a 2 s warm-up); Envoy --concurrency 1${PIN_ENVOY:+, Envoy pinned to CPU 0 and wrk to CPU 1 (moto, sidecar and Redis unpinned)}" \
     --sidecar "$SIDECAR_BIN" \
-    --out bench/results/latest.md
+    --out "$REPORT"
