@@ -238,7 +238,8 @@ fn with_default_ports(command: &str, ports: &Value) -> Result<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_prints_commands_that_work_and_the_readme_shows_them() -> Result<()> {
     let paths = Paths::locate()?;
-    let dir = test_dir("demo")?;
+    // Its own directory per run: the demo's pid files must not be another test run's.
+    let dir = test_dir(&format!("demo-{}", std::process::id()))?;
     let commands_file = dir.join("commands.jsonl");
     let mut demo = Demo::start(&paths, &dir, &commands_file)?;
 
@@ -368,5 +369,7 @@ async fn the_demo_prints_commands_that_work_and_the_readme_shows_them() -> Resul
         left.is_empty(),
         "still running after the demo stopped: {left:?}"
     );
+    drop(demo);
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
