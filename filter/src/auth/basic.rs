@@ -46,17 +46,27 @@ pub fn check(opts: &BasicAuthOptions, index: &BasicIndex, req: &mut dyn RequestV
             "basic_auth_malformed",
         ));
     };
-    match index.get(&user) {
-        Some((credential, expected)) if expected.ct_eq_bytes(password.as_bytes()) => {
-            Decision::Allow(Allow {
-                credential: Some(*credential),
-                consumer: None,
-                hide: opts
-                    .hide_credentials
-                    .then(|| Hide::Header("authorization".into())),
-                body_check: None,
-            })
+    let matches = |secret: &secret_ref::SecretValue| secret.ct_eq_bytes(password.as_bytes());
+    let found = index.get(&user).and_then(|(credential, expected)| {
+        if matches(expected) {
+            Some((*credential, false))
+        } else {
+            index
+                .previous(&user)
+                .is_some_and(matches)
+                .then_some((*credential, true))
         }
+    });
+    match found {
+        Some((credential, previous)) => Decision::Allow(Allow {
+            credential: Some(credential),
+            consumer: None,
+            hide: opts
+                .hide_credentials
+                .then(|| Hide::Header("authorization".into())),
+            body_check: None,
+            previous,
+        }),
         None if index.is_unknown(&user) => Decision::Reject(Reject::credential_store_unavailable(
             super::UNKNOWN_RETRY_AFTER_S,
         )),

@@ -6,6 +6,7 @@ use secret_ref::SecretValue;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
+use subtle::ConstantTimeEq;
 
 /// key-auth options (APISIX names), validated by `config`.
 #[derive(Debug, Clone)]
@@ -73,41 +74,125 @@ fn digest(key: &[u8]) -> KeyDigest {
     KeyDigest(Sha256::digest(key).into())
 }
 
+/// `key_sha256`: 64 hex digits (either case) into the digest.
+pub fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        let digit = |c: u8| (c as char).to_digit(16);
+        let (hi, lo) = (digit(*pair.first()?)?, digit(*pair.get(1)?)?);
+        *byte = u8::try_from(hi * 16 + lo).ok()?;
+    }
+    Some(out)
+}
+
+/// One key-auth value to index.
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    pub credential: usize,
+    /// The key, or with `sha256` its SHA-256 in hex (`key_sha256`).
+    pub secret: SecretValue,
+    pub sha256: bool,
+    /// A previous value, still in its rotation grace.
+    pub previous: bool,
+}
+
+/// What a presented key is compared with: the key itself, or its digest (`key_sha256`).
+enum Stored {
+    Key(SecretValue),
+    Digest,
+}
+
+/// Why an entry was not indexed (logged by the caller; never the value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyProblem {
+    /// Credentials whose current keys are the same: all of them are disabled.
+    Shared(Vec<usize>),
+    /// A `key_sha256` value that is not 64 hex digits.
+    NotSha256Hex(usize),
+}
+
 /// Enabled key-auth credentials by key.
 #[derive(Default)]
 pub struct KeyIndex {
-    map: HashMap<KeyDigest, (usize, SecretValue), BuildHasherDefault<DigestHasher>>,
+    map: HashMap<KeyDigest, (usize, Stored, bool), BuildHasherDefault<DigestHasher>>,
     /// Some key-auth credential's key is unknown: any key could be that one.
     unknown: bool,
 }
 
 impl KeyIndex {
-    /// Builds the index from `(credential index, key)` pairs. Credentials that share a key are
-    /// ambiguous: all of them are left out (fail closed), and returned as groups for the log.
+    /// Builds the index from `(credential index, key)` pairs: see [`KeyIndex::build_entries`].
     pub fn build(keys: impl IntoIterator<Item = (usize, SecretValue)>) -> (Self, Vec<Vec<usize>>) {
+        let entries = keys.into_iter().map(|(credential, secret)| KeyEntry {
+            credential,
+            secret,
+            sha256: false,
+            previous: false,
+        });
+        let (index, problems) = Self::build_entries(entries);
+        let groups = problems
+            .into_iter()
+            .filter_map(|p| match p {
+                KeyProblem::Shared(group) => Some(group),
+                KeyProblem::NotSha256Hex(_) => None,
+            })
+            .collect();
+        (index, groups)
+    }
+
+    /// Builds the index. Credentials whose current keys are the same are ambiguous: all of them
+    /// are left out (fail closed) and reported. A previous value (rotation grace) is indexed
+    /// only where no current key is the same: a current key always wins.
+    pub fn build_entries(entries: impl IntoIterator<Item = KeyEntry>) -> (Self, Vec<KeyProblem>) {
         let mut index = KeyIndex::default();
+        let mut problems = Vec::new();
         let mut shared: HashMap<KeyDigest, Vec<usize>, BuildHasherDefault<DigestHasher>> =
             HashMap::default();
-        for (credential, key) in keys {
+        let mut previous = Vec::new();
+        for entry in entries {
             // An empty key would let an empty header in: never indexed (fail closed).
-            if key.expose().is_empty() {
+            if entry.secret.expose().is_empty() {
                 continue;
             }
-            let d = digest(key.expose().as_bytes());
-            if let Some(group) = shared.get_mut(&d) {
-                group.push(credential);
-            } else if let Some((first, _)) = index.map.get(&d) {
-                shared.insert(d, vec![*first, credential]);
+            let (d, stored) = if entry.sha256 {
+                match parse_sha256_hex(entry.secret.expose()) {
+                    Some(d) => (KeyDigest(d), Stored::Digest),
+                    None => {
+                        problems.push(KeyProblem::NotSha256Hex(entry.credential));
+                        continue;
+                    }
+                }
             } else {
-                index.map.insert(d, (credential, key));
+                (
+                    digest(entry.secret.expose().as_bytes()),
+                    Stored::Key(entry.secret),
+                )
+            };
+            if entry.previous {
+                previous.push((d, entry.credential, stored));
+            } else if let Some(group) = shared.get_mut(&d) {
+                group.push(entry.credential);
+            } else if let Some((first, _, _)) = index.map.get(&d) {
+                shared.insert(d, vec![*first, entry.credential]);
+            } else {
+                index.map.insert(d, (entry.credential, stored, false));
             }
         }
         for d in shared.keys() {
             index.map.remove(d);
         }
+        for (d, credential, stored) in previous {
+            if !shared.contains_key(&d) && !index.map.contains_key(&d) {
+                index.map.insert(d, (credential, stored, true));
+            }
+        }
         let mut groups: Vec<Vec<usize>> = shared.into_values().collect();
         groups.sort();
-        (index, groups)
+        problems.extend(groups.into_iter().map(KeyProblem::Shared));
+        (index, problems)
     }
 
     /// Marks the index as missing keys that are unknown (never resolved, or expired while the
@@ -117,10 +202,22 @@ impl KeyIndex {
         self
     }
 
-    /// The credential whose key is `presented` (the raw bytes the client sent), if any.
+    /// The credential whose key is `presented` (the raw bytes the client sent), if any, and
+    /// whether it is that credential's previous value.
+    pub fn lookup_version(&self, presented: &[u8]) -> Option<(usize, bool)> {
+        let d = digest(presented);
+        let (stored_digest, (credential, stored, previous)) = self.map.get_key_value(&d)?;
+        let same = match stored {
+            Stored::Key(key) => key.ct_eq_bytes(presented),
+            // The map compared whole digests; once more in constant time all the same.
+            Stored::Digest => bool::from(stored_digest.0[..].ct_eq(&d.0[..])),
+        };
+        same.then_some((*credential, *previous))
+    }
+
+    /// The credential whose key is `presented`, if any.
     pub fn lookup(&self, presented: &[u8]) -> Option<usize> {
-        let (credential, key) = self.map.get(&digest(presented))?;
-        key.ct_eq_bytes(presented).then_some(*credential)
+        self.lookup_version(presented).map(|(c, _)| c)
     }
 
     pub fn len(&self) -> usize {
@@ -151,7 +248,7 @@ pub fn check(opts: &KeyAuthOptions, index: &KeyIndex, req: &mut dyn RequestView)
             None => return Decision::Reject(missing()),
         },
     };
-    let Some(credential) = index.lookup(&key) else {
+    let Some((credential, previous)) = index.lookup_version(&key) else {
         if index.unknown {
             return Decision::Reject(Reject::credential_store_unavailable(
                 super::UNKNOWN_RETRY_AFTER_S,
@@ -171,6 +268,7 @@ pub fn check(opts: &KeyAuthOptions, index: &KeyIndex, req: &mut dyn RequestView)
         consumer: None,
         hide,
         body_check: None,
+        previous,
     })
 }
 
@@ -226,6 +324,7 @@ mod tests {
                 consumer: None,
                 hide,
                 body_check: None,
+                previous: false,
             })
         };
         type Row<'a> = (Vec<(&'a str, &'a str)>, bool, Decision);

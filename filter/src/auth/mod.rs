@@ -52,6 +52,8 @@ pub struct Allow {
     pub consumer: Option<usize>,
     pub hide: Option<Hide>,
     pub body_check: Option<BodyCheck>,
+    /// The credential's previous value matched (within its `rotation_grace_s`).
+    pub previous: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,8 @@ pub struct NamedIndex {
     map: HashMap<String, (usize, SecretValue)>,
     /// Names whose secret is unknown (never resolved, or expired while the store fails).
     unknown: HashSet<String>,
+    /// Previous secrets still in their rotation grace, by name.
+    previous: HashMap<String, SecretValue>,
 }
 
 impl NamedIndex {
@@ -23,7 +25,25 @@ impl NamedIndex {
                 .map(|(credential, name, secret)| (name, (credential, secret)))
                 .collect(),
             unknown: HashSet::new(),
+            previous: HashMap::new(),
         }
+    }
+
+    /// Adds previous secrets (rotation grace) of names that have a current one.
+    pub fn with_previous(
+        mut self,
+        entries: impl IntoIterator<Item = (String, SecretValue)>,
+    ) -> Self {
+        self.previous = entries
+            .into_iter()
+            .filter(|(name, secret)| !secret.expose().is_empty() && self.map.contains_key(name))
+            .collect();
+        self
+    }
+
+    /// The previous secret of `name`, while in its rotation grace.
+    pub fn previous(&self, name: &str) -> Option<&SecretValue> {
+        self.previous.get(name)
     }
 
     /// Marks `names` as names whose secret is unknown: a request under such a name (and no

@@ -4,8 +4,22 @@
 
 use super::*;
 
+/// The longest `rotation_grace_s` (7 days): a previous value is a leaked one's way back in.
+pub(super) const MAX_ROTATION_GRACE_S: u64 = 7 * 86_400;
+
+fn grace_out_of_range(value: u64) -> ConfigErrorKind {
+    ConfigErrorKind::OutOfRange {
+        value,
+        min: 0,
+        max: MAX_ROTATION_GRACE_S,
+        unit: "s",
+    }
+}
+
 pub(super) struct Compiler<'a> {
     pub(super) env: &'a dyn Fn(&str) -> Option<String>,
+    /// The configuration's `rotation_grace_s` (credentials may override it).
+    pub(super) rotation_grace_s: u64,
     pub(super) refs: Vec<SecretRef>,
     /// Distinct references by their hash (not a copy of each: a large config's peak memory):
     /// a hit is confirmed against `refs`.
@@ -32,6 +46,13 @@ impl Compiler<'_> {
         }
         // Exact capacities: a VM keeps the peak of configuring (its memory never shrinks), and a
         // growing list can hold twice what it needs.
+        if raw.rotation_grace_s > MAX_ROTATION_GRACE_S {
+            return Err(ConfigError::new(
+                "rotation_grace_s",
+                grace_out_of_range(raw.rotation_grace_s),
+            ));
+        }
+        self.rotation_grace_s = raw.rotation_grace_s;
         let mut consumers = Vec::with_capacity(raw.consumers.len());
         let credential_count = raw.consumers.iter().map(|c| c.credentials.len()).sum();
         let mut credentials = Vec::with_capacity(credential_count);
@@ -153,16 +174,52 @@ impl Compiler<'_> {
         path: String,
         raw: RawCredential,
     ) -> Result<Credential, ConfigError> {
-        let id = match &raw {
-            RawCredential::KeyAuth { id, .. }
-            | RawCredential::BasicAuth { id, .. }
-            | RawCredential::JwtAuth { id, .. }
-            | RawCredential::HmacAuth { id, .. } => id.clone(),
+        let (id, expires_at, grace_s) = match &raw {
+            RawCredential::KeyAuth {
+                id,
+                expires_at,
+                rotation_grace_s,
+                ..
+            }
+            | RawCredential::BasicAuth {
+                id,
+                expires_at,
+                rotation_grace_s,
+                ..
+            }
+            | RawCredential::JwtAuth {
+                id,
+                expires_at,
+                rotation_grace_s,
+                ..
+            }
+            | RawCredential::HmacAuth {
+                id,
+                expires_at,
+                rotation_grace_s,
+                ..
+            } => (id.clone(), expires_at.clone(), *rotation_grace_s),
         };
         if id.is_empty() {
             return Err(ConfigError::new(
                 format!("{path}.id"),
                 ConfigErrorKind::Empty,
+            ));
+        }
+        let expires_at_ms = match expires_at {
+            None => None,
+            Some(t) => Some(super::time::parse_rfc3339_ms(&t).ok_or_else(|| {
+                ConfigError::new(
+                    format!("{path}.expires_at"),
+                    ConfigErrorKind::NotRfc3339(t.clone()),
+                )
+            })?),
+        };
+        let grace_s = grace_s.unwrap_or(self.rotation_grace_s);
+        if grace_s > MAX_ROTATION_GRACE_S {
+            return Err(ConfigError::new(
+                format!("{path}.rotation_grace_s"),
+                grace_out_of_range(grace_s),
             ));
         }
         let non_empty = |field: &str, value: String| {
@@ -176,8 +233,30 @@ impl Compiler<'_> {
             }
         };
         let kind = match raw {
-            RawCredential::KeyAuth { key, .. } => CredentialKind::KeyAuth {
-                key: self.sensitive(&format!("{path}.key"), key.as_str())?,
+            RawCredential::KeyAuth {
+                key, key_sha256, ..
+            } => match (key, key_sha256) {
+                (Some(key), None) => CredentialKind::KeyAuth {
+                    key: self.sensitive(&format!("{path}.key"), key.as_str())?,
+                    sha256: false,
+                },
+                (None, Some(digest)) => {
+                    let field = format!("{path}.key_sha256");
+                    let key = self.sensitive(&field, digest.as_str())?;
+                    // A literal digest is checked now; a referenced one when it resolves.
+                    if let Source::Value(v) = &key {
+                        if crate::auth::key::parse_sha256_hex(v.expose()).is_none() {
+                            return Err(ConfigError::new(field, ConfigErrorKind::NotSha256Hex));
+                        }
+                    }
+                    CredentialKind::KeyAuth { key, sha256: true }
+                }
+                _ => {
+                    return Err(ConfigError::new(
+                        path,
+                        ConfigErrorKind::ExactlyOneOf("key", "key_sha256"),
+                    ))
+                }
             },
             RawCredential::BasicAuth {
                 username, password, ..
@@ -253,6 +332,8 @@ impl Compiler<'_> {
             id,
             path,
             kind,
+            expires_at_ms,
+            rotation_grace_ms: grace_s.saturating_mul(1000),
         })
     }
 
@@ -372,6 +453,7 @@ pub(super) fn check_plain_duplicates(credentials: &[Credential]) -> Result<(), C
         let (field, name) = match &c.kind {
             CredentialKind::KeyAuth {
                 key: Source::Value(v),
+                sha256: false,
             } => ("key", v.expose()),
             CredentialKind::KeyAuth { .. } => continue,
             CredentialKind::BasicAuth { username, .. } => ("username", username.as_str()),

@@ -75,6 +75,12 @@ pub enum ConfigErrorKind {
     SidecarRequired,
     /// Not a valid lowercase HTTP header name.
     InvalidHeaderName(String),
+    /// Not an RFC 3339 date-time (`expires_at`).
+    NotRfc3339(String),
+    /// Exactly one of two fields is needed (`key` / `key_sha256`).
+    ExactlyOneOf(&'static str, &'static str),
+    /// A SHA-256 digest must be 64 hex digits (the value is not shown: it may be a key).
+    NotSha256Hex,
 }
 
 impl ConfigError {
@@ -126,6 +132,13 @@ impl fmt::Display for ConfigErrorKind {
             Reference(e) => write!(f, "invalid reference: {e}"),
             Empty => write!(f, "must not be empty"),
             TooSmall { min } => write!(f, "must be at least {min}"),
+            NotRfc3339(v) => write!(
+                f,
+                "{v:?} is not an RFC 3339 time (write e.g. \"2026-12-31T23:59:59Z\" or \
+                 \"2026-12-31T23:59:59+01:00\")"
+            ),
+            ExactlyOneOf(a, b) => write!(f, "give exactly one of {a} and {b}"),
+            NotSha256Hex => write!(f, "must be a SHA-256 digest: 64 hex digits"),
             EnvNotSet(n) => write!(
                 f,
                 "environment variable {n} is not set in the wasm VM (add it to \

@@ -6,6 +6,7 @@ mod fields;
 mod limit;
 mod plugins;
 pub mod raw;
+pub mod time;
 
 pub use error::{ConfigError, ConfigErrorKind};
 
@@ -71,12 +72,18 @@ pub struct Credential {
     /// Where it was written, for log lines: `consumers[0].credentials[1]`.
     pub path: String,
     pub kind: CredentialKind,
+    /// From then on (ms since the epoch) the credential matches nobody.
+    pub expires_at_ms: Option<u64>,
+    /// How long its previous value still matches after a rotation (0: not at all).
+    pub rotation_grace_ms: u64,
 }
 
 #[derive(Debug)]
 pub enum CredentialKind {
     KeyAuth {
+        /// The key, or with `sha256` its SHA-256 digest in hex.
         key: Source,
+        sha256: bool,
     },
     BasicAuth {
         username: String,
@@ -96,11 +103,18 @@ pub enum CredentialKind {
     },
 }
 
+impl Config {
+    /// Whether any credential keeps its previous value for a while after a rotation.
+    pub fn uses_rotation_grace(&self) -> bool {
+        self.credentials.iter().any(|c| c.rotation_grace_ms > 0)
+    }
+}
+
 impl CredentialKind {
     /// The sensitive field (the one that may be a reference).
     pub fn secret(&self) -> &Source {
         match self {
-            CredentialKind::KeyAuth { key } => key,
+            CredentialKind::KeyAuth { key, .. } => key,
             CredentialKind::BasicAuth { password, .. } => password,
             CredentialKind::JwtAuth { material, .. } => material,
             CredentialKind::HmacAuth { secret_key, .. } => secret_key,
@@ -196,6 +210,7 @@ pub fn compile(
         refs: Vec::new(),
         ref_ids: HashMap::new(),
         warnings: Vec::new(),
+        rotation_grace_s: 0,
     }
     .compile(raw)
 }

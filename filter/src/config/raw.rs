@@ -74,6 +74,8 @@ pub struct RawConfig {
     #[serde(default = "default_true")]
     pub strip_identity_headers: bool,
     #[serde(default)]
+    pub rotation_grace_s: u64,
+    #[serde(default)]
     pub consumers: Vec<RawConsumer>,
     #[serde(default)]
     pub plugins: RawPluginSet,
@@ -109,15 +111,23 @@ pub struct RawConsumer {
 pub enum RawCredential {
     KeyAuth {
         id: String,
-        key: RawSecret,
+        key: Option<RawSecret>,
+        /// The key's SHA-256, hex: the secret store need not hold the key itself.
+        key_sha256: Option<RawSecret>,
+        expires_at: Option<String>,
+        rotation_grace_s: Option<u64>,
     },
     BasicAuth {
         id: String,
         username: String,
         password: RawSecret,
+        expires_at: Option<String>,
+        rotation_grace_s: Option<u64>,
     },
     JwtAuth {
         id: String,
+        expires_at: Option<String>,
+        rotation_grace_s: Option<u64>,
         key: String,
         secret: Option<RawSecret>,
         public_key: Option<RawSecret>,
@@ -134,6 +144,8 @@ pub enum RawCredential {
         id: String,
         key_id: String,
         secret_key: RawSecret,
+        expires_at: Option<String>,
+        rotation_grace_s: Option<u64>,
     },
 }
 

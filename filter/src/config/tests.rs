@@ -56,18 +56,21 @@ fn compiles_a_full_config() {
     assert!(matches!(
         config.credentials[0].kind,
         CredentialKind::KeyAuth {
-            key: Source::Ref(0)
+            key: Source::Ref(0),
+            sha256: false
         }
     ));
     assert!(matches!(
         config.credentials[3].kind,
         CredentialKind::KeyAuth {
-            key: Source::Ref(0)
+            key: Source::Ref(0),
+            sha256: false
         }
     ));
     match &config.credentials[1].kind {
         CredentialKind::KeyAuth {
             key: Source::Value(v),
+            sha256: false,
         } => assert_eq!(v.expose(), "bob-key"),
         other => panic!("{other:?}"),
     }
@@ -103,7 +106,8 @@ fn unresolvable_env_in_a_credential_disables_it_with_a_warning() {
     assert!(matches!(
         c.config.credentials[1].kind,
         CredentialKind::KeyAuth {
-            key: Source::Unavailable(_)
+            key: Source::Unavailable(_),
+            sha256: false
         }
     ));
     assert_eq!(c.warnings.len(), 1);
@@ -225,6 +229,37 @@ fn invalid_configs_name_the_field_and_the_problem() {
         (
             |c| c["refresh_interval_s"] = json!(0),
             "refresh_interval_s: must be at least 1",
+        ),
+        (
+            |c| c["consumers"][0]["credentials"][0]["expires_at"] = json!("2026-12-31"),
+            "consumers[0].credentials[0].expires_at: \"2026-12-31\" is not an RFC 3339 time (write e.g. \"2026-12-31T23:59:59Z\"",
+        ),
+        (
+            |c| c["consumers"][0]["credentials"][0]["key_sha256"] = json!("ab"),
+            "consumers[0].credentials[0]: give exactly one of key and key_sha256",
+        ),
+        (
+            |c| {
+                let cred = &mut c["consumers"][0]["credentials"][0];
+                cred.as_object_mut().unwrap().remove("key");
+            },
+            "consumers[0].credentials[0]: give exactly one of key and key_sha256",
+        ),
+        (
+            |c| {
+                let cred = &mut c["consumers"][0]["credentials"][0];
+                cred.as_object_mut().unwrap().remove("key");
+                cred["key_sha256"] = json!("s3cr3t-not-hex");
+            },
+            "consumers[0].credentials[0].key_sha256: must be a SHA-256 digest: 64 hex digits",
+        ),
+        (
+            |c| c["rotation_grace_s"] = json!(604_801),
+            "rotation_grace_s: 604801s is out of range (0-604800)",
+        ),
+        (
+            |c| c["consumers"][0]["credentials"][0]["rotation_grace_s"] = json!(700_000),
+            "consumers[0].credentials[0].rotation_grace_s: 700000s is out of range (0-604800)",
         ),
         (
             |c| c["refresh_interval_s"] = json!(-1),
@@ -631,6 +666,7 @@ fn references_with_one_hash_stay_distinct() {
         refs: Vec::new(),
         ref_ids: HashMap::new(),
         warnings: Vec::new(),
+        rotation_grace_s: 0,
     };
     let ida = c.ref_id(a.clone());
     // Pretend b's hash is a's: every slot of the map points at a.

@@ -65,6 +65,7 @@ pub fn authenticate(
             consumer: Some(consumer),
             hide: None,
             body_check: None,
+            previous: false,
         }));
     }
     let single = rejects.len() == 1;

@@ -30,6 +30,8 @@ use std::time::Duration;
 /// Headers the upstream gets for an authenticated consumer. Client-sent copies are replaced or
 /// removed on every request.
 pub const CONSUMER_USERNAME: &str = "x-consumer-username";
+/// `previous` when a credential's previous value matched (rotation grace), else absent.
+pub const CREDENTIAL_VERSION: &str = "x-credential-version";
 pub const CREDENTIAL_IDENTIFIER: &str = "x-credential-identifier";
 pub const CONSUMER_CUSTOM_ID: &str = "x-consumer-custom-id";
 
@@ -163,6 +165,9 @@ pub fn decide(
                 for name in [CONSUMER_USERNAME, CREDENTIAL_IDENTIFIER, CONSUMER_CUSTOM_ID] {
                     plan.edits.push(Edit::Remove(name.into()));
                 }
+                if worker.config().uses_rotation_grace() {
+                    plan.edits.push(Edit::Remove(CREDENTIAL_VERSION.into()));
+                }
             }
             (None, None)
         }
@@ -174,11 +179,18 @@ pub fn decide(
                 plan.next = Next::Reply(auth::key::invalid());
                 return plan;
             };
-            for (name, value) in [
+            let mut identity = vec![
                 (CONSUMER_USERNAME, Some(username)),
                 (CREDENTIAL_IDENTIFIER, credential_id),
                 (CONSUMER_CUSTOM_ID, custom_id),
-            ] {
+            ];
+            // The version header exists only where rotation grace is configured.
+            if allow.previous {
+                identity.push((CREDENTIAL_VERSION, Some("previous")));
+            } else if strip && worker.config().uses_rotation_grace() {
+                identity.push((CREDENTIAL_VERSION, None));
+            }
+            for (name, value) in identity {
                 match value {
                     Some(v) => plan
                         .edits

@@ -12,6 +12,9 @@ pub enum Answer {
     Value {
         value: SecretValue,
         stale: bool,
+        /// The previous version and when (ms since the epoch) the current one replaced it,
+        /// when the sidecar was asked for it (rotation grace).
+        previous: Option<(SecretValue, u64)>,
     },
     Error {
         code: ErrorCode,
@@ -61,10 +64,10 @@ impl fmt::Display for BatchError {
 }
 
 /// `{"refs":[...]}` for the given references.
-pub fn request_body(refs: &[SecretRef]) -> Vec<u8> {
+pub fn request_body(refs: &[SecretRef], previous: bool) -> Vec<u8> {
     let request = ResolveRequest {
         refs: refs.iter().map(ToString::to_string).collect(),
-        previous: false,
+        previous,
     };
     serde_json::to_vec(&request).unwrap_or_default()
 }
@@ -90,8 +93,15 @@ pub fn parse_answer(
             reference,
             value,
             stale,
-            ..
-        } => (reference, Answer::Value { value, stale }),
+            previous,
+        } => (
+            reference,
+            Answer::Value {
+                value,
+                stale,
+                previous: previous.map(|p| (p.value, p.replaced_at.saturating_mul(1000))),
+            },
+        ),
         ResolveResult::Error { reference, error } => (
             reference,
             Answer::Error {
@@ -137,10 +147,28 @@ mod tests {
     #[test]
     fn request_body_lists_every_reference() {
         let refs = [r("$secret://aws/sm/a/k"), r("$secret://aws/sm/b/c/d")];
-        let v: serde_json::Value = serde_json::from_slice(&request_body(&refs)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&request_body(&refs, false)).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"refs": ["$secret://aws/sm/a/k", "$secret://aws/sm/b/c/d"]})
+        );
+        let v: serde_json::Value = serde_json::from_slice(&request_body(&refs, true)).unwrap();
+        assert_eq!(v["previous"], serde_json::json!(true));
+    }
+
+    #[test]
+    fn previous_versions_are_read_with_their_time() {
+        let refs = [r("$secret://aws/sm/a/k")];
+        let body = br#"{"results":[{"ref":"$secret://aws/sm/a/k","value":"new","stale":false,
+            "previous":{"value":"old","replaced_at":1700000000}}]}"#;
+        let answers = parse_answer(Some("200"), body, &refs).unwrap();
+        assert_eq!(
+            answers[0],
+            Answer::Value {
+                value: SecretValue::new("new"),
+                stale: false,
+                previous: Some((SecretValue::new("old"), 1_700_000_000_000)),
+            }
         );
     }
 
@@ -160,7 +188,8 @@ mod tests {
             answers[0],
             Answer::Value {
                 value: SecretValue::new("va"),
-                stale: true
+                stale: true,
+                previous: None,
             }
         );
         assert_eq!(

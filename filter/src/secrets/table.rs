@@ -13,6 +13,10 @@ struct Entry {
     confirmed_ms: Option<u64>,
     /// The last error reported for this reference (to log each change once).
     error: Option<String>,
+    /// The value before the last rotation, and when (ms) it was replaced: the sidecar's word
+    /// when it was asked for previous versions, else when this table saw the change. Dropped
+    /// with the value (a revoked secret has no grace).
+    previous: Option<(SecretValue, u64)>,
     /// The last answer without a value was definitive (the reference is wrong, the secret is
     /// deleted, refused, empty): nobody can be judged with it, and nobody waits for it.
     refused: bool,
@@ -61,6 +65,14 @@ impl SecretTable {
         self.entries.get(id).and_then(|e| e.value.as_ref())
     }
 
+    /// The value reference `id` had before its last rotation, while `grace_ms` after the
+    /// rotation has not passed at `now_ms`; with the time (ms) the grace ends.
+    pub fn previous(&self, id: usize, now_ms: u64, grace_ms: u64) -> Option<(&SecretValue, u64)> {
+        let (value, replaced_at) = self.entries.get(id)?.previous.as_ref()?;
+        let until = replaced_at.saturating_add(grace_ms);
+        (now_ms < until).then_some((value, until))
+    }
+
     /// Whether reference `id` has no usable value and no definitive answer either: never
     /// resolved (no answer yet, or only transient failures), or its last value expired after
     /// `max_stale_s` without a fresh answer. A request only this value could judge gets 503.
@@ -97,7 +109,11 @@ impl SecretTable {
             };
             let users = self.users.get(id).map(|u| u.join(", ")).unwrap_or_default();
             match answer {
-                Answer::Value { value, stale } => {
+                Answer::Value {
+                    value,
+                    stale,
+                    previous,
+                } => {
                     // A stale first value is vouched for by the sidecar's own max_stale_s; a
                     // stale value after that never extends the filter's bound (it would bring
                     // back a value `expire` dropped).
@@ -111,12 +127,22 @@ impl SecretTable {
                     }
                     if entry.value.as_ref() != Some(&value) {
                         changed = true;
-                        if entry.value.is_some() {
+                        if let Some(old) = entry.value.take() {
                             notes.push(Note::Info(format!(
                                 "{reference}: new value (rotated) for credential(s) {users}"
                             )));
+                            entry.previous = Some((old, now_ms));
                         }
                         entry.value = Some(value);
+                    }
+                    // The sidecar knows the previous version and when it was replaced, also
+                    // across restarts of Envoy.
+                    if let Some((old, at)) = previous {
+                        let known = entry.previous.as_ref().map(|(v, a)| (v, *a));
+                        if Some(&old) != entry.value.as_ref() && known != Some((&old, at)) {
+                            entry.previous = Some((old, at));
+                            changed = true;
+                        }
                     }
                     entry.refused = false;
                     if entry.error.take().is_some() {
@@ -171,6 +197,7 @@ impl SecretTable {
                         if entry.value.take().is_some() {
                             changed = true;
                         }
+                        entry.previous = None;
                         if is_new {
                             notes.push(Note::Error(format!(
                                 "{reference}: {text}; credential(s) {users} disabled"
@@ -195,6 +222,7 @@ impl SecretTable {
             let age = now_ms.saturating_sub(entry.confirmed_ms.unwrap_or(now_ms));
             if entry.value.is_some() && age > max_stale_ms {
                 entry.value = None;
+                entry.previous = None;
                 changed = true;
                 let users = self.users.get(id).map(|u| u.join(", ")).unwrap_or_default();
                 let reference = self.names.get(id).map(String::as_str).unwrap_or("?");
@@ -236,6 +264,7 @@ mod tests {
         Answer::Value {
             value: SecretValue::new(v),
             stale: false,
+            previous: None,
         }
     }
     fn error(code: &str) -> Answer {
@@ -313,6 +342,7 @@ mod tests {
             Answer::Value {
                 value: SecretValue::new("s3cr3t-3"),
                 stale: true,
+                previous: None,
             },
         ] {
             all.extend(t.apply(&cfg, vec![a], 0).1);
@@ -346,6 +376,7 @@ mod tests {
         let stale_empty = Answer::Value {
             value: SecretValue::new(""),
             stale: true,
+            previous: None,
         };
         t.apply(&cfg, vec![stale_empty], 0);
         assert!(t.value(0).is_none());
@@ -361,6 +392,7 @@ mod tests {
         let stale = Answer::Value {
             value: SecretValue::new("v1"),
             stale: true,
+            previous: None,
         };
         t.apply(&cfg, vec![stale], 30_000);
         t.apply(&cfg, vec![error("provider_unreachable")], 50_000);
@@ -377,6 +409,7 @@ mod tests {
         let stale = Answer::Value {
             value: SecretValue::new("v1"),
             stale: true,
+            previous: None,
         };
         assert!(!t.apply(&cfg, vec![stale], 75_000).0);
         assert!(t.value(0).is_none());

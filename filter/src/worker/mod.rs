@@ -5,7 +5,7 @@
 use crate::auth::basic::BasicIndex;
 use crate::auth::hmac::HmacIndex;
 use crate::auth::jwt::{JwtCredential, JwtIndex, VerifyKey};
-use crate::auth::key::KeyIndex;
+use crate::auth::key::{KeyEntry, KeyIndex, KeyProblem};
 use crate::auth::Credentials;
 use crate::config::{Compiled, Config, CredentialKind, PluginSet, Sidecar, Source};
 use crate::http::callout::DispatchError;
@@ -62,6 +62,11 @@ pub struct Worker {
     last_sync_error: Option<String>,
     /// The key of the local counters' slot hash (set by the glue from shared data).
     limit_hash_key: Option<HashKey>,
+    /// When a credential's validity next changes by the clock alone (an `expires_at`, the end
+    /// of a rotation grace): the indexes are rebuilt on the first tick from then on.
+    next_rebuild_ms: Option<u64>,
+    /// Why each credential is disabled, as last logged (each reason is logged once).
+    disabled: HashMap<usize, String>,
 }
 
 impl Worker {
@@ -107,6 +112,8 @@ impl Worker {
             sync_calls: HashMap::new(),
             last_sync_error: None,
             limit_hash_key: None,
+            next_rebuild_ms: None,
+            disabled: HashMap::new(),
         };
         rt.rebuild(host);
         host.log(
@@ -300,6 +307,9 @@ impl Worker {
         }
         let (changed, notes) = self.table.expire(now);
         self.applied(host, changed, notes);
+        if !changed && self.next_rebuild_ms.is_some_and(|at| now >= at) {
+            self.rebuild(host);
+        }
         if !self.gate_open && now >= self.startup_deadline_ms {
             self.gate_open = true;
             host.log(
@@ -315,7 +325,12 @@ impl Worker {
         if !refresh.due(now) {
             return;
         }
-        match host.dispatch(sidecar, &sidecar.path, request_body(&self.config.refs)) {
+        let previous = self.config.uses_rotation_grace();
+        match host.dispatch(
+            sidecar,
+            &sidecar.path,
+            request_body(&self.config.refs, previous),
+        ) {
             Ok(token) => refresh.started(token, now),
             Err(e) => {
                 refresh.failed(now);
@@ -387,8 +402,18 @@ impl Worker {
         }
     }
 
-    /// Rebuilds the credential indexes from plain values and the last good secret values.
+    /// Rebuilds the credential indexes from plain values and the last good secret values (and
+    /// previous values in their rotation grace), leaving out expired credentials. A validity
+    /// boundary (an `expires_at`, the end of a grace) within the next slow tick counts as
+    /// passed: a credential stops matching up to one tick early, never late.
     fn rebuild(&mut self, host: &mut dyn Host) {
+        let now = host.now_ms();
+        let horizon = now.saturating_add(millis(SLOW_TICK));
+        let mut next_rebuild: Option<u64> = None;
+        let mut boundary = |at: u64| {
+            let at = at.saturating_sub(millis(SLOW_TICK));
+            next_rebuild = Some(next_rebuild.map_or(at, |n| n.min(at)));
+        };
         let table = &self.table;
         let value = |source: &Source| -> Option<SecretValue> {
             match source {
@@ -399,13 +424,24 @@ impl Worker {
         };
         let mut keys = Vec::new();
         let mut basic = Vec::new();
+        let mut basic_previous = Vec::new();
         let mut jwt = Vec::new();
+        let mut jwt_previous = Vec::new();
         let mut hmac = Vec::new();
+        let mut hmac_previous = Vec::new();
         // Credentials whose secret is unknown (not refused): requests they alone could judge
         // get 503, not 401.
         let mut unknown_keys = false;
         let mut unknown_names: (Vec<String>, Vec<String>, Vec<String>) = Default::default();
+        let mut disabled: Vec<(usize, String)> = Vec::new();
         for (i, c) in self.config.credentials.iter().enumerate() {
+            if let Some(expires_at) = c.expires_at_ms {
+                if expires_at <= horizon {
+                    disabled.push((i, "expired (expires_at)".into()));
+                    continue;
+                }
+                boundary(expires_at);
+            }
             // Unknown or empty: the credential matches nobody (fail closed).
             let Some(secret) = value(c.kind.secret()).filter(|s| !s.expose().is_empty()) else {
                 if matches!(c.kind.secret(), Source::Ref(id) if table.unknown(*id)) {
@@ -422,56 +458,135 @@ impl Worker {
                 }
                 continue;
             };
+            // The previous value, while in its rotation grace (references only: a literal
+            // value has no versions).
+            let previous = match c.kind.secret() {
+                Source::Ref(id) if c.rotation_grace_ms > 0 => table
+                    .previous(*id, now, c.rotation_grace_ms)
+                    .filter(|(v, until)| *until > horizon && !v.expose().is_empty())
+                    .map(|(v, until)| {
+                        boundary(until);
+                        v.clone()
+                    }),
+                _ => None,
+            };
             match &c.kind {
-                CredentialKind::KeyAuth { .. } => keys.push((i, secret)),
-                CredentialKind::BasicAuth { username, .. } => {
-                    basic.push((i, username.clone(), secret))
+                CredentialKind::KeyAuth { sha256, .. } => {
+                    keys.push(KeyEntry {
+                        credential: i,
+                        secret,
+                        sha256: *sha256,
+                        previous: false,
+                    });
+                    keys.extend(previous.map(|p| KeyEntry {
+                        credential: i,
+                        secret: p,
+                        sha256: *sha256,
+                        previous: true,
+                    }));
                 }
-                CredentialKind::HmacAuth { key_id, .. } => hmac.push((i, key_id.clone(), secret)),
+                CredentialKind::BasicAuth { username, .. } => {
+                    basic.push((i, username.clone(), secret));
+                    basic_previous.extend(previous.map(|p| (username.clone(), p)));
+                }
+                CredentialKind::HmacAuth { key_id, .. } => {
+                    hmac.push((i, key_id.clone(), secret));
+                    hmac_previous.extend(previous.map(|p| (key_id.clone(), p)));
+                }
                 CredentialKind::JwtAuth {
                     key,
                     algorithm,
                     base64_secret,
                     grace_period_s,
                     ..
-                } => match VerifyKey::new(*algorithm, secret.expose(), *base64_secret) {
-                    Ok(verify) => jwt.push((
-                        key.clone(),
-                        JwtCredential {
-                            credential: i,
-                            algorithm: *algorithm,
-                            key: verify,
-                            grace_period_s: *grace_period_s,
-                        },
-                    )),
-                    Err(e) => host.log(
-                        Level::Error,
-                        &format!("{}: {e}; credential \"{}\" disabled", c.path, c.id),
-                    ),
-                },
+                } => {
+                    let credential = |material: &SecretValue| {
+                        VerifyKey::new(*algorithm, material.expose(), *base64_secret).map(
+                            |verify| JwtCredential {
+                                credential: i,
+                                algorithm: *algorithm,
+                                key: verify,
+                                grace_period_s: *grace_period_s,
+                            },
+                        )
+                    };
+                    match credential(&secret) {
+                        Ok(current) => {
+                            jwt.push((key.clone(), current));
+                            // A previous key that no longer parses is simply not used.
+                            if let Some(Ok(p)) = previous.as_ref().map(credential) {
+                                jwt_previous.push((key.clone(), p));
+                            }
+                        }
+                        Err(e) => disabled.push((i, e.to_string())),
+                    }
+                }
             }
         }
-        let (keys, duplicates) = KeyIndex::build(keys);
-        for group in duplicates {
-            let ids: Vec<String> = group
-                .iter()
-                .filter_map(|i| self.config.credentials.get(*i))
-                .map(|c| format!("\"{}\"", c.id))
-                .collect();
-            host.log(
-                Level::Error,
-                &format!(
-                    "credentials {} have the same key: all of them are disabled",
-                    ids.join(", ")
-                ),
-            );
+        let (keys, problems) = KeyIndex::build_entries(keys);
+        for problem in problems {
+            match problem {
+                KeyProblem::Shared(group) => {
+                    let ids: Vec<String> = group
+                        .iter()
+                        .filter_map(|i| self.config.credentials.get(*i))
+                        .map(|c| format!("\"{}\"", c.id))
+                        .collect();
+                    for i in group {
+                        disabled.push((
+                            i,
+                            format!("credentials {} have the same key", ids.join(", ")),
+                        ));
+                    }
+                }
+                KeyProblem::NotSha256Hex(i) => disabled.push((
+                    i,
+                    "key_sha256 is not a SHA-256 digest (64 hex digits)".into(),
+                )),
+            }
         }
+        self.note_disabled(host, disabled);
+        self.next_rebuild_ms = next_rebuild;
         self.credentials = Credentials {
             keys: keys.with_unknown(unknown_keys),
-            basic: BasicIndex::build(basic).with_unknown(unknown_names.0),
-            jwt: JwtIndex::build(jwt).with_unknown(unknown_names.1),
-            hmac: HmacIndex::build(hmac).with_unknown(unknown_names.2),
+            basic: BasicIndex::build(basic)
+                .with_unknown(unknown_names.0)
+                .with_previous(basic_previous),
+            jwt: JwtIndex::build(jwt)
+                .with_unknown(unknown_names.1)
+                .with_previous(jwt_previous),
+            hmac: HmacIndex::build(hmac)
+                .with_unknown(unknown_names.2)
+                .with_previous(hmac_previous),
         };
+    }
+
+    /// Logs each credential disabled by its own fault (expired, a key that does not parse, a
+    /// key shared with another) once per reason, and when it works again.
+    fn note_disabled(&mut self, host: &mut dyn Host, now: Vec<(usize, String)>) {
+        let mut still: HashMap<usize, String> = HashMap::with_capacity(now.len());
+        for (i, reason) in now {
+            if self.disabled.get(&i) != Some(&reason) {
+                if let Some(c) = self.config.credentials.get(i) {
+                    host.log(
+                        Level::Error,
+                        &format!("{}: {reason}; credential \"{}\" disabled", c.path, c.id),
+                    );
+                }
+            }
+            still.insert(i, reason);
+        }
+        for i in self.disabled.keys() {
+            if !still.contains_key(i) {
+                if let Some(c) = self.config.credentials.get(*i) {
+                    host.log(
+                        Level::Info,
+                        &format!("{}: credential \"{}\" enabled again", c.path, c.id),
+                    );
+                }
+            }
+        }
+        self.disabled = still;
     }
 }
 

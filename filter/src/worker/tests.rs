@@ -201,10 +201,15 @@ fn a_resolved_key_equal_to_another_disables_both() {
         None,
         "an ambiguous key must not pick an identity"
     );
-    assert!(host.logged(
-        Level::Error,
-        "credentials \"alice-key-auth\", \"bob-key-auth\" have the same key: all of them are disabled"
-    ));
+    for id in ["alice-key-auth", "bob-key-auth"] {
+        assert!(host.logged(
+            Level::Error,
+            &format!(
+                "credentials \"alice-key-auth\", \"bob-key-auth\" have the same key; \
+                 credential \"{id}\" disabled"
+            )
+        ));
+    }
     // fixed by the next rotation
     host.now += 30_000;
     rt.on_tick(&mut host);
@@ -505,4 +510,220 @@ fn named_credentials_503_only_for_their_own_names() {
         // answered 503; compare the status and Retry-After only.
         assert_eq!(got, want, "{case}");
     }
+}
+
+/// alice's key behind a reference, with `extra` fields on her credential and at the top.
+fn runtime_with(host: &mut FakeHost, top: serde_json::Value, cred: serde_json::Value) -> Worker {
+    let mut credential =
+        serde_json::json!({"id": "alice-key-auth", "type": "key-auth", "key": ALICE_REF});
+    for (k, v) in cred.as_object().unwrap() {
+        credential[k] = v.clone();
+    }
+    let mut json = serde_json::json!({
+        "sidecar": {"cluster": "secret_sidecar", "token": "$env://SIDECAR_TOKEN"},
+        "consumers": [{"username": "alice", "credentials": [credential]}],
+        "plugins": {"key-auth": {}}
+    });
+    for (k, v) in top.as_object().unwrap() {
+        json[k] = v.clone();
+    }
+    Worker::new(
+        compile(json.to_string().as_bytes(), &|_| Some("t".into())).unwrap(),
+        host,
+    )
+}
+
+/// `(credential, previous?)` that the key authenticates as.
+fn version_of(rt: &Worker, key: &str) -> Option<bool> {
+    let mut req = FakeRequest::new(&[("apikey", key)]);
+    match authenticate(rt.plugins_for(None), rt.credentials(), &mut req) {
+        Some(Decision::Allow(a)) => Some(a.previous),
+        _ => None,
+    }
+}
+
+#[test]
+fn rotation_grace_keeps_the_previous_key_for_a_while() {
+    let mut host = FakeHost::default();
+    let mut rt = runtime_with(
+        &mut host,
+        serde_json::json!({"rotation_grace_s": 60}),
+        serde_json::json!({}),
+    );
+    rt.on_tick(&mut host);
+    let body: serde_json::Value = serde_json::from_slice(&host.calls[0].2).unwrap();
+    assert_eq!(
+        body["previous"],
+        serde_json::json!(true),
+        "asks the sidecar for previous versions"
+    );
+    answer(&mut rt, &mut host, r#""value":"k1""#);
+    assert_eq!(version_of(&rt, "k1"), Some(false));
+    // Rotated at 30 s: both keys work, the old one marked as previous.
+    host.now += 30_000;
+    rt.on_tick(&mut host);
+    answer(&mut rt, &mut host, r#""value":"k2""#);
+    assert_eq!(version_of(&rt, "k2"), Some(false));
+    assert_eq!(version_of(&rt, "k1"), Some(true));
+    // Until 60 s after the rotation, a tick early at most, never late.
+    host.now += 59_000;
+    rt.on_tick(&mut host);
+    assert_eq!(version_of(&rt, "k1"), Some(true));
+    host.now += 500;
+    rt.on_tick(&mut host);
+    assert_eq!(version_of(&rt, "k1"), None, "the grace is over");
+    assert_eq!(version_of(&rt, "k2"), Some(false));
+}
+
+#[test]
+fn rotation_grace_uses_the_sidecars_previous_version_and_ends_with_a_revocation() {
+    let mut host = FakeHost {
+        now: 1_700_000_100_000,
+        ..Default::default()
+    };
+    let mut rt = runtime_with(
+        &mut host,
+        serde_json::json!({}),
+        serde_json::json!({"rotation_grace_s": 300}),
+    );
+    rt.on_tick(&mut host);
+    // Replaced 100 s ago (the sidecar says so): 200 s of grace left.
+    answer(
+        &mut rt,
+        &mut host,
+        r#""value":"k2","previous":{"value":"k1","replaced_at":1700000000}"#,
+    );
+    assert_eq!(version_of(&rt, "k1"), Some(true));
+    host.now += 199_000;
+    rt.on_tick(&mut host);
+    assert_eq!(version_of(&rt, "k1"), Some(true));
+    host.now += 600;
+    rt.on_tick(&mut host);
+    assert_eq!(version_of(&rt, "k1"), None);
+    // A definitive refusal drops the previous value with the current one.
+    let mut host = FakeHost::default();
+    let mut rt = runtime_with(
+        &mut host,
+        serde_json::json!({"rotation_grace_s": 300}),
+        serde_json::json!({}),
+    );
+    rt.on_tick(&mut host);
+    answer(&mut rt, &mut host, r#""value":"k1""#);
+    host.now += 30_000;
+    rt.on_tick(&mut host);
+    answer(&mut rt, &mut host, r#""value":"k2""#);
+    assert_eq!(version_of(&rt, "k1"), Some(true));
+    host.now += 30_000;
+    rt.on_tick(&mut host);
+    answer(
+        &mut rt,
+        &mut host,
+        r#""error":{"code":"secret_deleted","message":"gone"}"#,
+    );
+    assert_eq!((version_of(&rt, "k1"), version_of(&rt, "k2")), (None, None));
+}
+
+#[test]
+fn without_grace_a_rotated_key_stops_at_once() {
+    let mut host = FakeHost::default();
+    let mut rt = runtime_with(&mut host, serde_json::json!({}), serde_json::json!({}));
+    rt.on_tick(&mut host);
+    let body: serde_json::Value = serde_json::from_slice(&host.calls[0].2).unwrap();
+    assert_eq!(body.get("previous"), None, "no previous versions asked for");
+    answer(&mut rt, &mut host, r#""value":"k1""#);
+    host.now += 30_000;
+    rt.on_tick(&mut host);
+    answer(&mut rt, &mut host, r#""value":"k2""#);
+    assert_eq!(
+        (version_of(&rt, "k1"), version_of(&rt, "k2")),
+        (None, Some(false))
+    );
+}
+
+#[test]
+fn an_expired_credential_stops_matching_without_a_config_change() {
+    // 10 s before 2026-12-03T16:11:20Z
+    let mut host = FakeHost {
+        now: 1_796_314_270_000,
+        ..Default::default()
+    };
+    let mut rt = runtime_with(
+        &mut host,
+        serde_json::json!({}),
+        serde_json::json!({"expires_at": "2026-12-03T16:11:20Z"}),
+    );
+    rt.on_tick(&mut host);
+    answer(&mut rt, &mut host, r#""value":"k1""#);
+    assert_eq!(version_of(&rt, "k1"), Some(false));
+    host.now += 9_000;
+    rt.on_tick(&mut host);
+    assert_eq!(version_of(&rt, "k1"), Some(false));
+    host.now += 500;
+    rt.on_tick(&mut host);
+    assert_eq!(
+        version_of(&rt, "k1"),
+        None,
+        "expired (a tick early at most)"
+    );
+    assert!(host.logged(
+        Level::Error,
+        "expired (expires_at); credential \"alice-key-auth\" disabled"
+    ));
+    let logged = host
+        .logs
+        .borrow()
+        .iter()
+        .filter(|(_, m)| m.contains("expires_at"))
+        .count();
+    host.now += 30_000;
+    rt.on_tick(&mut host);
+    answer(&mut rt, &mut host, r#""value":"k1""#);
+    let again = host
+        .logs
+        .borrow()
+        .iter()
+        .filter(|(_, m)| m.contains("expires_at"))
+        .count();
+    assert_eq!(logged, again, "logged once");
+}
+
+#[test]
+fn key_sha256_matches_the_key_whose_digest_the_secret_holds() {
+    let mut host = FakeHost::default();
+    let mut rt = runtime_with(
+        &mut host,
+        serde_json::json!({}),
+        serde_json::json!({"key": null, "key_sha256": ALICE_REF}),
+    );
+    rt.on_tick(&mut host);
+    // sha256("alice-key")
+    let digest = "c8f1d1b2f9fdbc9e1d3d0bd6ab2e8be2c10cbb1f2b7c4aa6a0dbd3c7ee6e2b61";
+    use sha2::Digest;
+    let real: String = sha2::Sha256::digest(b"alice-key")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_ne!(digest, real, "a wrong digest first");
+    answer(&mut rt, &mut host, &format!(r#""value":"{digest}""#));
+    assert_eq!(version_of(&rt, "alice-key"), None);
+    host.now += 30_000;
+    rt.on_tick(&mut host);
+    answer(
+        &mut rt,
+        &mut host,
+        &format!(r#""value":"{}""#, real.to_uppercase()),
+    );
+    assert_eq!(version_of(&rt, "alice-key"), Some(false));
+    assert_eq!(
+        version_of(&rt, &real),
+        None,
+        "the digest itself is not the key"
+    );
+    // A value that is not a digest disables the credential, once logged.
+    host.now += 30_000;
+    rt.on_tick(&mut host);
+    answer(&mut rt, &mut host, r#""value":"not-hex""#);
+    assert_eq!(version_of(&rt, "alice-key"), None);
+    assert!(host.logged(Level::Error, "key_sha256 is not a SHA-256 digest"));
+    assert!(!host.logged(Level::Error, "not-hex"), "never the value");
 }

@@ -217,11 +217,19 @@ pub fn check(opts: &HmacAuthOptions, index: &HmacIndex, req: &mut dyn RequestVie
         }
         signing.push(b'\n');
     }
-    let valid = b64::standard(signature)
-        .is_some_and(|sig| algorithm.verify(secret.expose().as_bytes(), &signing, &sig));
-    if !valid {
+    let Some(sig) = b64::standard(signature) else {
         return invalid("Invalid signature");
-    }
+    };
+    let previous = if algorithm.verify(secret.expose().as_bytes(), &signing, &sig) {
+        false
+    } else if index
+        .previous(key_id)
+        .is_some_and(|p| algorithm.verify(p.expose().as_bytes(), &signing, &sig))
+    {
+        true
+    } else {
+        return invalid("Invalid signature");
+    };
     let body_check = if opts.validate_request_body {
         let Some(digest) = req.header("digest").and_then(|d| String::from_utf8(d).ok()) else {
             return invalid("Invalid digest");
@@ -240,6 +248,7 @@ pub fn check(opts: &HmacAuthOptions, index: &HmacIndex, req: &mut dyn RequestVie
             .hide_credentials
             .then(|| Hide::Header("authorization".into())),
         body_check,
+        previous,
     })
 }
 

@@ -55,6 +55,8 @@ pub struct JwtIndex {
     cache: RefCell<VerifiedCache>,
     /// `key` claims whose secret or public key is unknown.
     unknown: HashSet<String>,
+    /// Previous secrets or public keys still in their rotation grace, by `key` claim.
+    previous: HashMap<String, JwtCredential>,
 }
 
 impl JwtIndex {
@@ -63,7 +65,20 @@ impl JwtIndex {
             map: entries.into_iter().collect(),
             cache: RefCell::new(VerifiedCache::default()),
             unknown: HashSet::new(),
+            previous: HashMap::new(),
         }
+    }
+
+    /// Adds previous keys (rotation grace) of `key` claims that have a current one.
+    pub fn with_previous(
+        mut self,
+        entries: impl IntoIterator<Item = (String, JwtCredential)>,
+    ) -> Self {
+        self.previous = entries
+            .into_iter()
+            .filter(|(key, _)| self.map.contains_key(key))
+            .collect();
+        self
     }
 
     /// Marks `keys` as `key` claims whose secret or public key is unknown: a token naming one
@@ -90,26 +105,32 @@ impl JwtIndex {
 /// a known `key` costs one signature check, not one per request. Bounded, oldest evicted first.
 #[derive(Default)]
 struct VerifiedCache {
-    entries: HashMap<[u8; 32], (usize, bool)>,
+    /// Token digest -> (credential, its previous key?, verified).
+    entries: HashMap<[u8; 32], (usize, bool, bool)>,
     order: VecDeque<[u8; 32]>,
 }
 
 impl VerifiedCache {
-    /// The remembered outcome for `token` checked against `credential`.
-    fn get(&self, token: &[u8; 32], credential: usize) -> Option<bool> {
+    /// The remembered outcome for `token` checked against `credential`'s current key (or with
+    /// `previous`, its previous key).
+    fn get(&self, token: &[u8; 32], credential: usize, previous: bool) -> Option<bool> {
         match self.entries.get(token) {
-            Some((c, ok)) if *c == credential => Some(*ok),
+            Some((c, p, ok)) if *c == credential && *p == previous => Some(*ok),
             _ => None,
         }
     }
 
     #[cfg(test)]
     fn contains(&self, token: &[u8; 32], credential: usize) -> bool {
-        self.get(token, credential) == Some(true)
+        self.get(token, credential, false) == Some(true)
     }
 
-    fn insert(&mut self, token: [u8; 32], credential: usize, verified: bool) {
-        if self.entries.insert(token, (credential, verified)).is_none() {
+    fn insert(&mut self, token: [u8; 32], credential: usize, previous: bool, verified: bool) {
+        if self
+            .entries
+            .insert(token, (credential, previous, verified))
+            .is_none()
+        {
             self.order.push_back(token);
         }
         while self.order.len() > CACHE_CAPACITY {
@@ -235,23 +256,32 @@ pub fn check(opts: &JwtAuthOptions, index: &JwtIndex, req: &mut dyn RequestView)
         .as_bytes()
         .get(..parsed.signing_input_len)
         .unwrap_or_default();
-    let verified = if cred.algorithm.is_hmac() {
-        cred.key.verify(cred.algorithm, input, &parsed.signature)
-    } else {
+    let verify = |cred: &JwtCredential, previous: bool| {
+        if cred.algorithm.is_hmac() {
+            return cred.key.verify(cred.algorithm, input, &parsed.signature);
+        }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut cache = index.cache.borrow_mut();
-        match cache.get(&digest, cred.credential) {
+        match cache.get(&digest, cred.credential, previous) {
             Some(verified) => verified,
             None => {
                 let verified = cred.key.verify(cred.algorithm, input, &parsed.signature);
-                cache.insert(digest, cred.credential, verified);
+                cache.insert(digest, cred.credential, previous, verified);
                 verified
             }
         }
     };
-    if !verified {
+    let previous = if verify(cred, false) {
+        false
+    } else if index
+        .previous
+        .get(&user_key)
+        .is_some_and(|p| p.algorithm == cred.algorithm && verify(p, true))
+    {
+        true
+    } else {
         return Decision::Reject(reject(FAILED, "jwt_signature"));
-    }
+    };
     let hide = opts.hide_credentials.then(|| match origin {
         Origin::Header => Some(Hide::Header(opts.header.clone())),
         Origin::Query => req
@@ -271,6 +301,7 @@ pub fn check(opts: &JwtAuthOptions, index: &JwtIndex, req: &mut dyn RequestView)
         consumer: None,
         hide: hide.flatten(),
         body_check: None,
+        previous,
     })
 }
 

@@ -257,7 +257,7 @@ fn asymmetric_verifications_are_cached_and_the_cache_is_bounded() {
     for i in 0..(CACHE_CAPACITY + 10) {
         let mut k = [0u8; 32];
         k[..8].copy_from_slice(&(i as u64).to_le_bytes());
-        cache.insert(k, 0, true);
+        cache.insert(k, 0, false, true);
     }
     assert_eq!(cache.entries.len(), CACHE_CAPACITY);
     assert_eq!(cache.order.len(), CACHE_CAPACITY);
@@ -285,8 +285,12 @@ fn failed_asymmetric_verifications_are_cached_too() {
         assert_eq!(outcome(&d), "failed");
     }
     let digest: [u8; 32] = Sha256::digest(forged.as_bytes()).into();
-    assert_eq!(idx.cache.borrow().get(&digest, 7), Some(false));
-    assert_eq!(idx.cache.borrow().get(&digest, 8), None, "per credential");
+    assert_eq!(idx.cache.borrow().get(&digest, 7, false), Some(false));
+    assert_eq!(
+        idx.cache.borrow().get(&digest, 8, false),
+        None,
+        "per credential"
+    );
     // the genuine token still verifies
     let d = check(
         &opts(),
