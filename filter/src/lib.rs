@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod http;
 pub mod limit;
+pub mod metrics;
 pub mod request;
 pub mod secrets;
 pub mod throttle;

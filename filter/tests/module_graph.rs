@@ -11,16 +11,21 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &[&str])] = &[
     ("http", &[]),
     ("throttle", &[]),
+    ("metrics", &[]),
     ("auth", &["http"]),
     ("limit", &["http"]),
     ("config", &["auth", "http", "limit"]),
     ("secrets", &["config", "http"]),
-    ("worker", &["auth", "config", "http", "limit", "secrets"]),
+    (
+        "worker",
+        &["auth", "config", "http", "limit", "metrics", "secrets"],
+    ),
     ("request", &["auth", "config", "http", "limit", "worker"]),
     (
         "glue",
         &[
-            "auth", "config", "http", "limit", "request", "worker", "secrets", "throttle",
+            "auth", "config", "http", "limit", "metrics", "request", "worker", "secrets",
+            "throttle",
         ],
     ),
 ];

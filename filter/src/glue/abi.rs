@@ -133,6 +133,14 @@ extern "C" {
         grpc_status: i32,
     ) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_define_metric(
+        metric_type: u32,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
 }
 
 fn status(code: u32) -> Result<(), HostStatus> {
@@ -246,6 +254,24 @@ pub fn shared_set(key: &str, value: &[u8], cas: u32) -> Result<(), HostStatus> {
     status(unsafe {
         proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
     })
+}
+
+/// A counter (`gauge: false`) or gauge named `name`; its id.
+pub fn define_metric(gauge: bool, name: &str) -> Result<u32, HostStatus> {
+    let mut id: u32 = 0;
+    // SAFETY: a valid name slice and out pointer.
+    status(unsafe { proxy_define_metric(u32::from(gauge), name.as_ptr(), name.len(), &mut id) })?;
+    Ok(id)
+}
+
+pub fn increment_metric(id: u32, by: u64) -> Result<(), HostStatus> {
+    // SAFETY: no pointers.
+    status(unsafe { proxy_increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX)) })
+}
+
+pub fn record_metric(id: u32, value: u64) -> Result<(), HostStatus> {
+    // SAFETY: no pointers.
+    status(unsafe { proxy_record_metric(id, value) })
 }
 
 /// Resumes the paused request of the effective context.

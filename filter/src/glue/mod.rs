@@ -50,6 +50,8 @@ struct ReqState {
     body_complete: bool,
     /// `X-RateLimit-*` values for the response.
     quota: Option<[(&'static str, String); 3]>,
+    /// Who the request was accepted as (metrics).
+    who: request::Who,
 }
 
 #[derive(Default)]
@@ -116,6 +118,14 @@ fn limit_failed(error: &str) {
 struct Root {
     shared: Rc<RefCell<Shared>>,
     tick: Duration,
+    /// Envoy's ids of the metrics defined so far, by name.
+    metric_ids: HashMap<String, u32>,
+}
+
+thread_local! {
+    /// What requests did since the last tick (see `crate::metrics`): counted in memory, handed
+    /// to Envoy on the tick, so that no request pays a host call for it.
+    static REQUESTS: RefCell<crate::metrics::Metrics> = RefCell::default();
 }
 
 struct ProxyHost;
@@ -175,6 +185,32 @@ impl Host for ProxyHost {
 }
 
 impl Root {
+    /// Hands metric updates to Envoy (a metric is defined the first time it is seen).
+    fn flush_metrics(&mut self, updates: Vec<crate::metrics::Update>) {
+        use crate::metrics::Update;
+        for update in updates {
+            let (name, gauge, value) = match &update {
+                Update::Count(n, v) => (n, false, *v),
+                Update::Gauge(n, v) => (n, true, *v),
+            };
+            let id = match self.metric_ids.get(name) {
+                Some(id) => *id,
+                None => match abi::define_metric(gauge, name) {
+                    Ok(id) => {
+                        self.metric_ids.insert(name.clone(), id);
+                        id
+                    }
+                    Err(_) => continue,
+                },
+            };
+            let _ = if gauge {
+                abi::record_metric(id, value)
+            } else {
+                abi::increment_metric(id, value)
+            };
+        }
+    }
+
     fn set_tick(&mut self, period: Duration) {
         let ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
         if period != self.tick && abi::set_tick_period_ms(ms).is_ok() {
@@ -290,14 +326,17 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        let period = {
+        let (period, updates) = {
             let mut shared = self.shared.borrow_mut();
             let Some(rt) = shared.worker.as_mut() else {
                 return;
             };
             rt.on_tick(&mut ProxyHost);
-            rt.tick_period()
+            let mut updates = rt.drain_metrics();
+            updates.extend(REQUESTS.with(|m| m.borrow_mut().drain(|i| rt.consumer_name(i))));
+            (rt.tick_period(), updates)
         };
+        self.flush_metrics(updates);
         self.release_waiting();
         self.set_tick(period);
     }
@@ -639,6 +678,9 @@ fn apply(
     if plan.quota.is_some() {
         state.borrow_mut().quota = plan.quota;
     }
+    if plan.who != request::Who::default() {
+        state.borrow_mut().who = plan.who;
+    }
     let next = match plan.next {
         Next::CountInRedis(call) => {
             let dispatched = match sidecar {
@@ -664,11 +706,23 @@ fn apply(
     match next {
         Next::Continue => {
             st.phase = Phase::Done;
+            REQUESTS.with(|m| m.borrow_mut().allowed(st.who.consumer, st.who.anonymous));
             true
         }
         Next::Reply(reject) => {
             reply(&reject, st.quota.as_ref());
             st.phase = Phase::Done;
+            REQUESTS.with(|m| {
+                let mut m = m.borrow_mut();
+                if reject.detail == crate::limit::REJECTED_DETAIL {
+                    m.limited(st.who.route.as_deref());
+                } else if reject.log_detail {
+                    // The detail is the logged reason, not a code (hmac-auth).
+                    m.denied("hmac_auth_invalid");
+                } else {
+                    m.denied(&reject.detail);
+                }
+            });
             false
         }
         Next::WaitBody(check) if st.body_complete => {

@@ -39,6 +39,9 @@ pub struct LimitOptions {
     pub allow_degradation: bool,
 }
 
+/// The reason code of a request over its limit (logs, metrics).
+pub const REJECTED_DETAIL: &str = "limit_count_rejected";
+
 impl LimitOptions {
     /// The counter's name: scope and key.
     pub fn counter_key(&self, key: &str) -> String {
@@ -60,7 +63,7 @@ impl LimitOptions {
             status: self.rejected_code,
             body: body.into(),
             www_authenticate: None,
-            detail: "limit_count_rejected".into(),
+            detail: REJECTED_DETAIL.into(),
             log_detail: false,
             retry_after_s: None,
         }

@@ -120,6 +120,17 @@ pub struct Plan {
     /// Quota headers for the response (and a rate-limit refusal).
     pub quota: Option<Quota>,
     pub notes: Vec<Note>,
+    /// Who the request is (for metrics): the consumer's index, and whether it is the
+    /// anonymous consumer; the route's name when the filter read it.
+    pub who: Who,
+}
+
+/// Who a request was accepted as, for the metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Who {
+    pub consumer: Option<usize>,
+    pub anonymous: bool,
+    pub route: Option<String>,
 }
 
 impl Plan {
@@ -130,6 +141,7 @@ impl Plan {
             next,
             quota: None,
             notes: Vec::new(),
+            who: Who::default(),
         }
     }
 }
@@ -159,6 +171,7 @@ pub fn decide(
         req.read_all_headers();
     }
     let mut plan = Plan::then(Next::Continue);
+    plan.who.route = route;
     let (consumer, body_check) = match authenticate(plugins, worker.credentials(), req) {
         None => {
             if strip {
@@ -172,6 +185,12 @@ pub fn decide(
             (None, None)
         }
         Some(Decision::Allow(allow)) => {
+            plan.who.consumer = allow
+                .credential
+                .and_then(|c| worker.config().credentials.get(c))
+                .map(|c| c.consumer)
+                .or(allow.consumer);
+            plan.who.anonymous = allow.credential.is_none();
             let Some((username, credential_id, custom_id)) =
                 worker.who(allow.credential, allow.consumer)
             else {

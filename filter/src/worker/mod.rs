@@ -12,6 +12,7 @@ use crate::http::callout::DispatchError;
 use crate::limit::local::{HashKey, Hit};
 use crate::limit::remote::{self, Op, SyncCounters};
 use crate::limit::{LimitOptions, Policy};
+use crate::metrics::Metrics;
 use crate::secrets::{parse_answer, request_body, BatchError, Note, Refresh, SecretTable};
 use secret_ref::SecretValue;
 use std::cell::RefCell;
@@ -67,6 +68,10 @@ pub struct Worker {
     next_rebuild_ms: Option<u64>,
     /// Why each credential is disabled, as last logged (each reason is logged once).
     disabled: HashMap<usize, String>,
+    /// Refresh outcomes and credential states, for Envoy's stats.
+    metrics: Metrics,
+    started_ms: u64,
+    last_refresh_ok_ms: Option<u64>,
 }
 
 impl Worker {
@@ -114,7 +119,11 @@ impl Worker {
             limit_hash_key: None,
             next_rebuild_ms: None,
             disabled: HashMap::new(),
+            metrics: Metrics::default(),
+            started_ms: now,
+            last_refresh_ok_ms: None,
         };
+        rt.metrics.count("vm.configured");
         rt.rebuild(host);
         host.log(
             Level::Info,
@@ -154,6 +163,21 @@ impl Worker {
     /// False while requests should wait for the first answer from the sidecar.
     pub fn gate_open(&self) -> bool {
         self.gate_open
+    }
+
+    /// The metrics tallied since the last call, with consumer names resolved.
+    pub fn drain_metrics(&mut self) -> Vec<crate::metrics::Update> {
+        let consumers = &self.config.consumers;
+        self.metrics
+            .drain(|i| consumers.get(i).map(|c| c.username.as_str()))
+    }
+
+    /// The name of consumer `index`.
+    pub fn consumer_name(&self, index: usize) -> Option<&str> {
+        self.config
+            .consumers
+            .get(index)
+            .map(|c| c.username.as_str())
     }
 
     /// How often the glue should call [`Worker::on_tick`].
@@ -310,6 +334,13 @@ impl Worker {
         if !changed && self.next_rebuild_ms.is_some_and(|at| now >= at) {
             self.rebuild(host);
         }
+        if self.refresh.is_some() {
+            let since = self.last_refresh_ok_ms.unwrap_or(self.started_ms);
+            self.metrics.gauge(
+                "refresh.seconds_since_success",
+                now.saturating_sub(since) / 1000,
+            );
+        }
         if !self.gate_open && now >= self.startup_deadline_ms {
             self.gate_open = true;
             host.log(
@@ -361,6 +392,8 @@ impl Worker {
         match parse_answer(status, body, &self.config.refs) {
             Ok(answers) => {
                 refresh.succeeded(now);
+                self.metrics.count("refresh.success");
+                self.last_refresh_ok_ms = Some(now);
                 self.gate_open = true;
                 if self.last_batch_error.take().is_some() {
                     host.log(Level::Info, "the sidecar answers again");
@@ -390,6 +423,7 @@ impl Worker {
     }
 
     fn batch_failed(&mut self, host: &mut dyn Host, e: &BatchError) {
+        self.metrics.count("refresh.failure");
         let message = e.to_string();
         if self.last_batch_error.as_deref() != Some(message.as_str()) {
             host.log(
@@ -544,6 +578,45 @@ impl Worker {
                     "key_sha256 is not a SHA-256 digest (64 hex digits)".into(),
                 )),
             }
+        }
+        let mut by_reason: HashMap<&'static str, u64> = HashMap::new();
+        for class in [
+            "expired",
+            "shared_key",
+            "not_sha256",
+            "bad_key",
+            "unresolved",
+            "unknown",
+        ] {
+            by_reason.insert(class, 0);
+        }
+        for (_, reason) in &disabled {
+            let class = if reason.starts_with("expired") {
+                "expired"
+            } else if reason.contains("same key") {
+                "shared_key"
+            } else if reason.starts_with("key_sha256") {
+                "not_sha256"
+            } else {
+                "bad_key"
+            };
+            *by_reason.entry(class).or_default() += 1;
+        }
+        for c in &self.config.credentials {
+            if let Source::Ref(id) = c.kind.secret() {
+                if self.table.value(*id).is_none() {
+                    let class = if self.table.unknown(*id) {
+                        "unknown"
+                    } else {
+                        "unresolved"
+                    };
+                    *by_reason.entry(class).or_default() += 1;
+                }
+            }
+        }
+        for (class, n) in by_reason {
+            self.metrics
+                .gauge(format!("credentials.disabled.{class}"), n);
         }
         self.note_disabled(host, disabled);
         self.next_rebuild_ms = next_rebuild;

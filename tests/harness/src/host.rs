@@ -630,6 +630,14 @@ impl Host {
         shared.get(key.as_bytes()).map(|(value, _)| value)
     }
 
+    /// Every metric defined so far, with its value.
+    pub fn metrics(&self) -> Vec<(String, u64)> {
+        self.proxy()
+            .shared()
+            .map(|s| s.metrics())
+            .unwrap_or_default()
+    }
+
     /// A metric's value by name.
     pub fn metric(&self, name: &str) -> Option<u64> {
         self.proxy().shared().ok()?.metric_by_name(name)

@@ -132,6 +132,13 @@ impl SharedStore {
         self.metrics.get_mut(index)
     }
 
+    pub fn metrics(&self) -> Vec<(String, u64)> {
+        self.metrics
+            .iter()
+            .map(|m| (m.name.clone(), m.value))
+            .collect()
+    }
+
     pub fn metric_by_name(&self, name: &str) -> Option<u64> {
         self.metrics
             .iter()

@@ -20,6 +20,7 @@ mod hmac;
 mod host_calls;
 mod hostile;
 mod jwt;
+mod metrics;
 mod python;
 mod routes;
 
