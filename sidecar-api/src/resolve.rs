@@ -14,6 +14,12 @@ pub struct ResolveRequest {
     /// (and not written when `false`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub previous: bool,
+    /// References (among `refs`) whose secrets the sidecar should fetch from the provider
+    /// again rather than answer from its cache: the filter saw a credential that matched
+    /// nobody and the secret may just have rotated. The sidecar refetches a secret at most
+    /// once per `[cache] refetch_min_interval_ms`, however often it is asked. Absent: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refetch: Vec<String>,
 }
 
 /// The value a reference had before the secret's current version replaced it:

@@ -70,7 +70,10 @@ pub fn check(opts: &BasicAuthOptions, index: &BasicIndex, req: &mut dyn RequestV
         None if index.is_unknown(&user) => Decision::Reject(Reject::credential_store_unavailable(
             super::UNKNOWN_RETRY_AFTER_S,
         )),
-        _ => Decision::Reject(reject("Invalid user authorization", "basic_auth_invalid")),
+        _ => Decision::Reject(
+            reject("Invalid user authorization", "basic_auth_invalid")
+                .missed("basic-auth", &header),
+        ),
     }
 }
 

@@ -254,7 +254,7 @@ pub fn check(opts: &KeyAuthOptions, index: &KeyIndex, req: &mut dyn RequestView)
                 super::UNKNOWN_RETRY_AFTER_S,
             ));
         }
-        return Decision::Reject(invalid());
+        return Decision::Reject(invalid().missed("key-auth", &key));
     };
     let hide = match (opts.hide_credentials, from_query) {
         (false, _) => None,

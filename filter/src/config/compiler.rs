@@ -46,6 +46,17 @@ impl Compiler<'_> {
         }
         // Exact capacities: a VM keeps the peak of configuring (its memory never shrinks), and a
         // growing list can hold twice what it needs.
+        if raw.miss_refresh_min_interval_s > 3600 {
+            return Err(ConfigError::new(
+                "miss_refresh_min_interval_s",
+                ConfigErrorKind::OutOfRange {
+                    value: raw.miss_refresh_min_interval_s,
+                    min: 0,
+                    max: 3600,
+                    unit: "s",
+                },
+            ));
+        }
         if raw.rotation_grace_s > MAX_ROTATION_GRACE_S {
             return Err(ConfigError::new(
                 "rotation_grace_s",
@@ -154,6 +165,7 @@ impl Compiler<'_> {
                 max_stale: Duration::from_secs(raw.max_stale_s),
                 startup_wait: Duration::from_millis(raw.startup_wait_ms),
                 strip_identity_headers: raw.strip_identity_headers,
+                miss_refresh_min_interval: Duration::from_secs(raw.miss_refresh_min_interval_s),
                 consumers,
                 credentials,
                 refs: {

@@ -40,6 +40,9 @@ pub struct Config {
     /// Whether the filter removes client copies of the identity headers itself (`false`: Envoy
     /// removes them before routing, see docs/DESIGN.md "Envoy wiring").
     pub strip_identity_headers: bool,
+    /// At most one early refresh per this interval and worker after a credential matched
+    /// nobody (zero: never).
+    pub miss_refresh_min_interval: Duration,
     pub consumers: Vec<Consumer>,
     /// Every credential of every consumer, flattened.
     pub credentials: Vec<Credential>,

@@ -36,6 +36,9 @@ fn default_startup_wait_ms() -> u64 {
 fn default_max_stale_s() -> u64 {
     3600
 }
+fn default_miss_refresh_min_interval_s() -> u64 {
+    1
+}
 /// A list without spare capacity: serde grows a list of unknown length to at least 4 elements,
 /// and a consumer usually has one credential (with 10,000 consumers that spare room was most of
 /// the parsed configuration's memory, which a VM keeps: its memory never shrinks).
@@ -75,6 +78,8 @@ pub struct RawConfig {
     pub strip_identity_headers: bool,
     #[serde(default)]
     pub rotation_grace_s: u64,
+    #[serde(default = "default_miss_refresh_min_interval_s")]
+    pub miss_refresh_min_interval_s: u64,
     #[serde(default)]
     pub consumers: Vec<RawConsumer>,
     #[serde(default)]

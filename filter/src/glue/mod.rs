@@ -406,6 +406,7 @@ impl HttpContext for Request {
             return Action::Pause;
         }
         let plan = decide(rt);
+        let miss = plan.miss;
         let mut calls = HashMap::new();
         let go_on = apply(
             plan,
@@ -415,6 +416,9 @@ impl HttpContext for Request {
             &mut calls,
         );
         shared.limit_calls.extend(calls);
+        if let (Some(miss), Some(rt)) = (miss, shared.worker.as_mut()) {
+            rt.on_miss(&mut ProxyHost, miss);
+        }
         if go_on {
             Action::Continue
         } else {

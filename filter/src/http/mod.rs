@@ -32,8 +32,10 @@ pub trait RequestView {
     }
 }
 
-/// A denial: status, exact body, `WWW-Authenticate`, and a detail for the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A denial: status, exact body, `WWW-Authenticate`, and a detail for the log. Two denials are
+/// equal when the client would see the same answer and the log the same detail (`miss` is a
+/// note for the worker, not part of the answer).
+#[derive(Debug, Clone)]
 pub struct Reject {
     pub status: u16,
     pub body: Cow<'static, str>,
@@ -43,6 +45,39 @@ pub struct Reject {
     pub log_detail: bool,
     /// `Retry-After` in seconds (the 503 while credentials are unknown).
     pub retry_after_s: Option<u32>,
+    /// The client presented a credential that matched nobody: which type, and the SHA-256 of
+    /// what was presented (an early refresh may find that the secret just rotated).
+    pub miss: Option<Miss>,
+}
+
+impl PartialEq for Reject {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            self.status,
+            &self.body,
+            self.www_authenticate,
+            &self.detail,
+            self.log_detail,
+            self.retry_after_s,
+        ) == (
+            other.status,
+            &other.body,
+            other.www_authenticate,
+            &other.detail,
+            other.log_detail,
+            other.retry_after_s,
+        )
+    }
+}
+
+impl Eq for Reject {}
+
+/// A credential that matched nobody.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Miss {
+    /// The credential type (`key-auth`, `basic-auth`, `jwt-auth`, `hmac-auth`).
+    pub kind: &'static str,
+    pub digest: [u8; 32],
 }
 
 impl Reject {
@@ -70,7 +105,18 @@ impl Reject {
             detail,
             log_detail: false,
             retry_after_s: None,
+            miss: None,
         }
+    }
+
+    /// Marks the refusal as a miss: the client presented `presented` as a `kind` credential.
+    pub fn missed(mut self, kind: &'static str, presented: &[u8]) -> Self {
+        use sha2::Digest;
+        self.miss = Some(Miss {
+            kind,
+            digest: sha2::Sha256::digest(presented).into(),
+        });
+        self
     }
 
     /// The answer while the credential that could judge a request is unknown (its secret was

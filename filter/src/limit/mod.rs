@@ -66,6 +66,7 @@ impl LimitOptions {
             detail: REJECTED_DETAIL.into(),
             log_detail: false,
             retry_after_s: None,
+            miss: None,
         }
     }
 }

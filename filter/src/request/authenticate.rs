@@ -69,10 +69,14 @@ pub fn authenticate(
         }));
     }
     let single = rejects.len() == 1;
+    let miss = rejects.iter().find_map(|r| r.miss);
     let first = rejects.into_iter().next();
     match first {
         Some(r) if single => Some(Decision::Reject(r)),
-        _ => Some(Decision::Reject(all_failed())),
+        _ => Some(Decision::Reject(Reject {
+            miss,
+            ..all_failed()
+        })),
     }
 }
 

@@ -123,6 +123,8 @@ pub struct Plan {
     /// Who the request is (for metrics): the consumer's index, and whether it is the
     /// anonymous consumer; the route's name when the filter read it.
     pub who: Who,
+    /// A credential that matched nobody (the worker may refresh early).
+    pub miss: Option<crate::http::Miss>,
 }
 
 /// Who a request was accepted as, for the metrics.
@@ -142,6 +144,7 @@ impl Plan {
             quota: None,
             notes: Vec::new(),
             who: Who::default(),
+            miss: None,
         }
     }
 }
@@ -228,6 +231,7 @@ pub fn decide(
             (Some(username), allow.body_check)
         }
         Some(Decision::Reject(r)) => {
+            plan.miss = r.miss;
             if r.log_detail {
                 plan.notes.push(Note::Refused(r.clone()));
             }

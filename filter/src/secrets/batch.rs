@@ -64,10 +64,17 @@ impl fmt::Display for BatchError {
 }
 
 /// `{"refs":[...]}` for the given references.
-pub fn request_body(refs: &[SecretRef], previous: bool) -> Vec<u8> {
+/// With `previous`, the previous versions too; `refetch`: indexes into `refs` the sidecar should
+/// fetch from the provider again.
+pub fn request_body(refs: &[SecretRef], previous: bool, refetch: &[usize]) -> Vec<u8> {
     let request = ResolveRequest {
         refs: refs.iter().map(ToString::to_string).collect(),
         previous,
+        refetch: refetch
+            .iter()
+            .filter_map(|i| refs.get(*i))
+            .map(ToString::to_string)
+            .collect(),
     };
     serde_json::to_vec(&request).unwrap_or_default()
 }
@@ -147,13 +154,16 @@ mod tests {
     #[test]
     fn request_body_lists_every_reference() {
         let refs = [r("$secret://aws/sm/a/k"), r("$secret://aws/sm/b/c/d")];
-        let v: serde_json::Value = serde_json::from_slice(&request_body(&refs, false)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&request_body(&refs, false, &[])).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"refs": ["$secret://aws/sm/a/k", "$secret://aws/sm/b/c/d"]})
         );
-        let v: serde_json::Value = serde_json::from_slice(&request_body(&refs, true)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&request_body(&refs, true, &[1])).unwrap();
         assert_eq!(v["previous"], serde_json::json!(true));
+        assert_eq!(v["refetch"], serde_json::json!(["$secret://aws/sm/b/c/d"]));
     }
 
     #[test]

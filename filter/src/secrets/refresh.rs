@@ -44,6 +44,11 @@ impl Refresh {
         self.in_flight = Some((token, now_ms.saturating_add(self.give_up_ms)));
     }
 
+    /// Whether a callout is outstanding (and not yet past its deadline at `now_ms`).
+    pub fn in_flight(&self, now_ms: u64) -> bool {
+        matches!(self.in_flight, Some((_, deadline)) if now_ms < deadline)
+    }
+
     /// Whether `token` is the callout we are waiting for (a late answer to an abandoned one is not).
     pub fn is_current(&self, token: u32) -> bool {
         matches!(self.in_flight, Some((t, _)) if t == token)

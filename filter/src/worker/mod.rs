@@ -70,6 +70,8 @@ pub struct Worker {
     disabled: HashMap<usize, String>,
     /// Refresh outcomes and credential states, for Envoy's stats.
     metrics: Metrics,
+    /// Early refreshes after credentials that matched nobody.
+    miss: MissRefresh,
     started_ms: u64,
     last_refresh_ok_ms: Option<u64>,
 }
@@ -120,6 +122,7 @@ impl Worker {
             next_rebuild_ms: None,
             disabled: HashMap::new(),
             metrics: Metrics::default(),
+            miss: MissRefresh::default(),
             started_ms: now,
             last_refresh_ok_ms: None,
         };
@@ -349,18 +352,31 @@ impl Worker {
                  credentials known so far (unresolved references match nobody)",
             );
         }
-        let (Some(refresh), Some(sidecar)) = (self.refresh.as_mut(), self.config.sidecar.as_ref())
-        else {
+        let (Some(refresh), Some(_)) = (self.refresh.as_mut(), self.config.sidecar.as_ref()) else {
             return;
         };
         if !refresh.due(now) {
             return;
         }
-        let previous = self.config.uses_rotation_grace();
+        self.fetch(host, now, &[]);
+    }
+
+    /// Starts a `/v1/resolve` call for every reference; the sidecar fetches those in `refetch`
+    /// from the provider again.
+    fn fetch(&mut self, host: &mut dyn Host, now: u64, refetch: &[usize]) {
+        let (Some(refresh), Some(sidecar)) = (self.refresh.as_mut(), self.config.sidecar.as_ref())
+        else {
+            return;
+        };
+        let previous = self
+            .config
+            .credentials
+            .iter()
+            .any(|c| c.rotation_grace_ms > 0);
         match host.dispatch(
             sidecar,
             &sidecar.path,
-            request_body(&self.config.refs, previous),
+            request_body(&self.config.refs, previous, refetch),
         ) {
             Ok(token) => refresh.started(token, now),
             Err(e) => {
@@ -372,6 +388,49 @@ impl Worker {
                 self.batch_failed(host, &err);
             }
         }
+    }
+
+    /// Whether a `/v1/resolve` call is outstanding.
+    pub fn refresh_in_flight(&self, now_ms: u64) -> bool {
+        self.refresh.as_ref().is_some_and(|r| r.in_flight(now_ms))
+    }
+
+    /// A client presented a credential that matched nobody: perhaps its secret just rotated
+    /// and this worker has not refreshed yet. Refreshes at once, asking the sidecar to fetch
+    /// that credential type's secrets from the provider again, at most once per
+    /// `miss_refresh_min_interval_s` per worker, and never for a credential that already
+    /// missed after such a refresh (kept for `refresh_interval_s`): random guesses cost at most
+    /// one call per interval, a client repeating a wrong key none.
+    pub fn on_miss(&mut self, host: &mut dyn Host, miss: crate::http::Miss) {
+        let interval = millis(self.config.miss_refresh_min_interval);
+        if interval == 0 || self.refresh.is_none() {
+            return;
+        }
+        let now = host.now_ms();
+        self.miss.known.retain(|_, until| *until > now);
+        if self.miss.known.contains_key(&miss.digest) {
+            self.metrics.count("refresh.miss_known");
+            return;
+        }
+        let throttled = self
+            .miss
+            .last_ms
+            .is_some_and(|last| now < last.saturating_add(interval));
+        if throttled || self.refresh.as_ref().is_some_and(|r| r.in_flight(now)) {
+            self.metrics.count("refresh.miss_throttled");
+            return;
+        }
+        self.miss.last_ms = Some(now);
+        self.miss.checking.push(miss.digest);
+        let refetch: Vec<usize> = self
+            .config
+            .credentials
+            .iter()
+            .filter(|c| c.kind.type_name() == miss.kind)
+            .flat_map(|c| c.kind.ref_ids())
+            .collect();
+        self.metrics.count("refresh.on_miss");
+        self.fetch(host, now, &refetch);
     }
 
     /// The sidecar's answer (`status` is `None` when the callout failed).
@@ -394,6 +453,14 @@ impl Worker {
                 refresh.succeeded(now);
                 self.metrics.count("refresh.success");
                 self.last_refresh_ok_ms = Some(now);
+                // Credentials that missed are now judged with fresh values: if they still
+                // miss, they are wrong, not new.
+                let until = now.saturating_add(millis(self.config.refresh_interval));
+                for digest in std::mem::take(&mut self.miss.checking) {
+                    if self.miss.known.len() < MISS_KNOWN_MAX {
+                        self.miss.known.insert(digest, until);
+                    }
+                }
                 self.gate_open = true;
                 if self.last_batch_error.take().is_some() {
                     host.log(Level::Info, "the sidecar answers again");
@@ -661,6 +728,19 @@ impl Worker {
         }
         self.disabled = still;
     }
+}
+
+/// At most this many credentials remembered as wrong after a refresh (a bounded set: random
+/// guesses never repeat, so they only fill it; when full, nothing more is remembered).
+const MISS_KNOWN_MAX: usize = 4096;
+
+#[derive(Debug, Default)]
+struct MissRefresh {
+    last_ms: Option<u64>,
+    /// Digests of credentials whose miss started the refresh in flight.
+    checking: Vec<[u8; 32]>,
+    /// Digests of credentials that missed again after a refresh, until when.
+    known: HashMap<[u8; 32], u64>,
 }
 
 fn millis(d: Duration) -> u64 {

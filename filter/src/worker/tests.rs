@@ -727,3 +727,91 @@ fn key_sha256_matches_the_key_whose_digest_the_secret_holds() {
     assert!(host.logged(Level::Error, "key_sha256 is not a SHA-256 digest"));
     assert!(!host.logged(Level::Error, "not-hex"), "never the value");
 }
+
+fn miss(kind: &'static str, presented: &str) -> crate::http::Miss {
+    crate::http::Reject::message(401, "x", None, "x")
+        .missed(kind, presented.as_bytes())
+        .miss
+        .unwrap()
+}
+
+#[test]
+fn a_key_that_misses_refreshes_at_once_asking_the_sidecar_to_refetch() {
+    let mut host = FakeHost::default();
+    let mut rt = runtime(&mut host);
+    rt.on_tick(&mut host);
+    answer(&mut rt, &mut host, r#""value":"alice-key""#);
+    assert_eq!(host.calls.len(), 1);
+    // alice's key rotated in AWS; her client already has the new one.
+    host.now += 2_000;
+    let mut req = FakeRequest::new(&[("apikey", "alice-key-2")]);
+    let plan = crate::request::decide(&rt, &mut req, &mut NoStore, &mut || 0);
+    let m = plan.miss.expect("a miss");
+    rt.on_miss(&mut host, m);
+    assert_eq!(
+        host.calls.len(),
+        2,
+        "refreshed at once, not after refresh_interval_s"
+    );
+    let body: serde_json::Value = serde_json::from_slice(&host.calls[1].2).unwrap();
+    assert_eq!(body["refetch"], serde_json::json!([ALICE_REF]));
+    answer(&mut rt, &mut host, r#""value":"alice-key-2""#);
+    assert_eq!(who(&rt, "alice-key-2").as_deref(), Some("alice"));
+}
+
+#[test]
+fn random_keys_cost_at_most_one_refresh_per_interval_and_a_repeated_wrong_key_none() {
+    let mut host = FakeHost::default();
+    let mut rt = runtime(&mut host);
+    rt.on_tick(&mut host);
+    answer(&mut rt, &mut host, r#""value":"alice-key""#);
+    let start = host.now;
+    // 10 s of an attacker's random keys, 1,000 a second, the sidecar answering each refresh.
+    for i in 0..10_000u64 {
+        host.now = start + i;
+        rt.on_miss(&mut host, miss("key-auth", &format!("guess-{i}")));
+        if host.calls.len() > 1 && rt.refresh_in_flight(host.now) {
+            answer(&mut rt, &mut host, r#""value":"alice-key""#);
+        }
+    }
+    // The regular refresh (every 30 s) is not due yet: every call here came from a miss.
+    let refreshes = host.calls.len() - 1;
+    assert!(
+        (9..=11).contains(&refreshes),
+        "{refreshes} refreshes in 10 s with miss_refresh_min_interval_s = 1"
+    );
+    // A client repeating one wrong key: once it missed after a refresh, never again.
+    let calls = host.calls.len();
+    for i in 0..10u64 {
+        host.now += 2_000;
+        rt.on_miss(&mut host, miss("key-auth", "old-key"));
+        if rt.refresh_in_flight(host.now) {
+            answer(&mut rt, &mut host, r#""value":"alice-key""#);
+        }
+        if i == 0 {
+            assert_eq!(host.calls.len(), calls + 1, "the first miss refreshes");
+        }
+    }
+    assert_eq!(
+        host.calls.len(),
+        calls + 1,
+        "the same wrong key never again"
+    );
+}
+
+/// No shared data (these tests count nothing locally).
+struct NoStore;
+
+impl crate::limit::local::SharedStore for NoStore {
+    fn get(&mut self, _: &str) -> Option<(Vec<u8>, u32)> {
+        None
+    }
+    fn set(
+        &mut self,
+        _: &str,
+        _: &[u8],
+        _: Option<u32>,
+    ) -> Result<(), crate::limit::local::StoreError> {
+        Err(crate::limit::local::StoreError::Failed)
+    }
+}

@@ -156,7 +156,7 @@ pub fn check(opts: &HmacAuthOptions, index: &HmacIndex, req: &mut dyn RequestVie
                 crate::auth::UNKNOWN_RETRY_AFTER_S,
             ));
         }
-        return invalid("Invalid key_id");
+        return missed(invalid("Invalid key_id"), auth.as_bytes());
     };
     let Some(algorithm) = opts
         .allowed_algorithms
@@ -228,7 +228,7 @@ pub fn check(opts: &HmacAuthOptions, index: &HmacIndex, req: &mut dyn RequestVie
     {
         true
     } else {
-        return invalid("Invalid signature");
+        return missed(invalid("Invalid signature"), auth.as_bytes());
     };
     let body_check = if opts.validate_request_body {
         let Some(digest) = req.header("digest").and_then(|d| String::from_utf8(d).ok()) else {
@@ -250,6 +250,14 @@ pub fn check(opts: &HmacAuthOptions, index: &HmacIndex, req: &mut dyn RequestVie
         body_check,
         previous,
     })
+}
+
+/// A refusal of a signature or key id that may just have rotated (see `Reject::missed`).
+fn missed(decision: Decision, authorization: &[u8]) -> Decision {
+    match decision {
+        Decision::Reject(r) => Decision::Reject(r.missed("hmac-auth", authorization)),
+        other => other,
+    }
 }
 
 /// Missing or unparseable Authorization: the reason is part of the answer.

@@ -243,7 +243,9 @@ pub fn check(opts: &JwtAuthOptions, index: &JwtIndex, req: &mut dyn RequestView)
                 super::UNKNOWN_RETRY_AFTER_S,
             ));
         }
-        return Decision::Reject(reject(UNKNOWN_KEY, "jwt_unknown_key"));
+        return Decision::Reject(
+            reject(UNKNOWN_KEY, "jwt_unknown_key").missed("jwt-auth", token.as_bytes()),
+        );
     };
     // alg "none" or any other algorithm than the credential's never passes.
     if parsed.alg != cred.algorithm.name() {
@@ -280,7 +282,9 @@ pub fn check(opts: &JwtAuthOptions, index: &JwtIndex, req: &mut dyn RequestView)
     {
         true
     } else {
-        return Decision::Reject(reject(FAILED, "jwt_signature"));
+        return Decision::Reject(
+            reject(FAILED, "jwt_signature").missed("jwt-auth", token.as_bytes()),
+        );
     };
     let hide = opts.hide_credentials.then(|| match origin {
         Origin::Header => Some(Hide::Header(opts.header.clone())),
