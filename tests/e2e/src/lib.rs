@@ -40,10 +40,11 @@ pub fn filter_sidecar_section() -> serde_json::Value {
 }
 
 /// The identity headers the filter writes; client copies are removed before route matching.
-pub const IDENTITY_HEADERS: [&str; 3] = [
+pub const IDENTITY_HEADERS: [&str; 4] = [
     "x-consumer-username",
     "x-credential-identifier",
     "x-consumer-custom-id",
+    "x-credential-version",
 ];
 
 /// The HTTP connection manager's `early_header_mutation_extensions` every shipped config carries:
