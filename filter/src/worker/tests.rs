@@ -815,3 +815,116 @@ impl crate::limit::local::SharedStore for NoStore {
         Err(crate::limit::local::StoreError::Failed)
     }
 }
+
+#[test]
+fn each_credential_fault_disables_only_that_credential_logged_once_and_counted() {
+    let r = |k: &str| format!("$secret://aws/sm/creds/{k}");
+    let json = serde_json::json!({
+        "sidecar": {"cluster": "secret_sidecar", "token": "$env://SIDECAR_TOKEN"},
+        "consumers": [
+            {"username": "ok", "credentials": [
+                {"id": "ok-key", "type": "key-auth", "key": r("ok")}]},
+            {"username": "pem", "credentials": [
+                {"id": "pem-jwt", "type": "jwt-auth", "key": "pem", "algorithm": "RS256",
+                 "public_key": r("pem")},
+                {"id": "pem-key", "type": "key-auth", "key": r("pem-key")}]},
+            {"username": "dup1", "credentials": [
+                {"id": "dup1-key", "type": "key-auth", "key": r("dup1")}]},
+            {"username": "dup2", "credentials": [
+                {"id": "dup2-key", "type": "key-auth", "key": r("dup2")}]},
+            {"username": "empty", "credentials": [
+                {"id": "empty-key", "type": "key-auth", "key": r("empty")}]},
+            {"username": "gone", "credentials": [
+                {"id": "gone-key", "type": "key-auth", "key": r("gone")}]},
+            {"username": "old", "credentials": [
+                {"id": "old-key", "type": "key-auth", "key": r("old"),
+                 "expires_at": "2020-01-01T00:00:00Z"}]}
+        ],
+        "plugins": {"key-auth": {}}
+    });
+    let mut host = FakeHost {
+        now: 1_796_314_280_000,
+        ..Default::default()
+    };
+    let mut rt = Worker::new(
+        compile(json.to_string().as_bytes(), &|_| Some("t".into())).unwrap(),
+        &mut host,
+    );
+    rt.on_tick(&mut host);
+    let token = host.calls.last().unwrap().0;
+    let value = |k: &str, v: &str| format!(r#"{{"ref":"{}","value":"{v}"}}"#, r(k));
+    let results = [
+        value("ok", "ok-secret"),
+        value("pem", "garbage-pem-xyz"),
+        value("pem-key", "pem-secret"),
+        value("dup1", "same-secret"),
+        value("dup2", "same-secret"),
+        value("empty", ""),
+        format!(
+            r#"{{"ref":"{}","error":{{"code":"secret_not_found","message":"no"}}}}"#,
+            r("gone")
+        ),
+        value("old", "old-secret"),
+    ];
+    let body = format!(r#"{{"results":[{}]}}"#, results.join(","));
+    rt.on_answer(&mut host, token, Some("200"), body.as_bytes());
+    // Only the faulty credentials are off; their consumers' other credentials work.
+    assert_eq!(who(&rt, "ok-secret").as_deref(), Some("ok"));
+    assert_eq!(who(&rt, "pem-secret").as_deref(), Some("pem"));
+    for key in ["same-secret", "", "old-secret"] {
+        assert_eq!(who(&rt, key), None, "{key:?}");
+    }
+    // Each logged with its reason, once, without values.
+    for needle in [
+        "pem-jwt\" disabled",
+        "have the same key; credential \"dup1-key\" disabled",
+        "(empty_value); credential(s) empty-key disabled",
+        "(secret_not_found); credential(s) gone-key disabled",
+        "expired (expires_at); credential \"old-key\" disabled",
+    ] {
+        let n = host
+            .logs
+            .borrow()
+            .iter()
+            .filter(|(l, m)| *l == Level::Error && m.contains(needle))
+            .count();
+        assert_eq!(n, 1, "{needle}: {:?}", host.logs.borrow());
+    }
+    let leaked: Vec<String> = host
+        .logs
+        .borrow()
+        .iter()
+        .filter(|(_, m)| m.contains("same-secret") || m.contains("garbage-pem-xyz"))
+        .map(|(_, m)| m.clone())
+        .collect();
+    assert!(leaked.is_empty(), "{leaked:?}");
+    // A second identical answer logs nothing new.
+    let before = host.logs.borrow().len();
+    host.now += 30_000;
+    rt.on_tick(&mut host);
+    let token = host.calls.last().unwrap().0;
+    rt.on_answer(&mut host, token, Some("200"), body.as_bytes());
+    assert_eq!(
+        host.logs.borrow().len(),
+        before,
+        "{:?}",
+        &host.logs.borrow()[before..]
+    );
+    // Counted, by reason.
+    let metrics = rt.drain_metrics();
+    let gauge = |name: &str| {
+        metrics.iter().find_map(|m| match m {
+            crate::metrics::Update::Gauge(n, v)
+                if n == &format!("envoy_secret_auth.credentials.disabled.{name}") =>
+            {
+                Some(*v)
+            }
+            _ => None,
+        })
+    };
+    assert_eq!(gauge("bad_key"), Some(1));
+    assert_eq!(gauge("shared_key"), Some(2));
+    assert_eq!(gauge("expired"), Some(1));
+    assert_eq!(gauge("unresolved"), Some(2), "empty and not found");
+    assert_eq!(gauge("unknown"), Some(0));
+}
