@@ -1,7 +1,7 @@
 //! The filter's metrics (issue #11), tallied in the VM's memory on the request path (a host
 //! call per request would cost more than the check itself, issue #9) and handed to Envoy as
 //! deltas on the worker's tick. Envoy shows them in `/stats` and `/stats/prometheus` with the
-//! prefix `wasmcustom.` (Prometheus: `envoy_wasmcustom_envoy_secret_auth_...`).
+//! prefix `wasmcustom.` (Prometheus: `envoy_secret_auth_...`).
 //!
 //! Names carry consumer names, plugin reason codes and Envoy route names: never a key, a
 //! secret, a secret's name or a reference.
