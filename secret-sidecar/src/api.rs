@@ -146,11 +146,20 @@ async fn resolve(State(state): State<AppState>, body: Result<Bytes, BytesRejecti
             ),
         );
     }
+    if request.refetch.len() > MAX_REFS {
+        return request_error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "too many refetch refs: {} (at most {MAX_REFS} per request)",
+                request.refetch.len()
+            ),
+        );
+    }
 
     let resolutions = state
         .inner
         .resolver
-        .resolve_batch_with(&request.refs, request.previous)
+        .resolve_request(&request.refs, request.previous, &request.refetch)
         .await;
     let results = request
         .refs
@@ -386,7 +395,7 @@ mod tests {
             ("{}", "invalid request body: missing field `refs` at line 1 column 2"),
             (r#"{"refs":"x"}"#, "invalid request body: invalid type: string \"x\", expected a sequence at line 1 column 11"),
             (r#"{"refs":[1]}"#, "invalid request body: invalid type: integer `1`, expected a string at line 1 column 10"),
-            (r#"{"refs":[],"x":1}"#, "invalid request body: unknown field `x`, expected `refs` or `previous` at line 1 column 14"),
+            (r#"{"refs":[],"x":1}"#, "invalid request body: unknown field `x`, expected one of `refs`, `previous`, `refetch` at line 1 column 14"),
         ];
         for (body, message) in cases {
             let (status, v) = send_json(app(), post_resolve(Some(&bearer()), body)).await;

@@ -16,6 +16,14 @@
 //!   is fetched again only when it did; otherwise the cached value is fresh for another TTL. At
 //!   most [`MAX_REVALIDATIONS`] times in a row, so that what only a fetch shows (AWS: a disabled
 //!   KMS key) is seen within `(MAX_REVALIDATIONS + 1) * ttl`.
+//! * A *refetch* ([`Cache::refetch`]: a caller saw a credential that matched nobody, so the
+//!   secret may just have rotated) asks the provider even while the cached value is fresh,
+//!   unless the provider was asked about this secret less than `refetch_min_interval` ago:
+//!   however many callers ask, at most one provider call per secret and interval (plus the
+//!   usual ones after the TTL). Concurrent refetches share one call, as lookups do. A transient
+//!   failure answers as a plain lookup would (the fresh cached value; after the TTL the stale
+//!   one). Only values are refetched: a remembered "not found" or refusal is kept for
+//!   `not_found_ttl` as usual.
 //! * The previous version of a secret (for rotation grace) is fetched only when asked for
 //!   ([`Cache::previous`]), once per fetched current value, and kept with it.
 //! * The provider's name list is cached for `ttl` too (one per provider); a failed listing is
@@ -103,6 +111,8 @@ struct SecretState {
     last_outcome: Option<Lookup>,
     /// Revalidations since the value was last fetched.
     revalidations: u32,
+    /// When the provider was last asked about this secret (any outcome): bounds refetches.
+    last_call: Option<Instant>,
     /// The previous version of the known value, once asked for (`Some(None)`: there is none).
     /// Cleared whenever a value is fetched.
     previous: Option<Option<PreviousSecret>>,
@@ -219,6 +229,22 @@ impl Cache {
 
     /// The secret `name` of provider `provider_id`, from the cache or from `provider`.
     pub async fn get(&self, provider_id: &str, provider: &dyn Provider, name: &str) -> Lookup {
+        self.lookup(provider_id, provider, name, false).await
+    }
+
+    /// [`Cache::get`], but a cached value, even a fresh one, is fetched from `provider` again
+    /// unless the provider was asked about `name` less than `refetch_min_interval` ago.
+    pub async fn refetch(&self, provider_id: &str, provider: &dyn Provider, name: &str) -> Lookup {
+        self.lookup(provider_id, provider, name, true).await
+    }
+
+    async fn lookup(
+        &self,
+        provider_id: &str,
+        provider: &dyn Provider,
+        name: &str,
+        refetch: bool,
+    ) -> Lookup {
         let slot = self.secret_slot(provider_id, name);
         let attempts_seen = slot.attempts.load(Ordering::SeqCst);
         let mut state = slot.state.lock().await;
@@ -229,14 +255,21 @@ impl Cache {
                 return outcome.clone();
             }
         }
+        let now = self.clock.now();
         if let Some(known) = &state.known {
-            if self.is_fresh(known, self.clock.now()) {
+            let refetch_now = refetch
+                && matches!(known.answer, Answer::Value(_))
+                && state.last_call.is_none_or(|at| {
+                    now.saturating_duration_since(at) >= self.config.refetch_min_interval
+                });
+            if self.is_fresh(known, now) && !refetch_now {
                 return known.answer.lookup(false);
             }
         }
 
         let result = self.fetch(provider, name, &mut state).await;
         let now = self.clock.now();
+        state.last_call = Some(now);
         let outcome = match result {
             Ok(Fetched::Unchanged) => {
                 state.revalidations += 1;
@@ -290,6 +323,8 @@ impl Cache {
             Err(err) => {
                 let max_age = self.config.ttl.saturating_add(self.config.max_stale);
                 let outcome = match &state.known {
+                    // (a refetch of a fresh value: answered as without the refetch)
+                    Some(known) if self.is_fresh(known, now) => known.answer.lookup(false),
                     Some(Known {
                         answer: Answer::Value(_),
                         at,
@@ -459,6 +494,7 @@ mod tests {
             ttl: Duration::from_secs(ttl),
             not_found_ttl: Duration::from_secs(not_found_ttl),
             max_stale: Duration::from_secs(3600),
+            ..CacheConfig::default()
         };
         (Arc::new(Cache::new(config, clock.clone())), clock)
     }
@@ -596,6 +632,7 @@ mod tests {
             ttl: Duration::from_secs(60),
             not_found_ttl: Duration::from_secs(5),
             max_stale: Duration::from_secs(100),
+            ..CacheConfig::default()
         };
         let cache = Cache::new(config, clock.clone());
         let p = FakeProvider::new().with("s", "v1");
@@ -635,6 +672,7 @@ mod tests {
             ttl: Duration::from_secs(60),
             not_found_ttl: Duration::from_secs(5),
             max_stale: Duration::ZERO,
+            ..CacheConfig::default()
         };
         let cache = Cache::new(config, clock.clone());
         let p = FakeProvider::new().with("s", "v1");
@@ -714,6 +752,130 @@ mod tests {
         p.set("s", "back");
         p.release(1);
         assert_eq!(cache.get("p", p.as_ref(), "s").await, found("back", false));
+        assert_eq!(p.get_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn refetches_are_bounded_per_secret_and_interval() {
+        let (cache, clock) = cache(60, 5);
+        let p = FakeProvider::new().with("s", "v1");
+        assert_eq!(cache.get("p", &p, "s").await, found("v1", false));
+        // just fetched: a refetch is answered from the cache
+        p.set("s", "v2");
+        assert_eq!(cache.refetch("p", &p, "s").await, found("v1", false));
+        assert_eq!(p.get_calls(), 1);
+        // 1,000 refetches within one second: one provider call, the new value at once
+        clock.advance(Duration::from_secs(2));
+        for i in 0..1000 {
+            assert_eq!(cache.refetch("p", &p, "s").await, found("v2", false), "{i}");
+            clock.advance(Duration::from_millis(1));
+        }
+        assert_eq!(p.get_calls(), 2);
+        // a plain lookup meanwhile is a cache hit
+        assert_eq!(cache.get("p", &p, "s").await, found("v2", false));
+        assert_eq!(p.get_calls(), 2);
+        // after the interval: one more
+        clock.advance(Duration::from_millis(1));
+        p.set("s", "v3");
+        assert_eq!(cache.refetch("p", &p, "s").await, found("v3", false));
+        assert_eq!(cache.refetch("p", &p, "s").await, found("v3", false));
+        assert_eq!(p.get_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_zero_refetch_interval_asks_every_time() {
+        let clock = Arc::new(ManualClock::new());
+        let config = CacheConfig {
+            refetch_min_interval: Duration::ZERO,
+            ..CacheConfig::default()
+        };
+        let cache = Cache::new(config, clock);
+        let p = FakeProvider::new().with("s", "v1");
+        for _ in 0..3 {
+            assert_eq!(cache.refetch("p", &p, "s").await, found("v1", false));
+        }
+        assert_eq!(p.get_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_refetch_revalidates_a_versioned_value() {
+        let (cache, clock) = cache(60, 5);
+        let p = FakeProvider::describing().with("s", "v1");
+        cache.get("p", &p, "s").await;
+        clock.advance(Duration::from_secs(1));
+        // unchanged: one DescribeSecret, no GetSecretValue
+        assert_eq!(cache.refetch("p", &p, "s").await, found("v1", false));
+        assert_eq!((p.get_calls(), p.describe_calls()), (1, 1));
+        // rotated: the new value
+        p.set("s", "v2");
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(cache.refetch("p", &p, "s").await, found("v2", false));
+        assert_eq!((p.get_calls(), p.describe_calls()), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn a_failed_refetch_answers_as_a_lookup_would() {
+        let (cache, clock) = cache(60, 5);
+        let p = FakeProvider::new().with("s", "v1");
+        cache.get("p", &p, "s").await;
+        p.fail_with(Some(ProviderError::Unreachable("down".into())));
+        // within the TTL: the cached value, not stale
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(cache.refetch("p", &p, "s").await, found("v1", false));
+        assert_eq!(p.get_calls(), 2);
+        // a failed call counts for the bound too
+        assert_eq!(cache.refetch("p", &p, "s").await, found("v1", false));
+        assert_eq!(p.get_calls(), 2);
+        // after the TTL: stale, as a plain lookup
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(cache.refetch("p", &p, "s").await, found("v1", true));
+        assert_eq!(cache.get("p", &p, "s").await, found("v1", true));
+        assert_eq!(p.get_calls(), 4);
+        // a definitive answer on a refetch replaces the value at once
+        p.fail_with(Some(ProviderError::Deleted("gone".into())));
+        clock.advance(Duration::from_secs(1));
+        assert!(matches!(
+            cache.refetch("p", &p, "s").await,
+            Lookup::Refused { stale: false, .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn not_found_is_not_refetched() {
+        let (cache, clock) = cache(60, 5);
+        let p = FakeProvider::new();
+        cache.get("p", &p, "s").await;
+        p.set("s", "created");
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(
+            cache.refetch("p", &p, "s").await,
+            Lookup::NotFound { stale: false }
+        );
+        assert_eq!(p.get_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_refetches_make_one_provider_call() {
+        let (cache, clock) = cache(60, 5);
+        let p = Arc::new(FakeProvider::gated().with("s", "v1"));
+        p.release(1);
+        cache.get("p", p.as_ref(), "s").await;
+        p.set("s", "v2");
+        clock.advance(Duration::from_secs(2));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, p) = (cache.clone(), p.clone());
+                tokio::spawn(async move { cache.refetch("p", p.as_ref(), "s").await })
+            })
+            .collect();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(tasks.iter().all(|t| !t.is_finished()), "refetches wait");
+        p.release(8);
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), found("v2", false));
+        }
         assert_eq!(p.get_calls(), 2);
     }
 

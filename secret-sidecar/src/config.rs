@@ -24,6 +24,11 @@ pub const DEFAULT_NOT_FOUND_TTL_SECONDS: u64 = 5;
 pub const DEFAULT_MAX_STALE_S: u64 = 3600;
 /// The largest `cache.max_stale_s`: a revocation during an outage must take effect within a day.
 pub const MAX_MAX_STALE_S: u64 = 86_400;
+/// A secret named in a request's `refetch` is fetched from the provider again only if it was
+/// not fetched within this time, by default.
+pub const DEFAULT_REFETCH_MIN_INTERVAL_MS: u64 = 1000;
+/// The largest `cache.refetch_min_interval_ms`.
+pub const MAX_REFETCH_MIN_INTERVAL_MS: u64 = 60_000;
 /// A client must send a request's headers within this time by default (from connecting, or
 /// from the first byte of a later request on a kept-alive connection).
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
@@ -190,6 +195,9 @@ pub struct CacheConfig {
     /// While the provider fails transiently, how long after its TTL a value is still served
     /// (marked stale); after that the reference fails with `stale_expired`.
     pub max_stale: Duration,
+    /// A `refetch` asks the provider again only if the secret was not fetched (nor asked for)
+    /// within this time: however many callers ask, one provider call per interval and secret.
+    pub refetch_min_interval: Duration,
 }
 
 impl Default for CacheConfig {
@@ -198,6 +206,7 @@ impl Default for CacheConfig {
             ttl: Duration::from_secs(DEFAULT_TTL_SECONDS),
             not_found_ttl: Duration::from_secs(DEFAULT_NOT_FOUND_TTL_SECONDS),
             max_stale: Duration::from_secs(DEFAULT_MAX_STALE_S),
+            refetch_min_interval: Duration::from_millis(DEFAULT_REFETCH_MIN_INTERVAL_MS),
         }
     }
 }
@@ -411,6 +420,7 @@ struct RawCache {
     ttl_seconds: Option<u64>,
     not_found_ttl_seconds: Option<u64>,
     max_stale_s: Option<u64>,
+    refetch_min_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -553,6 +563,12 @@ fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
                 "cache.max_stale_s",
                 c.max_stale_s.unwrap_or(DEFAULT_MAX_STALE_S),
                 MAX_MAX_STALE_S,
+            )?),
+            refetch_min_interval: Duration::from_millis(at_most(
+                "cache.refetch_min_interval_ms",
+                c.refetch_min_interval_ms
+                    .unwrap_or(DEFAULT_REFETCH_MIN_INTERVAL_MS),
+                MAX_REFETCH_MIN_INTERVAL_MS,
             )?),
         },
     };
@@ -1074,6 +1090,7 @@ region = "us-east-1"
         assert_eq!(c.token, TokenSource::Env("SECRET_SIDECAR_TOKEN".into()));
         assert_eq!(c.cache.ttl, Duration::from_secs(60));
         assert_eq!(c.cache.not_found_ttl, Duration::from_secs(5));
+        assert_eq!(c.cache.refetch_min_interval, Duration::from_secs(1));
         assert_eq!(c.providers.len(), 1);
         assert_eq!(c.providers[0].id, "my-secrets-manager");
         let ProviderKind::Aws(aws) = &c.providers[0].kind else {
@@ -1200,6 +1217,7 @@ listen = "unix:/run/sidecar/sidecar.sock"
 
 [cache]
 max_stale_s = 0
+refetch_min_interval_ms = 0
 
 [server]
 header_read_timeout_ms = 500
@@ -1216,6 +1234,7 @@ redis_clusters = [["10.0.0.1:7000", "10.0.0.2:7000"]]
         assert_eq!(c.listen, Listen::Unix("/run/sidecar/sidecar.sock".into()));
         assert_eq!(c.listen.to_string(), "unix:/run/sidecar/sidecar.sock");
         assert_eq!(c.cache.max_stale, Duration::ZERO);
+        assert_eq!(c.cache.refetch_min_interval, Duration::ZERO);
         assert_eq!(
             c.server,
             ServerConfig {
@@ -1239,6 +1258,7 @@ redis_clusters = [["10.0.0.1:7000", "10.0.0.2:7000"]]
     fn bad_server_limit_and_stale_settings() {
         let cases = [
             ("[cache]\nmax_stale_s = 86401", "cache.max_stale_s: must be at most 86400, got 86401"),
+            ("[cache]\nrefetch_min_interval_ms = 60001", "cache.refetch_min_interval_ms: must be at most 60000, got 60001"),
             ("[server]\nheader_read_timeout_ms = 0", "server.header_read_timeout_ms: must be at least 1, got 0"),
             ("[server]\nidle_timeout_ms = 3600001", "server.idle_timeout_ms: must be at most 3600000, got 3600001"),
             ("[server]\nmax_connections = 0", "server.max_connections: must be at least 1, got 0"),

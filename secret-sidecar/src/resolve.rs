@@ -28,11 +28,16 @@
 //! gets the same key of its secret's previous version, when there is one (not when the value is
 //! stale: then only a previous value already known is given).
 //!
+//! A reference listed in a request's `refetch` ([`Resolver::resolve_request`]) has its secret
+//! fetched from the provider again even while cached ([`Cache::refetch`]: at most once per
+//! secret and `refetch_min_interval`). Refetched references are resolved first, so every other
+//! reference of the batch into the same secret gets the refetched value too.
+//!
 //! A batch fetches each distinct secret and the name list once (even with a zero TTL), parses
 //! each JSON secret once (not once per key taken from it), and resolves distinct references
 //! concurrently, at most `concurrency` at a time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -264,6 +269,8 @@ type ParsedSecret = Option<serde_json::Map<String, serde_json::Value>>;
 struct Batch {
     /// Whether previous values are wanted.
     previous: bool,
+    /// References whose secrets are fetched from the provider again.
+    refetch: HashSet<String>,
     refs: Mutex<HashMap<String, Arc<OnceCell<Resolution>>>>,
     secrets: Mutex<HashMap<SecretKey, Arc<OnceCell<Lookup>>>>,
     lists: Mutex<HashMap<String, Arc<OnceCell<ListOutcome>>>>,
@@ -370,19 +377,49 @@ impl Resolver {
 
     /// [`Resolver::resolve_batch`], with the previous version of each value when `previous`.
     pub async fn resolve_batch_with(&self, refs: &[String], previous: bool) -> Vec<Resolution> {
+        self.resolve_request(refs, previous, &[]).await
+    }
+
+    /// A `/v1/resolve` request: [`Resolver::resolve_batch_with`], and the secrets of the
+    /// references in `refetch` that are also in `refs` fetched from the provider again (within
+    /// the cache's bound).
+    pub async fn resolve_request(
+        &self,
+        refs: &[String],
+        previous: bool,
+        refetch: &[String],
+    ) -> Vec<Resolution> {
+        let listed: HashSet<&str> = refs.iter().map(String::as_str).collect();
         let batch = Batch {
             previous,
+            refetch: refetch
+                .iter()
+                .filter(|r| listed.contains(r.as_str()))
+                .cloned()
+                .collect(),
             ..Batch::default()
         };
-        // At most `concurrency` references in flight, results kept in order. (A plain loop:
-        // `stream::iter(..).map(..).buffered(..)` trips rustc's higher-ranked Send inference.)
+        if !batch.refetch.is_empty() {
+            // first, so that the other references into these secrets see the new values
+            let first: Vec<&String> = batch.refetch.iter().collect();
+            self.resolve_all(&batch, first).await;
+        }
+        let results = self.resolve_all(&batch, refs.iter().collect()).await;
+        log_batch(&results, batch.refetch.len());
+        results
+    }
+
+    /// Resolves `refs` in `batch`, at most `concurrency` at a time, results in order.
+    async fn resolve_all(&self, batch: &Batch, refs: Vec<&String>) -> Vec<Resolution> {
+        // (A plain loop: `stream::iter(..).map(..).buffered(..)` trips rustc's higher-ranked
+        // Send inference.)
         let mut in_flight = FuturesOrdered::new();
-        let mut pending = refs.iter();
-        let mut results = Vec::with_capacity(refs.len());
+        let mut pending = refs.into_iter();
+        let mut results = Vec::with_capacity(pending.len());
         loop {
             while in_flight.len() < self.concurrency {
                 match pending.next() {
-                    Some(r) => in_flight.push_back(self.resolve_in_batch(&batch, r)),
+                    Some(r) => in_flight.push_back(self.resolve_in_batch(batch, r)),
                     None => break,
                 }
             }
@@ -391,7 +428,6 @@ impl Resolver {
                 None => break,
             }
         }
-        log_batch(&results);
         results
     }
 
@@ -456,9 +492,16 @@ impl Resolver {
             });
         }
 
+        let refetch = batch.refetch.contains(text);
         let candidates = r.candidates();
         for (i, (name, key)) in candidates.iter().enumerate() {
-            let lookup = match self.known(batch, &r.provider, name).await {
+            let known = if refetch {
+                // only what this batch already fetched, not the cache
+                batch.secret_cell(&r.provider, name).get().cloned()
+            } else {
+                self.known(batch, &r.provider, name).await
+            };
+            let lookup = match known {
                 Some(known) => known,
                 None => {
                     let shorter = &candidates[i + 1..];
@@ -468,7 +511,8 @@ impl Resolver {
                     {
                         continue;
                     }
-                    self.lookup(batch, &r.provider, registered, name).await
+                    self.lookup(batch, &r.provider, registered, name, refetch)
+                        .await
                 }
             };
             match lookup {
@@ -580,19 +624,25 @@ impl Resolver {
         Some(cell.get_or_init(|| async { cached }).await.clone())
     }
 
-    /// The secret `name`, fetched once per batch (through the cache).
+    /// The secret `name`, fetched once per batch (through the cache; with `refetch`, asking
+    /// the provider again within the cache's bound).
     async fn lookup(
         &self,
         batch: &Batch,
         provider_id: &str,
         registered: &RegisteredProvider,
         name: &str,
+        refetch: bool,
     ) -> Lookup {
+        let provider = registered.provider.as_ref();
         batch
             .secret_cell(provider_id, name)
-            .get_or_init(|| {
-                self.cache
-                    .get(provider_id, registered.provider.as_ref(), name)
+            .get_or_init(|| async move {
+                if refetch {
+                    self.cache.refetch(provider_id, provider, name).await
+                } else {
+                    self.cache.get(provider_id, provider, name).await
+                }
             })
             .await
             .clone()
@@ -747,7 +797,7 @@ fn stale_expired(
     }
 }
 
-fn log_batch(results: &[Resolution]) {
+fn log_batch(results: &[Resolution], refetch: usize) {
     let mut errors: BTreeMap<ErrorCode, usize> = BTreeMap::new();
     let mut stale = 0usize;
     for r in results {
@@ -767,6 +817,7 @@ fn log_batch(results: &[Resolution]) {
         refs = results.len(),
         resolved = results.len() - failed,
         stale,
+        refetch,
         errors = ?errors,
         "resolve batch"
     );
@@ -846,6 +897,7 @@ mod tests {
             ttl: Duration::from_secs(ttl),
             not_found_ttl: Duration::from_secs(ttl),
             max_stale: Duration::from_secs(3600),
+            ..CacheConfig::default()
         };
         let mut r = Resolver::new(Cache::new(config, Arc::new(ManualClock::new())));
         r.add_provider(PROVIDER, Manager::Aws, p);
@@ -943,6 +995,7 @@ mod tests {
             ttl: Duration::from_secs(60),
             not_found_ttl: Duration::from_secs(5),
             max_stale: Duration::from_secs(3600),
+            ..CacheConfig::default()
         };
         let mut r = Resolver::new(Cache::new(config, clock.clone()));
         r.add_provider(PROVIDER, Manager::Aws, p.clone());
@@ -997,6 +1050,7 @@ mod tests {
             ttl: Duration::from_secs(60),
             not_found_ttl: Duration::from_secs(5),
             max_stale: Duration::from_secs(3600),
+            ..CacheConfig::default()
         };
         let mut r = Resolver::new(Cache::new(config, clock.clone()));
         r.add_provider(PROVIDER, Manager::Aws, p.clone());
@@ -1283,6 +1337,7 @@ mod tests {
             ttl: Duration::from_secs(60),
             not_found_ttl: Duration::from_secs(5),
             max_stale: Duration::from_secs(120),
+            ..CacheConfig::default()
         };
         let mut r = Resolver::new(Cache::new(config, clock.clone()));
         r.add_provider(PROVIDER, Manager::Aws, p.clone());
@@ -1394,6 +1449,77 @@ mod tests {
         let out = task.await.unwrap();
         assert!(out.iter().all(|o| *o == value("v")));
         assert_eq!(p.max_in_flight(), 3);
+    }
+
+    fn resolver_with_clock(p: Arc<FakeProvider>) -> (Resolver, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new());
+        let mut r = Resolver::new(Cache::new(CacheConfig::default(), clock.clone()));
+        r.add_provider(PROVIDER, Manager::Aws, p);
+        (r, clock)
+    }
+
+    #[tokio::test]
+    async fn refetch_is_bounded_per_secret_however_often_asked() {
+        let p = tutorial_provider();
+        let (r, clock) = resolver_with_clock(p.clone());
+        let alice = aws("alice-credentials/alice-key-auth");
+        assert_eq!(one(&r, &alice).await, value("alice-key"));
+        p.set("alice-credentials", r#"{"alice-key-auth":"alice-key-2"}"#);
+        // a plain resolve: the cached value
+        assert_eq!(one(&r, &alice).await, value("alice-key"));
+        clock.advance(Duration::from_secs(2));
+        // 1,000 refetching requests within one second: one GetSecretValue
+        let refs = [alice.clone()];
+        for i in 0..1000 {
+            let out = r.resolve_request(&refs, false, &refs).await;
+            assert_eq!(out, vec![value("alice-key-2")], "{i}");
+            clock.advance(Duration::from_millis(1));
+        }
+        assert_eq!(p.calls_for("alice-credentials"), 2);
+        // the longer candidate name is skipped through the name list, never asked for
+        assert_eq!(p.calls_for("alice-credentials/alice-key-auth"), 0);
+        // after the interval: one more
+        clock.advance(Duration::from_millis(1));
+        p.set("alice-credentials", r#"{"alice-key-auth":"alice-key-3"}"#);
+        let out = r.resolve_request(&refs, false, &refs).await;
+        assert_eq!(out, vec![value("alice-key-3")]);
+        assert_eq!(p.calls_for("alice-credentials"), 3);
+    }
+
+    #[tokio::test]
+    async fn a_refetch_serves_the_whole_batch_and_only_listed_refs_count() {
+        let p = tutorial_provider();
+        let (r, clock) = resolver_with_clock(p.clone());
+        let alice_key = aws("alice-credentials/alice-key-auth");
+        let alice_n = aws("alice-credentials/password");
+        let bob = aws("bob-credentials/bob-key-auth");
+        r.resolve_batch(&[alice_key.clone(), bob.clone()]).await;
+        p.set(
+            "alice-credentials",
+            r#"{"alice-key-auth":"alice-key-2","password":"pw-2"}"#,
+        );
+        p.set("bob-credentials", r#"{"bob-key-auth":"bob-key-2"}"#);
+        clock.advance(Duration::from_secs(2));
+        // the plain reference into the refetched secret sees the new value, whatever its
+        // place in the batch; bob (named in refetch but not in refs) is not refetched
+        let out = r
+            .resolve_request(
+                &[alice_n.clone(), bob.clone(), alice_key.clone()],
+                false,
+                &[alice_key.clone(), aws("bob-credentials/other")],
+            )
+            .await;
+        assert_eq!(
+            out,
+            vec![value("pw-2"), value("bob-key"), value("alice-key-2")]
+        );
+        assert_eq!(p.calls_for("alice-credentials"), 2);
+        assert_eq!(p.calls_for("bob-credentials"), 1);
+        // an invalid or unknown reference in refetch is answered as usual
+        let out = r
+            .resolve_request(&["nope".into()], false, &["nope".into()])
+            .await;
+        assert_eq!(error(out[0].clone()).code(), "invalid_reference");
     }
 
     #[tokio::test]

@@ -469,3 +469,91 @@ secret_access_key = "test"
         started.elapsed()
     );
 }
+
+async fn resolve_refetch(app: &axum::Router, refs: &[&str], refetch: &[&str]) -> Vec<Value> {
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/resolve")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            json!({ "refs": refs, "refetch": refetch }).to_string(),
+        ))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    v["results"].as_array().unwrap().clone()
+}
+
+/// Issue #10, "accept a rotated key at once": a plain resolve answers the cached value after a
+/// rotation; one with `refetch` answers the new value at once, through `DescribeSecret` /
+/// `GetSecretValue` against moto; and refetches within `refetch_min_interval_ms` do not reach
+/// the provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refetch_answers_a_rotated_value_at_once() {
+    let moto = start_moto();
+    let client = sdk_client(&moto.endpoint()).await;
+    create_secret(
+        &client,
+        "alice-credentials",
+        r#"{"alice-key-auth":"alice-key"}"#,
+    )
+    .await;
+    let config = Config::parse(&config_toml(&moto.endpoint(), free_port()), &test_env).unwrap();
+    assert_eq!(config.cache.refetch_min_interval, Duration::from_secs(1));
+    let clock = Arc::new(ManualClock::new());
+    let resolver = build_resolver(&config, clock.clone()).await.unwrap();
+    let app = app(AppState::new(
+        SecretValue::new(TOKEN),
+        resolver,
+        config.limit.clone(),
+    ));
+    assert_eq!(
+        resolve(&app, &[TUTORIAL_REF]).await[0],
+        ok(TUTORIAL_REF, "alice-key", false)
+    );
+
+    common::put_secret_value(
+        &client,
+        "alice-credentials",
+        r#"{"alice-key-auth":"alice-key-2"}"#,
+    )
+    .await;
+    clock.advance(Duration::from_secs(2));
+    // without refetch: the cached value (the TTL is 60 s)
+    assert_eq!(
+        resolve(&app, &[TUTORIAL_REF]).await[0],
+        ok(TUTORIAL_REF, "alice-key", false)
+    );
+    // with refetch: the new value at once
+    assert_eq!(
+        resolve_refetch(&app, &[TUTORIAL_REF], &[TUTORIAL_REF]).await[0],
+        ok(TUTORIAL_REF, "alice-key-2", false)
+    );
+    // and from the cache for everyone after it
+    assert_eq!(
+        resolve(&app, &[TUTORIAL_REF]).await[0],
+        ok(TUTORIAL_REF, "alice-key-2", false)
+    );
+
+    // within the interval a refetch does not reach the provider: a rotation right after is
+    // seen only by a refetch once the interval has passed
+    common::put_secret_value(
+        &client,
+        "alice-credentials",
+        r#"{"alice-key-auth":"alice-key-3"}"#,
+    )
+    .await;
+    clock.advance(Duration::from_millis(500));
+    assert_eq!(
+        resolve_refetch(&app, &[TUTORIAL_REF], &[TUTORIAL_REF]).await[0],
+        ok(TUTORIAL_REF, "alice-key-2", false)
+    );
+    clock.advance(Duration::from_millis(500));
+    assert_eq!(
+        resolve_refetch(&app, &[TUTORIAL_REF], &[TUTORIAL_REF]).await[0],
+        ok(TUTORIAL_REF, "alice-key-3", false)
+    );
+}
