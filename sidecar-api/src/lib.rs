@@ -9,6 +9,7 @@
 mod code;
 mod limit;
 mod resolve;
+pub mod time;
 
 pub use code::ErrorCode;
 pub use limit::{

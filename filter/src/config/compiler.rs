@@ -220,7 +220,7 @@ impl Compiler<'_> {
         }
         let expires_at_ms = match expires_at {
             None => None,
-            Some(t) => Some(super::time::parse_rfc3339_ms(&t).ok_or_else(|| {
+            Some(t) => Some(sidecar_api::time::parse_rfc3339_ms(&t).ok_or_else(|| {
                 ConfigError::new(
                     format!("{path}.expires_at"),
                     ConfigErrorKind::NotRfc3339(t.clone()),

@@ -6,7 +6,6 @@ mod fields;
 mod limit;
 mod plugins;
 pub mod raw;
-pub mod time;
 
 pub use error::{ConfigError, ConfigErrorKind};
 

@@ -355,29 +355,9 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-/// `2026-12-03T16:14:20.80322082Z` as unix seconds (UTC only, as Vault writes it).
+/// `2026-12-03T16:14:20.80322082Z` (as Vault writes it) as unix seconds.
 pub fn parse_rfc3339_utc(text: &str) -> Option<u64> {
-    let text = text
-        .strip_suffix('Z')
-        .or_else(|| text.strip_suffix("+00:00"))?;
-    let (date, time) = text.split_once('T')?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let time = time.split('.').next()?;
-    let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (h, min, s) = (t.next()??, t.next()??, t.next()??);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || min > 59 || s > 60 {
-        return None;
-    }
-    // days from 1970-01-01 (Howard Hinnant's days_from_civil)
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + h * 3600 + min * 60 + s).ok()
+    sidecar_api::time::parse_rfc3339_ms(text).map(|ms| ms / 1000)
 }
 
 impl Inner {
@@ -908,11 +888,15 @@ mod tests {
             parse_rfc3339_utc("2000-02-29T12:00:00+00:00"),
             Some(951_825_600)
         );
+        assert_eq!(
+            parse_rfc3339_utc("2000-02-29T14:00:00+02:00"),
+            Some(951_825_600)
+        );
         for bad in [
             "",
             "2026-12-03",
             "2026-13-03T00:00:00Z",
-            "2026-12-03T16:14:20+02:00",
+            "2026-12-03T16:14:20 02:00",
             "x",
         ] {
             assert_eq!(parse_rfc3339_utc(bad), None, "{bad}");

@@ -1,6 +1,7 @@
-//! RFC 3339 times in the configuration (`expires_at`): `2026-12-31T23:59:59Z`, with optional
-//! fractions of a second and a numeric offset (`+02:00`). Strict: what the RFC's `date-time`
-//! allows, years 1970-9999; the result is milliseconds since the Unix epoch.
+//! RFC 3339 times, as both sides read them: the filter's `expires_at` and the times Vault
+//! writes (`created_time`). `2026-12-31T23:59:59Z`, with optional fractions of a second and a
+//! numeric offset (`+02:00`). Strict: what the RFC's `date-time` allows, years 1970-9999; the
+//! result is milliseconds since the Unix epoch.
 
 /// Milliseconds since the Unix epoch, or `None` if `s` is not an RFC 3339 date-time.
 pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
