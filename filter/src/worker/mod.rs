@@ -508,6 +508,9 @@ impl Worker {
     /// boundary (an `expires_at`, the end of a grace) within the next slow tick counts as
     /// passed: a credential stops matching up to one tick early, never late.
     fn rebuild(&mut self, host: &mut dyn Host) {
+        // The old indexes go first: a VM keeps its peak memory, and old and new side by side
+        // would double it (nothing reads them meanwhile: one thread).
+        self.credentials = Credentials::default();
         let now = host.now_ms();
         let horizon = now.saturating_add(millis(SLOW_TICK));
         let mut next_rebuild: Option<u64> = None;
