@@ -1,5 +1,6 @@
 //! The HTTP API (docs/DESIGN.md, sections 2 and 4): bearer-token check, `GET /healthz`,
-//! `POST /v1/resolve`, `POST /v1/limit`. The bodies are the `sidecar-api` crate's types (shared
+//! `POST /v1/resolve`, `POST /v1/limit`; and without the token `GET /metrics` and `GET /readyz`
+//! (they carry no secret, no secret name and no reference). The bodies are the `sidecar-api` crate's types (shared
 //! with the filter); errors are mapped to the wire here and nowhere else (their codes by
 //! `ResolveError::code` and `LimitError::code`).
 
@@ -21,12 +22,15 @@ use sidecar_api::{
 
 use crate::config::LimitConfig;
 use crate::limit::{self, Counter, LimitError, Store};
+use crate::metrics::Metrics;
 use crate::resolve::{Resolution, Resolver};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// Most references accepted in one request.
 pub const MAX_REFS: usize = 100_000;
+/// The paths served without the bearer token.
+pub const OPEN_PATHS: [&str; 2] = ["/metrics", "/readyz"];
 
 /// What the handlers share: the expected token, the resolver (with its cache) and the Redis
 /// connections of `/v1/limit`.
@@ -41,19 +45,39 @@ struct Inner {
     store: Store,
     /// The Redis backends `/v1/limit` may connect to.
     limit: LimitConfig,
+    metrics: Arc<Metrics>,
 }
 
 impl AppState {
     /// `limit`: the Redis backends `/v1/limit` may use (the config's `[limit]`; empty: none).
     pub fn new(token: SecretValue, resolver: Resolver, limit: LimitConfig) -> Self {
+        let metrics = resolver.metrics();
         AppState {
             inner: Arc::new(Inner {
                 token,
                 resolver,
                 store: Store::new(),
                 limit,
+                metrics,
             }),
         }
+    }
+
+    /// Asks the providers that have not answered yet for their secret names (for readiness),
+    /// again every `every` until each has answered.
+    pub async fn probe_until_ready(&self, every: std::time::Duration) {
+        loop {
+            self.inner.resolver.probe_providers().await;
+            if self.providers_not_reached().is_empty() {
+                return;
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// The configured providers that have not answered yet.
+    pub fn providers_not_reached(&self) -> Vec<String> {
+        self.inner.metrics.providers_not_reached()
     }
 }
 
@@ -61,11 +85,25 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/resolve", post(resolve))
         .route("/v1/limit", post(limit))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn_with_state(state.clone(), count_request))
         .with_state(state)
+}
+
+/// Counts each request by endpoint (a fixed set of paths, else `other`) and status.
+async fn count_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = crate::metrics::endpoint_label(req.uri().path());
+    let response = next.run(req).await;
+    state
+        .inner
+        .metrics
+        .request(path, response.status().as_u16());
+    response
 }
 
 /// The token from `Authorization: Bearer <token>`, if the header has that form.
@@ -83,6 +121,9 @@ fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
 /// Missing token: 401; wrong token: 403; both with an empty body, and the connection is closed
 /// (a client without the token does not get to keep a connection). Constant-time comparison.
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if OPEN_PATHS.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
     match bearer_token(req.headers()) {
         None => (
             StatusCode::UNAUTHORIZED,
@@ -99,6 +140,34 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
 
 async fn healthz() -> &'static str {
     "ok"
+}
+
+/// `200 {"ready": true}` once every configured provider has answered; else
+/// `503 {"ready": false, "not_reached": [provider ids]}`.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let not_reached = state.providers_not_reached();
+    if not_reached.is_empty() {
+        (StatusCode::OK, Json(serde_json::json!({"ready": true}))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"ready": false, "not_reached": not_reached})),
+        )
+            .into_response()
+    }
+}
+
+/// The Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state.inner.metrics.render(state.inner.resolver.cache());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 fn request_error(status: StatusCode, error: String) -> Response {
@@ -203,14 +272,20 @@ async fn limit(State(state): State<AppState>, body: Result<Bytes, BytesRejection
     };
     let inner = &state.inner;
     match limit::run(&inner.store, &inner.resolver, &inner.limit, &request).await {
-        Ok(counters) => Json(LimitResponse {
-            results: counters
-                .into_iter()
-                .map(|Counter { remaining, reset_s }| LimitCounter { remaining, reset_s })
-                .collect(),
-        })
-        .into_response(),
-        Err(e) => limit_failure(&e),
+        Ok(counters) => {
+            inner.metrics.redis_ops(counters.len());
+            Json(LimitResponse {
+                results: counters
+                    .into_iter()
+                    .map(|Counter { remaining, reset_s }| LimitCounter { remaining, reset_s })
+                    .collect(),
+            })
+            .into_response()
+        }
+        Err(e) => {
+            inner.metrics.redis_error(e.code().as_str());
+            limit_failure(&e)
+        }
     }
 }
 
@@ -335,6 +410,67 @@ mod tests {
         );
         let (status, body) = send(app(), get(Some(&bearer()))).await;
         assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"ok"[..]));
+    }
+
+    fn get(uri: &str) -> Request {
+        axum::http::Request::builder()
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn readyz_and_metrics_need_no_token_and_follow_the_traffic() {
+        let p = Arc::new(FakeProvider::new().with("s", r#"{"k":"hunter2-value"}"#));
+        let app = app_with(p.clone());
+        let (status, v) = send_json(app.clone(), get("/readyz")).await;
+        assert_eq!(
+            (status, v),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"ready": false, "not_reached": ["my-secrets-manager"]})
+            )
+        );
+        // a transient failure is not an answer
+        p.fail_with(Some(ProviderError::Unreachable("down".into())));
+        let body = r#"{"refs":["$secret://aws/my-secrets-manager/s/k"]}"#;
+        send(app.clone(), post_resolve(Some(&bearer()), body)).await;
+        assert_eq!(
+            send(app.clone(), get("/readyz")).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        p.fail_with(None);
+        let (_, v) = send_json(app.clone(), post_resolve(Some(&bearer()), body)).await;
+        assert_eq!(v["results"][0]["value"], "hunter2-value");
+        send(app.clone(), post_resolve(Some(&bearer()), body)).await;
+        send(app.clone(), post_resolve(None, body)).await;
+        let (status, v) = send_json(app.clone(), get("/readyz")).await;
+        assert_eq!((status, v), (StatusCode::OK, json!({"ready": true})));
+
+        let res = app.clone().oneshot(get("/metrics")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let text = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
+            .unwrap();
+        for want in [
+            r#"secret_sidecar_requests_total{endpoint="/v1/resolve",status="200"} 3"#,
+            r#"secret_sidecar_requests_total{endpoint="/v1/resolve",status="401"} 1"#,
+            r#"secret_sidecar_requests_total{endpoint="/readyz",status="503"} 2"#,
+            r#"secret_sidecar_requests_total{endpoint="/readyz",status="200"} 1"#,
+            r#"secret_sidecar_provider_calls_total{provider="my-secrets-manager",call="get",outcome="unreachable"} 1"#,
+            r#"secret_sidecar_provider_calls_total{provider="my-secrets-manager",call="get",outcome="ok"} 1"#,
+            r#"secret_sidecar_provider_reached{provider="my-secrets-manager"} 1"#,
+        ] {
+            assert!(text.contains(want), "{want} not in\n{text}");
+        }
+        for secret in ["hunter2", "\"s\"", "$secret", TOKEN] {
+            assert!(!text.contains(secret), "{secret} in\n{text}");
+        }
+        // /healthz still needs the token
+        assert_eq!(send(app, get("/healthz")).await.0, StatusCode::UNAUTHORIZED);
     }
 
     #[tokio::test]

@@ -30,6 +30,8 @@
 //!   not retried within `ttl` either, and meanwhile the last list, if any, is served marked not
 //!   fresh. A name the list shows absent can be recorded as
 //!   "not found" as of the listing ([`Cache::note_absent`]), as if the provider had said so.
+//! * Lookups are counted ([`Metrics`]: hits, misses, stale values served), and the age of the
+//!   oldest value served within [`SERVED_WINDOW`] is kept for the metrics.
 //! * Time comes from an injected [`Clock`].
 
 use std::collections::{BTreeSet, HashMap};
@@ -41,11 +43,15 @@ use secret_ref::SecretValue;
 
 use crate::clock::Clock;
 use crate::config::CacheConfig;
+use crate::metrics::{CacheGauges, Metrics};
 use crate::providers::{PreviousSecret, Provider, ProviderError, Secret, SecretNames};
 
 /// A value is revalidated (its version id compared) instead of fetched at most this many times
 /// in a row; the next time it is fetched.
 pub const MAX_REVALIDATIONS: u32 = 9;
+
+/// The metric of the oldest served value looks at the values served within this time.
+pub const SERVED_WINDOW: Duration = Duration::from_secs(300);
 
 /// The outcome of looking a secret up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +109,17 @@ struct SecretSlot {
     /// Counts finished provider calls; a waiter that sees it move shares the outcome.
     attempts: AtomicU64,
     state: tokio::sync::Mutex<SecretState>,
+    /// When a value of this secret was last served, and when the provider gave that value.
+    served: Mutex<Option<(Instant, Instant)>>,
+}
+
+impl SecretSlot {
+    /// Notes that `lookup` is being served (if it is a value) at `now`.
+    fn note_served(&self, lookup: &Lookup, state: &SecretState, now: Instant) {
+        if let (Lookup::Found { .. }, Some(known)) = (lookup, &state.known) {
+            *self.served.lock().unwrap_or_else(PoisonError::into_inner) = Some((now, known.at));
+        }
+    }
 }
 
 #[derive(Default)]
@@ -168,6 +185,7 @@ pub struct Cache {
     clock: Arc<dyn Clock>,
     secrets: Mutex<HashMap<SecretKey, Arc<SecretSlot>>>,
     names: Mutex<HashMap<String, Arc<NamesSlot>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Cache {
@@ -177,7 +195,13 @@ impl Cache {
             clock,
             secrets: Mutex::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
+            metrics: Metrics::new(),
         }
+    }
+
+    /// The metrics this cache counts into (shared with the providers and the HTTP API).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     fn secret_slot(&self, provider_id: &str, name: &str) -> Arc<SecretSlot> {
@@ -206,10 +230,14 @@ impl Cache {
         let slot = self.secret_slot(provider_id, name);
         let state = slot.state.lock().await;
         let known = state.known.as_ref()?;
-        if !self.is_fresh(known, self.clock.now()) {
+        let now = self.clock.now();
+        if !self.is_fresh(known, now) {
             return None;
         }
-        Some(known.answer.lookup(false))
+        let lookup = known.answer.lookup(false);
+        self.metrics.cache_hit();
+        slot.note_served(&lookup, &state, now);
+        Some(lookup)
     }
 
     /// Records that `name` did not exist when the provider's names were listed at `listed_at`,
@@ -252,6 +280,11 @@ impl Cache {
         if slot.attempts.load(Ordering::SeqCst) != attempts_seen {
             // Another caller fetched this secret while we waited: share its outcome.
             if let Some(outcome) = &state.last_outcome {
+                self.metrics.cache_hit();
+                if matches!(outcome, Lookup::Found { stale: true, .. }) {
+                    self.metrics.stale_served();
+                }
+                slot.note_served(outcome, &state, self.clock.now());
                 return outcome.clone();
             }
         }
@@ -263,10 +296,14 @@ impl Cache {
                     now.saturating_duration_since(at) >= self.config.refetch_min_interval
                 });
             if self.is_fresh(known, now) && !refetch_now {
-                return known.answer.lookup(false);
+                let lookup = known.answer.lookup(false);
+                self.metrics.cache_hit();
+                slot.note_served(&lookup, &state, now);
+                return lookup;
             }
         }
 
+        self.metrics.cache_miss();
         let result = self.fetch(provider, name, &mut state).await;
         let now = self.clock.now();
         state.last_call = Some(now);
@@ -346,6 +383,10 @@ impl Cache {
                 outcome
             }
         };
+        if matches!(outcome, Lookup::Found { stale: true, .. }) {
+            self.metrics.stale_served();
+        }
+        slot.note_served(&outcome, &state, now);
         state.last_outcome = Some(outcome.clone());
         slot.attempts.fetch_add(1, Ordering::SeqCst);
         outcome
@@ -478,6 +519,25 @@ impl Cache {
                 last(&state, &err)
             }
         }
+    }
+}
+
+impl CacheGauges for Cache {
+    fn oldest_served_value_age(&self) -> Option<Duration> {
+        let now = self.clock.now();
+        let slots: Vec<Arc<SecretSlot>> = self
+            .secrets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        slots
+            .iter()
+            .filter_map(|slot| *slot.served.lock().unwrap_or_else(PoisonError::into_inner))
+            .filter(|(served, _)| now.saturating_duration_since(*served) <= SERVED_WINDOW)
+            .map(|(_, given)| now.saturating_duration_since(given))
+            .max()
     }
 }
 

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod limit;
+pub mod metrics;
 pub mod providers;
 pub mod resolve;
 pub mod server;

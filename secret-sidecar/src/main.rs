@@ -9,6 +9,10 @@ use secret_sidecar::config::{process_env, Config, Listen};
 use secret_sidecar::{build_resolver, check, run, AppState, Listener};
 use tracing_subscriber::EnvFilter;
 
+/// How often providers that have not answered yet are asked again (the cache lets a listing
+/// through at most once per TTL).
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn main() -> ExitCode {
     let args: Result<Vec<String>, _> = std::env::args_os()
         .skip(1)
@@ -97,6 +101,9 @@ async fn serve(config_path: &std::path::Path, listen: Option<Listen>) -> ExitCod
     let ids: Vec<&str> = config.providers.iter().map(|p| p.id.as_str()).collect();
     tracing::info!(listen = %local, providers = ?ids, "secret-sidecar listening");
     let state = AppState::new(token, resolver, config.limit.clone());
+    // readiness without waiting for the first request: list each provider's names
+    let probe = state.clone();
+    tokio::spawn(async move { probe.probe_until_ready(PROBE_EVERY).await });
     match run(listener, state, config.server, shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("secret-sidecar stopped");

@@ -47,6 +47,7 @@ use sidecar_api::ErrorCode;
 use tokio::sync::OnceCell;
 
 use crate::cache::{Cache, Listing, Lookup};
+use crate::metrics::{Instrumented, Metrics};
 use crate::providers::{PreviousSecret, Provider, ProviderError};
 
 /// How many distinct references of a batch are resolved at the same time by default.
@@ -364,10 +365,37 @@ impl Resolver {
         self
     }
 
-    /// Registers `provider` under `id` for references to `manager`.
+    /// Registers `provider` under `id` for references to `manager` (its calls counted in the
+    /// cache's metrics).
     pub fn add_provider(&mut self, id: &str, manager: Manager, provider: Arc<dyn Provider>) {
+        let provider: Arc<dyn Provider> =
+            Arc::new(Instrumented::new(id, provider, self.cache.metrics()));
         self.providers
             .insert(id.to_string(), RegisteredProvider { manager, provider });
+    }
+
+    /// The metrics of this resolver's cache and providers.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.cache.metrics()
+    }
+
+    /// The cache, for its gauges.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// Asks each provider that has not answered yet for its secret names (at most once per
+    /// TTL, through the cache), so that readiness does not wait for the first request.
+    pub async fn probe_providers(&self) {
+        let not_reached = self.metrics().providers_not_reached();
+        for id in not_reached {
+            if let Some(registered) = self.providers.get(&id) {
+                let _ = self
+                    .cache
+                    .secret_names(&id, registered.provider.as_ref())
+                    .await;
+            }
+        }
     }
 
     /// Resolves `refs`; one result per reference, in the same order.

@@ -557,3 +557,163 @@ async fn refetch_answers_a_rotated_value_at_once() {
         ok(TUTORIAL_REF, "alice-key-3", false)
     );
 }
+
+async fn get_text(app: &axum::Router, uri: &str) -> (StatusCode, String) {
+    let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// The value of one series (`name{labels}` exactly as written) in a scrape; 0 when absent.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+/// Issue #11: `/readyz` and `/metrics` (no token) after traffic against moto: readiness names
+/// the provider not reached yet, the counters move with the requests, and the scrape holds no
+/// secret value, secret name or reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_readiness_against_moto() {
+    let mut moto = start_moto();
+    let client = sdk_client(&moto.endpoint()).await;
+    create_secret(
+        &client,
+        "alice-credentials",
+        r#"{"alice-key-auth":"alice-key"}"#,
+    )
+    .await;
+    let config = Config::parse(&config_toml(&moto.endpoint(), free_port()), &test_env).unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let state = AppState::new(
+        SecretValue::new(TOKEN),
+        build_resolver(&config, clock.clone()).await.unwrap(),
+        config.limit.clone(),
+    );
+    let app = app(state.clone());
+
+    let (status, body) = get_text(&app, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v,
+        json!({"ready": false, "not_reached": ["down", "my-secrets-manager"]})
+    );
+
+    let typo = "$secret://aws/my-secrets-manager/alice-credentias/alice-key-auth";
+    let results = resolve(&app, &[TUTORIAL_REF, typo]).await;
+    assert_eq!(results[0], ok(TUTORIAL_REF, "alice-key", false));
+    let (_, before) = get_text(&app, "/metrics").await;
+    // moto answered: only "down" is missing now
+    let (status, body) = get_text(&app, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"ready": false, "not_reached": ["down"]})
+    );
+
+    // the same reference again: a cache hit, no provider call
+    resolve(&app, &[TUTORIAL_REF]).await;
+    let down_ref = "$secret://aws/down/alice-credentials/alice-key-auth";
+    resolve(&app, &[down_ref]).await;
+    let (status, after) = get_text(&app, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let get_ok = r#"secret_sidecar_provider_calls_total{provider="my-secrets-manager",call="get",outcome="ok"}"#;
+    let hits = r#"secret_sidecar_cache_lookups_total{result="hit"}"#;
+    let resolves = r#"secret_sidecar_requests_total{endpoint="/v1/resolve",status="200"}"#;
+    assert_eq!(metric(&before, get_ok), 1.0, "{before}");
+    assert_eq!(metric(&after, get_ok), 1.0, "{after}");
+    assert!(metric(&after, hits) > metric(&before, hits), "{after}");
+    assert_eq!(
+        (metric(&before, resolves), metric(&after, resolves)),
+        (1.0, 3.0)
+    );
+    assert_eq!(
+        metric(
+            &after,
+            r#"secret_sidecar_provider_calls_total{provider="my-secrets-manager",call="list",outcome="ok"}"#
+        ),
+        1.0
+    );
+    assert!(
+        metric(
+            &after,
+            r#"secret_sidecar_provider_calls_total{provider="down",call="get",outcome="unreachable"}"#
+        ) >= 1.0,
+        "{after}"
+    );
+    assert_eq!(
+        metric(
+            &after,
+            r#"secret_sidecar_provider_reached{provider="down"}"#
+        ),
+        0.0
+    );
+    assert!(
+        metric(
+            &after,
+            r#"secret_sidecar_provider_call_duration_seconds_count{provider="my-secrets-manager"}"#
+        ) >= 2.0
+    );
+    assert_eq!(
+        metric(
+            &after,
+            r#"secret_sidecar_requests_total{endpoint="/readyz",status="503"}"#
+        ),
+        2.0
+    );
+
+    // moto gone: the value is served stale, and the oldest served value ages
+    moto.stop();
+    clock.advance(Duration::from_secs(90));
+    assert_eq!(
+        resolve(&app, &[TUTORIAL_REF]).await[0],
+        ok(TUTORIAL_REF, "alice-key", true)
+    );
+    let (_, stale) = get_text(&app, "/metrics").await;
+    assert_eq!(
+        metric(&stale, "secret_sidecar_cache_stale_served_total"),
+        1.0
+    );
+    assert_eq!(
+        metric(&stale, "secret_sidecar_served_value_max_age_seconds"),
+        90.0
+    );
+    for text in [&before, &after, &stale] {
+        for leak in ["alice-key", "alice-credentia", "$secret", TOKEN, "test"] {
+            assert!(!text.contains(leak), "{leak:?} in\n{text}");
+        }
+    }
+
+    // a sidecar whose one provider answers: the start-up probe makes it ready without traffic
+    let moto = start_moto();
+    let only_moto = format!(
+        "[[providers]]\nid = \"my-secrets-manager\"\nkind = \"aws\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\n",
+        moto.endpoint()
+    );
+    let config = Config::parse(&only_moto, &test_env).unwrap();
+    let state = AppState::new(
+        SecretValue::new(TOKEN),
+        build_resolver(&config, clock.clone()).await.unwrap(),
+        config.limit.clone(),
+    );
+    let app = secret_sidecar::app(state.clone());
+    assert_eq!(
+        get_text(&app, "/readyz").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        state.probe_until_ready(Duration::from_millis(200)),
+    )
+    .await
+    .expect("the probe reaches moto");
+    assert_eq!(
+        get_text(&app, "/readyz").await,
+        (StatusCode::OK, r#"{"ready":true}"#.to_string())
+    );
+}
