@@ -18,6 +18,7 @@ pub mod wasm_check;
 pub use format::*;
 
 use envoy_secret_auth_filter::config::{self, PluginSet};
+use envoy_secret_auth_filter::http::callout::DispatchError;
 use envoy_secret_auth_filter::http::RequestView;
 use envoy_secret_auth_filter::worker::{self, Level, Worker};
 
@@ -70,8 +71,8 @@ impl worker::Host for NoSidecar {
         _sidecar: &config::Sidecar,
         _path: &str,
         _body: Vec<u8>,
-    ) -> Result<u32, String> {
-        Err("no sidecar in the fuzz targets".into())
+    ) -> Result<u32, DispatchError> {
+        Err(DispatchError::UnknownCluster)
     }
 }
 
