@@ -4,7 +4,7 @@
 //! with the filter); errors are mapped to the wire here and nowhere else (their codes by
 //! `ResolveError::code` and `LimitError::code`).
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -20,10 +20,12 @@ use sidecar_api::{
     ResolveErrorBody, ResolveRequest, ResolveResponse, ResolveResult,
 };
 
-use crate::config::LimitConfig;
+use crate::config::{CacheConfig, LimitConfig};
 use crate::limit::{self, Counter, LimitError, Store};
 use crate::metrics::Metrics;
+use crate::providers::Provider;
 use crate::resolve::{Resolution, Resolver};
+use secret_ref::Manager;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -40,11 +42,12 @@ pub struct AppState {
 }
 
 struct Inner {
-    token: SecretValue,
+    /// The token and the Redis backends are replaced on a configuration reload.
+    token: RwLock<SecretValue>,
     resolver: Resolver,
     store: Store,
     /// The Redis backends `/v1/limit` may connect to.
-    limit: LimitConfig,
+    limit: RwLock<Arc<LimitConfig>>,
     metrics: Arc<Metrics>,
 }
 
@@ -54,13 +57,38 @@ impl AppState {
         let metrics = resolver.metrics();
         AppState {
             inner: Arc::new(Inner {
-                token,
+                token: RwLock::new(token),
                 resolver,
                 store: Store::new(),
-                limit,
+                limit: RwLock::new(Arc::new(limit)),
                 metrics,
             }),
         }
+    }
+
+    /// Applies a reloaded configuration: the token, the providers, the cache's TTLs and the
+    /// Redis backends. The cache's entries, Redis connections and metrics are kept.
+    pub fn reconfigure(
+        &self,
+        token: SecretValue,
+        providers: Vec<(String, Manager, Arc<dyn Provider>)>,
+        cache: CacheConfig,
+        limit: LimitConfig,
+    ) {
+        let inner = &self.inner;
+        inner.resolver.replace_providers(providers);
+        inner.resolver.cache().set_config(cache);
+        *inner.limit.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(limit);
+        *inner.token.write().unwrap_or_else(PoisonError::into_inner) = token;
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.inner.metrics.clone()
+    }
+
+    /// The configured provider ids.
+    pub fn provider_ids(&self) -> Vec<String> {
+        self.inner.resolver.provider_ids()
     }
 
     /// Asks the providers that have not answered yet for their secret names (for readiness),
@@ -124,7 +152,15 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
     if OPEN_PATHS.contains(&req.uri().path()) {
         return next.run(req).await;
     }
-    match bearer_token(req.headers()) {
+    let accepted = bearer_token(req.headers()).map(|token| {
+        state
+            .inner
+            .token
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ct_eq_bytes(token)
+    });
+    match accepted {
         None => (
             StatusCode::UNAUTHORIZED,
             [
@@ -133,8 +169,8 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
             ],
         )
             .into_response(),
-        Some(token) if state.inner.token.ct_eq_bytes(token) => next.run(req).await,
-        Some(_) => (StatusCode::FORBIDDEN, [(header::CONNECTION, "close")]).into_response(),
+        Some(true) => next.run(req).await,
+        Some(false) => (StatusCode::FORBIDDEN, [(header::CONNECTION, "close")]).into_response(),
     }
 }
 
@@ -271,7 +307,12 @@ async fn limit(State(state): State<AppState>, body: Result<Bytes, BytesRejection
         Err(e) => return request_error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let inner = &state.inner;
-    match limit::run(&inner.store, &inner.resolver, &inner.limit, &request).await {
+    let allowed = inner
+        .limit
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    match limit::run(&inner.store, &inner.resolver, &allowed, &request).await {
         Ok(counters) => {
             inner.metrics.redis_ops(counters.len());
             Json(LimitResponse {

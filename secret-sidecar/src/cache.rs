@@ -181,7 +181,8 @@ pub struct Listing {
 type SecretKey = (String, String);
 
 pub struct Cache {
-    config: CacheConfig,
+    /// Replaced on a configuration reload ([`Cache::set_config`]); entries are kept.
+    config: std::sync::RwLock<CacheConfig>,
     clock: Arc<dyn Clock>,
     secrets: Mutex<HashMap<SecretKey, Arc<SecretSlot>>>,
     names: Mutex<HashMap<String, Arc<NamesSlot>>>,
@@ -191,12 +192,23 @@ pub struct Cache {
 impl Cache {
     pub fn new(config: CacheConfig, clock: Arc<dyn Clock>) -> Self {
         Cache {
-            config,
+            config: std::sync::RwLock::new(config),
             clock,
             secrets: Mutex::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
             metrics: Metrics::new(),
         }
+    }
+
+    /// The TTLs and bounds in force.
+    pub fn config(&self) -> CacheConfig {
+        *self.config.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// New TTLs and bounds (a configuration reload): cached entries are kept and judged by
+    /// them from now on.
+    pub fn set_config(&self, config: CacheConfig) {
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = config;
     }
 
     /// The metrics this cache counts into (shared with the providers and the HTTP API).
@@ -218,8 +230,8 @@ impl Cache {
 
     fn is_fresh(&self, known: &Known, now: Instant) -> bool {
         let ttl = match known.answer {
-            Answer::Value(_) => self.config.ttl,
-            Answer::NotFound | Answer::Refused(_) => self.config.not_found_ttl,
+            Answer::Value(_) => self.config().ttl,
+            Answer::NotFound | Answer::Refused(_) => self.config().not_found_ttl,
         };
         now.saturating_duration_since(known.at) < ttl
     }
@@ -293,7 +305,7 @@ impl Cache {
             let refetch_now = refetch
                 && matches!(known.answer, Answer::Value(_))
                 && state.last_call.is_none_or(|at| {
-                    now.saturating_duration_since(at) >= self.config.refetch_min_interval
+                    now.saturating_duration_since(at) >= self.config().refetch_min_interval
                 });
             if self.is_fresh(known, now) && !refetch_now {
                 let lookup = known.answer.lookup(false);
@@ -358,7 +370,8 @@ impl Cache {
                 }
             }
             Err(err) => {
-                let max_age = self.config.ttl.saturating_add(self.config.max_stale);
+                let config = self.config();
+                let max_age = config.ttl.saturating_add(config.max_stale);
                 let outcome = match &state.known {
                     // (a refetch of a fresh value: answered as without the refetch)
                     Some(known) if self.is_fresh(known, now) => known.answer.lookup(false),
@@ -367,7 +380,7 @@ impl Cache {
                         at,
                     }) if now.saturating_duration_since(*at) >= max_age => Lookup::StaleExpired {
                         error: err.clone(),
-                        max_stale: self.config.max_stale,
+                        max_stale: config.max_stale,
                     },
                     Some(known) => known.answer.lookup(true),
                     None => Lookup::Failed(err.clone()),
@@ -476,7 +489,8 @@ impl Cache {
         let slot = self.names_slot(provider_id);
         let mut state = slot.state.lock().await;
         let now = self.clock.now();
-        let within_ttl = |at: Instant| now.saturating_duration_since(at) < self.config.ttl;
+        let ttl = self.config().ttl;
+        let within_ttl = |at: Instant| now.saturating_duration_since(at) < ttl;
         let last = |state: &NamesState, err: &ProviderError| match &state.list {
             Some(list) => Ok(Listing {
                 list: list.clone(),

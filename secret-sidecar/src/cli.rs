@@ -2,12 +2,13 @@
 
 use std::path::PathBuf;
 
-use crate::config::Listen;
+use crate::config::{Listen, LogFormat};
 
 pub const USAGE: &str = "\
 usage:
   secret-sidecar --config sidecar.toml [--listen 127.0.0.1:7070 | --listen unix:/path/sidecar.sock]
-      run the service
+                 [--log-format text|json]
+      run the service (SIGTERM: stop after open requests; SIGHUP: reload the config file)
   secret-sidecar check --config sidecar.toml [REF...]
       validate the config and resolve each reference once (prints ok / stale / the error,
       never the value); exits 1 if any failed
@@ -21,6 +22,8 @@ pub enum Command {
     Serve {
         config: PathBuf,
         listen: Option<Listen>,
+        /// Overrides the config's `[log] format`.
+        log_format: Option<LogFormat>,
     },
     Check {
         config: PathBuf,
@@ -38,6 +41,8 @@ pub enum UsageError {
     MissingValue(&'static str),
     #[error("--listen: {0:?} is not an IP address and port (e.g. 127.0.0.1:7070) or unix:/absolute/path")]
     BadListen(String),
+    #[error("--log-format: {0:?} is not \"text\" or \"json\"")]
+    BadLogFormat(String),
     #[error("unknown argument {0:?}")]
     UnknownArgument(String),
     #[error("{0} given twice")]
@@ -55,6 +60,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Usa
     }
     let mut config: Option<PathBuf> = None;
     let mut listen: Option<Listen> = None;
+    let mut log_format: Option<LogFormat> = None;
     let mut refs = Vec::new();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -81,6 +87,16 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Usa
                     return Err(UsageError::Repeated("--listen"));
                 }
             }
+            "--log-format" if !check => {
+                let value = inline
+                    .or_else(|| args.next())
+                    .ok_or(UsageError::MissingValue("--log-format"))?;
+                let format =
+                    LogFormat::parse(&value).map_err(|_| UsageError::BadLogFormat(value))?;
+                if log_format.replace(format).is_some() {
+                    return Err(UsageError::Repeated("--log-format"));
+                }
+            }
             _ if check && !arg.starts_with('-') => refs.push(arg),
             _ => return Err(UsageError::UnknownArgument(arg)),
         }
@@ -89,7 +105,11 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Usa
     Ok(if check {
         Command::Check { config, refs }
     } else {
-        Command::Serve { config, listen }
+        Command::Serve {
+            config,
+            listen,
+            log_format,
+        }
     })
 }
 
@@ -107,14 +127,24 @@ mod tests {
             parse(&["--config", "s.toml"]),
             Ok(Command::Serve {
                 config: "s.toml".into(),
-                listen: None
+                listen: None,
+                log_format: None,
             })
         );
         assert_eq!(
             parse(&["--listen=127.0.0.1:0", "--config=s.toml"]),
             Ok(Command::Serve {
                 config: "s.toml".into(),
-                listen: Some(Listen::Tcp("127.0.0.1:0".parse().unwrap()))
+                listen: Some(Listen::Tcp("127.0.0.1:0".parse().unwrap())),
+                log_format: None,
+            })
+        );
+        assert_eq!(
+            parse(&["--config", "s.toml", "--log-format", "json"]),
+            Ok(Command::Serve {
+                config: "s.toml".into(),
+                listen: None,
+                log_format: Some(LogFormat::Json),
             })
         );
         assert_eq!(
@@ -143,7 +173,7 @@ mod tests {
 
     #[test]
     fn usage_errors() {
-        let cases: [(&[&str], UsageError); 7] = [
+        let cases: [(&[&str], UsageError); 8] = [
             (&[], UsageError::MissingConfig),
             (&["check"], UsageError::MissingConfig),
             (&["--config"], UsageError::MissingValue("--config")),
@@ -162,6 +192,10 @@ mod tests {
             (
                 &["--config", "a", "--config", "b"],
                 UsageError::Repeated("--config"),
+            ),
+            (
+                &["--config", "a", "--log-format=yaml"],
+                UsageError::BadLogFormat("yaml".into()),
             ),
         ];
         for (args, want) in cases {

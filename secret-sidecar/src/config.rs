@@ -63,7 +63,30 @@ pub struct Config {
     pub cache: CacheConfig,
     pub server: ServerConfig,
     pub limit: LimitConfig,
+    /// `[log] format` (the `--log-format` flag wins).
+    pub log_format: LogFormat,
     pub providers: Vec<ProviderConfig>,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (tracing's format).
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message` and the event's fields.
+    Json,
+}
+
+impl LogFormat {
+    /// `text` or `json`.
+    pub fn parse(text: &str) -> Result<LogFormat, Problem> {
+        match text {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(Problem::NotALogFormat(text.into())),
+        }
+    }
 }
 
 /// Where the sidecar accepts connections.
@@ -359,6 +382,8 @@ pub enum Problem {
     TooSmall { min: u64, got: u64 },
     #[error("{0:?} is not a file mode in octal, at most \"0777\" (e.g. \"0600\" or \"0660\")")]
     NotAFileMode(String),
+    #[error("{0:?} is not \"text\" or \"json\"")]
+    NotALogFormat(String),
     #[error("only used with listen = \"unix:/path\"")]
     OnlyForUnixSocket,
     #[error("{0:?} is not \"host:port\" or \"host:*\"")]
@@ -410,8 +435,15 @@ struct RawConfig {
     cache: Option<RawCache>,
     server: Option<RawServer>,
     limit: Option<RawLimit>,
+    log: Option<RawLog>,
     #[serde(default)]
     providers: Vec<RawProvider>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -535,6 +567,10 @@ fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
     let listen = Listen::parse(listen_text).map_err(|p| ConfigError::field("listen", p))?;
     let server = validate_server(raw.server, &listen)?;
     let limit = validate_limit(raw.limit)?;
+    let log_format = match raw.log.and_then(|l| l.format) {
+        None => LogFormat::default(),
+        Some(text) => LogFormat::parse(&text).map_err(|p| ConfigError::field("log.format", p))?,
+    };
 
     let token = match (raw.token_env, raw.token_file) {
         (Some(_), Some(_)) => {
@@ -597,6 +633,7 @@ fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
         cache,
         server,
         limit,
+        log_format,
         providers,
     })
 }
@@ -1091,6 +1128,7 @@ region = "us-east-1"
         assert_eq!(c.cache.ttl, Duration::from_secs(60));
         assert_eq!(c.cache.not_found_ttl, Duration::from_secs(5));
         assert_eq!(c.cache.refetch_min_interval, Duration::from_secs(1));
+        assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.providers.len(), 1);
         assert_eq!(c.providers[0].id, "my-secrets-manager");
         let ProviderKind::Aws(aws) = &c.providers[0].kind else {
@@ -1219,6 +1257,9 @@ listen = "unix:/run/sidecar/sidecar.sock"
 max_stale_s = 0
 refetch_min_interval_ms = 0
 
+[log]
+format = "json"
+
 [server]
 header_read_timeout_ms = 500
 idle_timeout_ms = 2000
@@ -1235,6 +1276,7 @@ redis_clusters = [["10.0.0.1:7000", "10.0.0.2:7000"]]
         assert_eq!(c.listen.to_string(), "unix:/run/sidecar/sidecar.sock");
         assert_eq!(c.cache.max_stale, Duration::ZERO);
         assert_eq!(c.cache.refetch_min_interval, Duration::ZERO);
+        assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(
             c.server,
             ServerConfig {
@@ -1258,6 +1300,7 @@ redis_clusters = [["10.0.0.1:7000", "10.0.0.2:7000"]]
     fn bad_server_limit_and_stale_settings() {
         let cases = [
             ("[cache]\nmax_stale_s = 86401", "cache.max_stale_s: must be at most 86400, got 86401"),
+            ("[log]\nformat = \"yaml\"", "log.format: \"yaml\" is not \"text\" or \"json\""),
             ("[cache]\nrefetch_min_interval_ms = 60001", "cache.refetch_min_interval_ms: must be at most 60000, got 60001"),
             ("[server]\nheader_read_timeout_ms = 0", "server.header_read_timeout_ms: must be at least 1, got 0"),
             ("[server]\nidle_timeout_ms = 3600001", "server.idle_timeout_ms: must be at most 3600000, got 3600001"),

@@ -1,17 +1,25 @@
 //! The binary: arguments, logging, signals. Everything else is in the library.
+//!
+//! Signals while serving: SIGTERM / Ctrl-C stop accepting, let open requests finish (at most
+//! 10 s) and exit 0; SIGHUP reloads the config file (token, providers, cache TTLs, Redis
+//! backends; the cache is kept; a bad file is logged and the running config kept).
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use secret_sidecar::cli::{self, Command, UsageError, USAGE};
 use secret_sidecar::clock::SystemClock;
-use secret_sidecar::config::{process_env, Config, Listen};
-use secret_sidecar::{build_resolver, check, run, AppState, Listener};
-use tracing_subscriber::EnvFilter;
+use secret_sidecar::config::{process_env, Config, Listen, LogFormat};
+use secret_sidecar::{build_resolver, check, logging, reload, run, AppState, Listener};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// How often providers that have not answered yet are asked again (the cache lets a listing
 /// through at most once per TTL).
-const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+
+const SERVE_LOG: &str = "info,aws_config=warn,aws_smithy_runtime=warn";
 
 fn main() -> ExitCode {
     let args: Result<Vec<String>, _> = std::env::args_os()
@@ -28,57 +36,67 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let default_log = match command {
+    match command {
         Command::Help => {
             println!("{USAGE}");
-            return ExitCode::SUCCESS;
+            ExitCode::SUCCESS
         }
         Command::Version => {
             println!("secret-sidecar {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
+            ExitCode::SUCCESS
         }
-        Command::Serve { .. } => "info,aws_config=warn,aws_smithy_runtime=warn",
-        Command::Check { .. } => "warn",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_log));
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal, not in log files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(filter)
-        .init();
+        Command::Serve {
+            config: path,
+            listen,
+            log_format,
+        } => {
+            // the config first: it says how to log
+            let config = match Config::load(&path, &process_env) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("secret-sidecar: {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            logging::init(log_format.unwrap_or(config.log_format), SERVE_LOG);
+            with_runtime(serve(path, config, listen))
+        }
+        Command::Check { config, refs } => {
+            logging::init(LogFormat::Text, "warn");
+            with_runtime(run_check(config, refs))
+        }
+    }
+}
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+fn with_runtime(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt,
+        Ok(rt) => rt.block_on(f),
         Err(e) => {
             eprintln!("secret-sidecar: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
-    runtime.block_on(async {
-        match command {
-            Command::Serve { config, listen } => serve(&config, listen).await,
-            Command::Check { config, refs } => run_check(&config, &refs).await,
-            Command::Help | Command::Version => ExitCode::SUCCESS,
-        }
-    })
+    }
 }
 
-async fn serve(config_path: &std::path::Path, listen: Option<Listen>) -> ExitCode {
-    let config = match Config::load(config_path, &process_env) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("secret-sidecar: {}: {e}", config_path.display());
-            return ExitCode::FAILURE;
-        }
-    };
+async fn serve(config_path: PathBuf, config: Config, listen: Option<Listen>) -> ExitCode {
     let token = match config.token.load(&process_env) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("secret-sidecar: {}: {e}", config_path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    // before listening: a SIGHUP once the port is open must not kill the process
+    let (hangup, terminate) = match (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(h), Ok(t)) => (h, t),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("secret-sidecar: cannot listen for signals: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -104,7 +122,9 @@ async fn serve(config_path: &std::path::Path, listen: Option<Listen>) -> ExitCod
     // readiness without waiting for the first request: list each provider's names
     let probe = state.clone();
     tokio::spawn(async move { probe.probe_until_ready(PROBE_EVERY).await });
-    match run(listener, state, config.server, shutdown_signal()).await {
+    let server = config.server;
+    tokio::spawn(reload_on_hangup(hangup, config_path, state.clone(), config));
+    match run(listener, state, server, shutdown_signal(terminate)).await {
         Ok(()) => {
             tracing::info!("secret-sidecar stopped");
             ExitCode::SUCCESS
@@ -116,7 +136,38 @@ async fn serve(config_path: &std::path::Path, listen: Option<Listen>) -> ExitCod
     }
 }
 
-async fn run_check(config_path: &std::path::Path, refs: &[String]) -> ExitCode {
+/// Reloads the config file on each SIGHUP. `listen`, `[server]` and `[log]` changes are
+/// reported as needing a restart.
+async fn reload_on_hangup(mut hangup: Signal, path: PathBuf, state: AppState, running: Config) {
+    while hangup.recv().await.is_some() {
+        match reload(&state, &path).await {
+            Ok(new) => {
+                let restart: Vec<&str> = [
+                    ("listen", new.listen != running.listen),
+                    ("server", new.server != running.server),
+                    ("log", new.log_format != running.log_format),
+                ]
+                .iter()
+                .filter(|(_, changed)| *changed)
+                .map(|(name, _)| *name)
+                .collect();
+                tracing::info!(
+                    providers = ?state.provider_ids(),
+                    needs_restart = ?restart,
+                    "config reloaded (cache kept)"
+                );
+            }
+            Err(e) => tracing::error!(
+                config = %path.display(),
+                error = %e,
+                "config reload failed: the running config stays in force"
+            ),
+        }
+    }
+}
+
+async fn run_check(config_path: PathBuf, refs: Vec<String>) -> ExitCode {
+    let config_path: &Path = &config_path;
     let config = match Config::load(config_path, &process_env) {
         Ok(c) => c,
         Err(e) => {
@@ -138,7 +189,7 @@ async fn run_check(config_path: &std::path::Path, refs: &[String]) -> ExitCode {
         }
     };
     let mut stdout = std::io::stdout();
-    match check::check(&resolver, refs, &mut stdout).await {
+    match check::check(&resolver, &refs, &mut stdout).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -149,27 +200,16 @@ async fn run_check(config_path: &std::path::Path, refs: &[String]) -> ExitCode {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+async fn shutdown_signal(mut terminate: Signal) {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::warn!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
     };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
     tokio::select! {
         () = ctrl_c => {}
-        () = terminate => {}
+        _ = terminate.recv() => {}
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutting down: no new connections, open requests finish");
 }

@@ -243,6 +243,7 @@ fn did_you_mean_suffix(names: &[String]) -> String {
     }
 }
 
+#[derive(Clone)]
 struct RegisteredProvider {
     manager: Manager,
     provider: Arc<dyn Provider>,
@@ -250,7 +251,8 @@ struct RegisteredProvider {
 
 /// Resolves references against the configured providers, through the cache.
 pub struct Resolver {
-    providers: HashMap<String, RegisteredProvider>,
+    /// Replaced as a whole on a configuration reload ([`Resolver::replace_providers`]).
+    providers: std::sync::RwLock<Arc<Providers>>,
     cache: Cache,
     concurrency: usize,
     /// The secret name each reference (by provider and path) first resolved through.
@@ -258,6 +260,8 @@ pub struct Resolver {
 }
 
 type SecretKey = (String, String);
+
+type Providers = HashMap<String, RegisteredProvider>;
 
 type ListOutcome = Result<Listing, ProviderError>;
 
@@ -352,7 +356,7 @@ fn field_of(
 impl Resolver {
     pub fn new(cache: Cache) -> Self {
         Resolver {
-            providers: HashMap::new(),
+            providers: std::sync::RwLock::new(Arc::new(HashMap::new())),
             cache,
             concurrency: DEFAULT_CONCURRENCY,
             splits: Mutex::new(HashMap::new()),
@@ -368,10 +372,55 @@ impl Resolver {
     /// Registers `provider` under `id` for references to `manager` (its calls counted in the
     /// cache's metrics).
     pub fn add_provider(&mut self, id: &str, manager: Manager, provider: Arc<dyn Provider>) {
+        let registered = self.register(id, manager, provider);
+        let providers = self
+            .providers
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::make_mut(providers).insert(id.to_string(), registered);
+    }
+
+    fn register(
+        &self,
+        id: &str,
+        manager: Manager,
+        provider: Arc<dyn Provider>,
+    ) -> RegisteredProvider {
         let provider: Arc<dyn Provider> =
             Arc::new(Instrumented::new(id, provider, self.cache.metrics()));
+        RegisteredProvider { manager, provider }
+    }
+
+    /// Replaces every provider (a configuration reload). The cache is kept: a provider id
+    /// that stays keeps its cached answers; lookups in flight finish with the old providers.
+    pub fn replace_providers(&self, providers: Vec<(String, Manager, Arc<dyn Provider>)>) {
+        let ids: Vec<&str> = providers.iter().map(|(id, _, _)| id.as_str()).collect();
+        self.cache.metrics().retain_providers(&ids);
+        let map: Providers = providers
+            .iter()
+            .map(|(id, manager, provider)| {
+                (id.clone(), self.register(id, *manager, provider.clone()))
+            })
+            .collect();
+        *self
+            .providers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(map);
+    }
+
+    /// The providers in force now.
+    fn providers(&self) -> Arc<Providers> {
         self.providers
-            .insert(id.to_string(), RegisteredProvider { manager, provider });
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The configured provider ids, sorted.
+    pub fn provider_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.providers().keys().cloned().collect();
+        ids.sort();
+        ids
     }
 
     /// The metrics of this resolver's cache and providers.
@@ -389,7 +438,7 @@ impl Resolver {
     pub async fn probe_providers(&self) {
         let not_reached = self.metrics().providers_not_reached();
         for id in not_reached {
-            if let Some(registered) = self.providers.get(&id) {
+            if let Some(registered) = self.providers().get(&id) {
                 let _ = self
                     .cache
                     .secret_names(&id, registered.provider.as_ref())
@@ -504,8 +553,9 @@ impl Resolver {
             }
             Ok(Some(Reference::Secret(r))) => r,
         };
-        let Some(registered) = self.providers.get(&r.provider) else {
-            let mut configured: Vec<String> = self.providers.keys().cloned().collect();
+        let providers = self.providers();
+        let Some(registered) = providers.get(&r.provider) else {
+            let mut configured: Vec<String> = providers.keys().cloned().collect();
             configured.sort();
             return Err(ResolveError::UnknownProvider {
                 provider: r.provider,
