@@ -266,6 +266,21 @@ def main():
                 f"| {b['p99'] * 1000:.0f} µs | {b['redis_us']:.1f} µs |"
             )
 
+    for r in rows:
+        profile = os.path.join(args.dir, r["scenario"] + ".sidecar-profile.txt")
+        if os.path.exists(profile):
+            with open(profile, encoding="utf-8") as f:
+                top = [line.rstrip() for line in f if line.strip()]
+            lines += [
+                "",
+                f"Where the sidecar's CPU time goes in {r['scenario']} (perf record -e cpu-clock, self time: by "
+                "module, then by symbol):",
+                "",
+                "```",
+                *top,
+                "```",
+            ]
+
     notes = []
     for r in rows:
         if r["scenario"].startswith("wasm-limit-redis") and r["sidecar_us"] is not None:

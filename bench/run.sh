@@ -15,7 +15,8 @@
 # BENCH_SIDECAR_BIN (another sidecar binary; default: the release build scripts/build.sh makes),
 # BENCH_WASM (another build of the filter's .wasm, e.g. to compare a change: implies that the
 # filter is not rebuilt over it), BENCH_OUT (where logs and raw outputs go, default .run/bench),
-# BENCH_REPORT (the report written, default bench/results/latest.md).
+# BENCH_REPORT (the report written, default bench/results/latest.md), BENCH_PROFILE_SIDECAR=1
+# (perf record -e cpu-clock on the sidecar during the wasm-limit-redis* runs: where its time goes).
 set -euo pipefail
 source "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
@@ -363,12 +364,31 @@ run_scenario() {
         bg_start "perf-$name" "$OUT/$name.perf.log" perf stat -x, -e instructions,cycles \
             -o "$OUT/$name.perf" -p "$(bg_pid "envoy-$name")"
     fi
+    local profile=""
+    if [ -n "${BENCH_PROFILE_SIDECAR:-}" ] && [[ "$name" == wasm-limit-redis* ]] && command -v perf >/dev/null; then
+        profile="$OUT/$name.sidecar.perf.data"
+        bg_start "perf-sidecar-$name" "$OUT/$name.sidecar.perf.log" perf record -e cpu-clock -F 999 -g \
+            -o "$profile" -p "$(bg_pid sidecar)"
+    fi
     envoy0="$(cpu_ticks "envoy-$name")"
     sidecar0="$(cpu_ticks sidecar)" redis0="$(cpu_ticks redis)"
     "${PIN_WRK[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${load_args[@]}" \
         "http://127.0.0.1:$port/" "${script_args[@]}" >"$OUT/$name.wrk"
     envoy1="$(cpu_ticks "envoy-$name")"
     sidecar1="$(cpu_ticks sidecar)" redis1="$(cpu_ticks redis)"
+    if [ -n "$profile" ]; then
+        # perf record writes its data on SIGINT. The top entries by module and symbol (self time).
+        local perf_pid i
+        perf_pid="$(bg_pid "perf-sidecar-$name")"
+        kill -INT "$perf_pid" 2>/dev/null || true
+        for i in $(seq 100); do kill -0 "$perf_pid" 2>/dev/null || break; sleep 0.1; done
+        bg_stop "perf-sidecar-$name"
+        perf report -i "$profile" --stdio --no-children --sort dso -g none 2>/dev/null |
+            grep -v '^#' | grep -v '^$' | head -8 >"$OUT/$name.sidecar-profile.txt" || true
+        perf report -i "$profile" --stdio --no-children --sort dso,sym -g none 2>/dev/null |
+            grep -v '^#' | grep -v '^$' | head -25 >>"$OUT/$name.sidecar-profile.txt" || true
+        log "$name: sidecar profile in ${OUT#"$ROOT"/}/$name.sidecar-profile.txt"
+    fi
     if [ -n "$PERF_OK" ]; then
         # perf stat writes its counts on SIGINT; give it a moment before bg_stop's SIGTERM.
         local perf_pid i
