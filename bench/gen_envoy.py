@@ -53,6 +53,7 @@ EARLY_IDENTITY_HEADER_REMOVAL = [
                 {"remove": "x-consumer-username"},
                 {"remove": "x-credential-identifier"},
                 {"remove": "x-consumer-custom-id"},
+                {"remove": "x-credential-version"},
             ],
         },
     }
