@@ -9,9 +9,11 @@ usage:
   secret-sidecar --config sidecar.toml [--listen 127.0.0.1:7070 | --listen unix:/path/sidecar.sock]
                  [--log-format text|json]
       run the service (SIGTERM: stop after open requests; SIGHUP: reload the config file)
-  secret-sidecar check --config sidecar.toml [REF...]
+  secret-sidecar check --config sidecar.toml [--envoy envoy.yaml] [REF...]
       validate the config and resolve each reference once (prints ok / stale / the error,
-      never the value); exits 1 if any failed
+      never the value); with --envoy, every reference of every instance of the filter in that
+      Envoy config (YAML or JSON, or a bare filter JSON file), after running the filter's own
+      config parser on it; exits 1 if anything failed
   secret-sidecar --help | --version
 
 The bearer token is read from the environment variable named by token_env
@@ -27,6 +29,8 @@ pub enum Command {
     },
     Check {
         config: PathBuf,
+        /// An Envoy config (or bare filter config) whose references are checked.
+        envoy: Option<PathBuf>,
         refs: Vec<String>,
     },
     Help,
@@ -61,6 +65,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Usa
     let mut config: Option<PathBuf> = None;
     let mut listen: Option<Listen> = None;
     let mut log_format: Option<LogFormat> = None;
+    let mut envoy: Option<PathBuf> = None;
     let mut refs = Vec::new();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -87,6 +92,14 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Usa
                     return Err(UsageError::Repeated("--listen"));
                 }
             }
+            "--envoy" if check => {
+                let value = inline
+                    .or_else(|| args.next())
+                    .ok_or(UsageError::MissingValue("--envoy"))?;
+                if envoy.replace(PathBuf::from(value)).is_some() {
+                    return Err(UsageError::Repeated("--envoy"));
+                }
+            }
             "--log-format" if !check => {
                 let value = inline
                     .or_else(|| args.next())
@@ -103,7 +116,11 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Usa
     }
     let config = config.ok_or(UsageError::MissingConfig)?;
     Ok(if check {
-        Command::Check { config, refs }
+        Command::Check {
+            config,
+            envoy,
+            refs,
+        }
     } else {
         Command::Serve {
             config,
@@ -157,6 +174,7 @@ mod tests {
             ]),
             Ok(Command::Check {
                 config: "s.toml".into(),
+                envoy: None,
                 refs: vec!["$secret://aws/p/s/k".into(), "$secret://aws/p/t".into()]
             })
         );
@@ -164,6 +182,15 @@ mod tests {
             parse(&["check", "--config", "s.toml"]),
             Ok(Command::Check {
                 config: "s.toml".into(),
+                envoy: None,
+                refs: vec![]
+            })
+        );
+        assert_eq!(
+            parse(&["check", "--envoy", "envoy.yaml", "--config=s.toml"]),
+            Ok(Command::Check {
+                config: "s.toml".into(),
+                envoy: Some("envoy.yaml".into()),
                 refs: vec![]
             })
         );
@@ -173,7 +200,7 @@ mod tests {
 
     #[test]
     fn usage_errors() {
-        let cases: [(&[&str], UsageError); 8] = [
+        let cases: [(&[&str], UsageError); 10] = [
             (&[], UsageError::MissingConfig),
             (&["check"], UsageError::MissingConfig),
             (&["--config"], UsageError::MissingValue("--config")),
@@ -192,6 +219,14 @@ mod tests {
             (
                 &["--config", "a", "--config", "b"],
                 UsageError::Repeated("--config"),
+            ),
+            (
+                &["--config", "a", "--envoy", "e.yaml"],
+                UsageError::UnknownArgument("--envoy".into()),
+            ),
+            (
+                &["check", "--config", "a", "--envoy"],
+                UsageError::MissingValue("--envoy"),
             ),
             (
                 &["--config", "a", "--log-format=yaml"],

@@ -7,6 +7,7 @@ pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod envoy_check;
 pub mod limit;
 pub mod logging;
 pub mod metrics;

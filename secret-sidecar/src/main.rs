@@ -12,7 +12,9 @@ use std::time::Duration;
 use secret_sidecar::cli::{self, Command, UsageError, USAGE};
 use secret_sidecar::clock::SystemClock;
 use secret_sidecar::config::{process_env, Config, Listen, LogFormat};
-use secret_sidecar::{build_resolver, check, logging, reload, run, AppState, Listener};
+use secret_sidecar::{
+    build_resolver, check, envoy_check, logging, reload, run, AppState, Listener,
+};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// How often providers that have not answered yet are asked again (the cache lets a listing
@@ -61,9 +63,13 @@ fn main() -> ExitCode {
             logging::init(log_format.unwrap_or(config.log_format), SERVE_LOG);
             with_runtime(serve(path, config, listen))
         }
-        Command::Check { config, refs } => {
+        Command::Check {
+            config,
+            envoy,
+            refs,
+        } => {
             logging::init(LogFormat::Text, "warn");
-            with_runtime(run_check(config, refs))
+            with_runtime(run_check(config, envoy, refs))
         }
     }
 }
@@ -166,7 +172,7 @@ async fn reload_on_hangup(mut hangup: Signal, path: PathBuf, state: AppState, ru
     }
 }
 
-async fn run_check(config_path: PathBuf, refs: Vec<String>) -> ExitCode {
+async fn run_check(config_path: PathBuf, envoy: Option<PathBuf>, refs: Vec<String>) -> ExitCode {
     let config_path: &Path = &config_path;
     let config = match Config::load(config_path, &process_env) {
         Ok(c) => c,
@@ -189,13 +195,37 @@ async fn run_check(config_path: PathBuf, refs: Vec<String>) -> ExitCode {
         }
     };
     let mut stdout = std::io::stdout();
-    match check::check(&resolver, &refs, &mut stdout).await {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("secret-sidecar: cannot write the report: {e}");
-            ExitCode::FAILURE
+    let mut all_ok = true;
+    if let Some(envoy) = envoy {
+        let instances = match envoy_check::load(&envoy) {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut stderr = std::io::stderr();
+        match envoy_check::check(&resolver, &instances, &mut stdout, &mut stderr).await {
+            Ok(ok) => all_ok &= ok,
+            Err(e) => {
+                eprintln!("secret-sidecar: cannot write the report: {e}");
+                return ExitCode::FAILURE;
+            }
         }
+    }
+    if !refs.is_empty() {
+        match check::check(&resolver, &refs, &mut stdout).await {
+            Ok(ok) => all_ok &= ok,
+            Err(e) => {
+                eprintln!("secret-sidecar: cannot write the report: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
