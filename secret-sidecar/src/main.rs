@@ -126,10 +126,15 @@ async fn serve(config_path: PathBuf, config: Config, listen: Option<Listen>) -> 
     tracing::info!(listen = %local, providers = ?ids, "secret-sidecar listening");
     let state = AppState::new(token, resolver, config.limit.clone());
     // readiness without waiting for the first request: list each provider's names
-    let probe = state.clone();
-    tokio::spawn(async move { probe.probe_until_ready(PROBE_EVERY).await });
+    let probe = spawn_probe(&state);
     let server = config.server;
-    tokio::spawn(reload_on_hangup(hangup, config_path, state.clone(), config));
+    tokio::spawn(reload_on_hangup(
+        hangup,
+        config_path,
+        state.clone(),
+        config,
+        probe,
+    ));
     match run(listener, state, server, shutdown_signal(terminate)).await {
         Ok(()) => {
             tracing::info!("secret-sidecar stopped");
@@ -142,12 +147,28 @@ async fn serve(config_path: PathBuf, config: Config, listen: Option<Listen>) -> 
     }
 }
 
+/// Asks the providers not reached yet for their names until each has answered (readiness).
+fn spawn_probe(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let state = state.clone();
+    tokio::spawn(async move { state.probe_until_ready(PROBE_EVERY).await })
+}
+
 /// Reloads the config file on each SIGHUP. `listen`, `[server]` and `[log]` changes are
-/// reported as needing a restart.
-async fn reload_on_hangup(mut hangup: Signal, path: PathBuf, state: AppState, running: Config) {
+/// reported as needing a restart. New providers are probed for readiness (`probe`: the probe
+/// running, if any; one at a time).
+async fn reload_on_hangup(
+    mut hangup: Signal,
+    path: PathBuf,
+    state: AppState,
+    running: Config,
+    mut probe: tokio::task::JoinHandle<()>,
+) {
     while hangup.recv().await.is_some() {
         match reload(&state, &path).await {
             Ok(new) => {
+                if probe.is_finished() {
+                    probe = spawn_probe(&state);
+                }
                 let restart: Vec<&str> = [
                     ("listen", new.listen != running.listen),
                     ("server", new.server != running.server),

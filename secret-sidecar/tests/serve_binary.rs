@@ -347,6 +347,20 @@ async fn sighup_reloads_the_config_and_keeps_the_cache() {
         assert!(Instant::now() < deadline, "no reload after SIGHUP");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // the new provider is probed: ready again without traffic to it
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = http_get(port, "/readyz", None);
+        if ready.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(ready.contains("second"), "{ready}");
+        assert!(
+            Instant::now() < deadline,
+            "not ready after the reload: {ready}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // the new provider resolves (the new value: it has no cached entry of its own)
     let second = "$secret://aws/second/alice-credentials/alice-key-auth";
     let (_, v) = resolve(port, &[second]);
