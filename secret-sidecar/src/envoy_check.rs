@@ -4,12 +4,17 @@
 //! every `$secret://` reference it uses resolved once. Prints a table (reference, where it is
 //! used, ok or the error with its reason and "did you mean"), never a value.
 //!
-//! An instance is a wasm plugin config (an object with `configuration`) whose `root_id` or
-//! `name` is `envoy-secret-auth`, or whose configuration compiles as this filter's. Its
-//! `$env://` values are looked up as the VM would see them: `vm_config.environment_variables`
-//! `key_values` as written, `host_env_keys` from this process's environment (a key unset here
-//! is assumed set in Envoy's and noted), anything else unset. A bare filter JSON file has no
-//! `vm_config`: its `$env://` values come from this process's environment, or are assumed set.
+//! An instance is a wasm plugin config whose name is `envoy-secret-auth`, or whose
+//! configuration compiles as this filter's: Envoy's `PluginConfig` (`configuration`, named by
+//! `root_id` or `name`), also inside Kubernetes manifests (several YAML documents): Istio's
+//! `WasmPlugin` spec (`pluginConfig`, `pluginName`) and Envoy Gateway's `EnvoyExtensionPolicy`
+//! wasm entries (`config` beside `code`, `rootID` or `name`). Its `$env://` values are looked up
+//! as the VM would see them: values given inline (`vm_config.environment_variables.key_values`,
+//! Istio `valueFrom: INLINE`) as written, host variables (`host_env_keys`, Istio
+//! `valueFrom: HOST`, Envoy Gateway `env.hostKeys`) from this process's environment (a variable
+//! unset here is assumed set in Envoy's and noted), anything else unset. A bare filter JSON
+//! file has no VM config: its `$env://` values come from this process's environment, or are
+//! assumed set.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -74,14 +79,34 @@ pub fn load(path: &Path) -> Result<Vec<Instance>, EnvoyFileError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let doc: Value = match serde_json::from_str(&text) {
-        Ok(v) => v,
-        Err(_) => serde_yaml::from_str(&text).map_err(|e| EnvoyFileError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?,
+    let docs: Vec<Value> = match serde_json::from_str(&text) {
+        Ok(v) => vec![v],
+        Err(_) => {
+            let mut docs = Vec::new();
+            for doc in serde_yaml::Deserializer::from_str(&text) {
+                let value = <Value as serde::Deserialize>::deserialize(doc).map_err(|e| {
+                    EnvoyFileError::Parse {
+                        path: path.to_path_buf(),
+                        message: e.to_string(),
+                    }
+                })?;
+                if !value.is_null() {
+                    docs.push(value);
+                }
+            }
+            docs
+        }
     };
-    let instances = find_instances(&doc);
+    let instances = match docs.as_slice() {
+        [doc] => find_instances(doc),
+        _ => {
+            let mut out = Vec::new();
+            for (i, doc) in docs.iter().enumerate() {
+                walk(doc, format!("document[{i}]"), &mut out);
+            }
+            out
+        }
+    };
     if instances.is_empty() {
         return Err(EnvoyFileError::NoFilter {
             path: path.to_path_buf(),
@@ -135,16 +160,30 @@ fn walk(v: &Value, at: String, out: &mut Vec<Instance>) {
     }
 }
 
-/// A wasm plugin config of this filter: `{"name", "root_id", "configuration": {"@type",
-/// "value"}, "vm_config": {...}}`.
+/// A wasm plugin config of this filter: Envoy's `{"name", "root_id", "configuration":
+/// {"@type", "value"}, "vm_config": {...}}`, Istio's WasmPlugin spec `{"pluginName",
+/// "pluginConfig", "vmConfig"}` or an Envoy Gateway wasm entry `{"name", "rootID", "code",
+/// "config", "env"}`.
 fn instance(o: &serde_json::Map<String, Value>, at: &str) -> Option<Instance> {
-    let configuration = o.get("configuration")?.as_object()?;
-    let config = match configuration.get("value")? {
+    let (config, env, names): (&Value, VmEnv, &[&str]) =
+        if let Some(configuration) = o.get("configuration").and_then(Value::as_object) {
+            (
+                configuration.get("value")?,
+                vm_env(o.get("vm_config")),
+                &["root_id", "name"],
+            )
+        } else if let Some(config) = o.get("pluginConfig") {
+            (config, istio_env(o.get("vmConfig")), &["pluginName"])
+        } else if let (Some(config), true) = (o.get("config"), o.contains_key("code")) {
+            (config, gateway_env(o.get("env")), &["rootID", "name"])
+        } else {
+            return None;
+        };
+    let config = match config {
         Value::String(s) => s.as_bytes().to_vec(),
         other => serde_json::to_vec(other).ok()?,
     };
-    let env = vm_env(o.get("vm_config"));
-    let named = ["root_id", "name"]
+    let named = names
         .iter()
         .any(|k| o.get(*k).and_then(Value::as_str) == Some(FILTER_NAME));
     // a wasm plugin of another name counts if its configuration is this filter's
@@ -178,6 +217,46 @@ fn vm_env(vm_config: Option<&Value>) -> VmEnv {
         .unwrap_or_default();
     VmEnv::Vm {
         key_values,
+        host_env_keys,
+    }
+}
+
+/// Istio's `vmConfig.env`: `[{"name", "value", "valueFrom": "INLINE" (default) | "HOST"}]`.
+fn istio_env(vm_config: Option<&Value>) -> VmEnv {
+    let mut key_values = BTreeMap::new();
+    let mut host_env_keys = BTreeSet::new();
+    let vars = vm_config
+        .and_then(|v| v.get("env"))
+        .and_then(Value::as_array);
+    for var in vars.into_iter().flatten() {
+        let Some(name) = var.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        if var.get("valueFrom").and_then(Value::as_str) == Some("HOST") {
+            host_env_keys.insert(name.to_string());
+        } else if let Some(value) = var.get("value").and_then(Value::as_str) {
+            key_values.insert(name.to_string(), value.to_string());
+        }
+    }
+    VmEnv::Vm {
+        key_values,
+        host_env_keys,
+    }
+}
+
+/// Envoy Gateway's `env`: `{"hostKeys": [...]}`.
+fn gateway_env(env: Option<&Value>) -> VmEnv {
+    let host_env_keys = env
+        .and_then(|e| e.get("hostKeys"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|k| Some(k.as_str()?.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    VmEnv::Vm {
+        key_values: BTreeMap::new(),
         host_env_keys,
     }
 }

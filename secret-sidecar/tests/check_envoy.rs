@@ -190,6 +190,38 @@ async fn the_demo_envoy_config_checks_and_broken_ones_fail() {
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(out.contains("filter [1] at .: configuration ok"), "{out}");
 
+    // the Kubernetes examples: Istio's WasmPlugin and Envoy Gateway's EnvoyExtensionPolicy, in
+    // manifests of several YAML documents
+    for (manifest, at) in [
+        ("deploy/k8s/istio/wasmplugin.yaml", "spec"),
+        (
+            "deploy/k8s/envoy-gateway/extension-policy.yaml",
+            "spec.wasm[0]",
+        ),
+    ] {
+        let (code, out, err) = check(&sidecar, &workspace().join(manifest));
+        assert_eq!(code, Some(0), "{manifest}: {out}\n{err}");
+        assert!(out.contains("] at document["), "{out}");
+        assert!(
+            out.contains(&format!(
+                "{at}: configuration ok (1 consumers, 4 credentials, 4 references)"
+            )),
+            "{manifest}: {out}"
+        );
+        assert_eq!(
+            row(
+                &out,
+                &format!("{tutorial}/secret-key"),
+                "alice / primary-hmac / secret_key"
+            ),
+            "ok"
+        );
+        assert!(
+            err.contains("$env://SECRET_SIDECAR_TOKEN is not set here"),
+            "{err}"
+        );
+    }
+
     // an Envoy config without the filter
     let none = dir.path().join("none.yaml");
     std::fs::write(&none, "static_resources: {listeners: []}\n").unwrap();
