@@ -355,10 +355,15 @@ impl Worker {
         let (Some(refresh), Some(_)) = (self.refresh.as_mut(), self.config.sidecar.as_ref()) else {
             return;
         };
-        if !refresh.due(now) {
-            return;
+        let scheduled = match self.miss.scheduled.take() {
+            Some(refetch) if !refresh.in_flight(now) => Some(refetch),
+            _ => None,
+        };
+        match scheduled {
+            Some(refetch) => self.fetch(host, now, &refetch),
+            None if refresh.due(now) => self.fetch(host, now, &[]),
+            None => {}
         }
-        self.fetch(host, now, &[]);
     }
 
     /// Starts a `/v1/resolve` call for every reference; the sidecar fetches those in `refetch`
@@ -396,7 +401,8 @@ impl Worker {
     }
 
     /// A client presented a credential that matched nobody: perhaps its secret just rotated
-    /// and this worker has not refreshed yet. Refreshes at once, asking the sidecar to fetch
+    /// and this worker has not refreshed yet. Refreshes on the next tick (at most 0.5 s)
+    /// instead of after `refresh_interval_s`, asking the sidecar to fetch
     /// that credential type's secrets from the provider again, at most once per
     /// `miss_refresh_min_interval_s` per worker, and never for a credential that already
     /// missed after such a refresh (kept for `refresh_interval_s`): random guesses cost at most
@@ -416,7 +422,9 @@ impl Worker {
             .miss
             .last_ms
             .is_some_and(|last| now < last.saturating_add(interval));
-        if throttled || self.refresh.as_ref().is_some_and(|r| r.in_flight(now)) {
+        let busy = self.miss.scheduled.is_some()
+            || self.refresh.as_ref().is_some_and(|r| r.in_flight(now));
+        if throttled || busy {
             self.metrics.count("refresh.miss_throttled");
             return;
         }
@@ -430,7 +438,9 @@ impl Worker {
             .flat_map(|c| c.kind.ref_ids())
             .collect();
         self.metrics.count("refresh.on_miss");
-        self.fetch(host, now, &refetch);
+        // Started on the next tick, by the root context: a call made here would belong to the
+        // request's context, whose answer Envoy drops when the request ends first.
+        self.miss.scheduled = Some(refetch);
     }
 
     /// The sidecar's answer (`status` is `None` when the callout failed).
@@ -742,6 +752,8 @@ struct MissRefresh {
     last_ms: Option<u64>,
     /// Digests of credentials whose miss started the refresh in flight.
     checking: Vec<[u8; 32]>,
+    /// A refresh a miss asked for: the references to refetch, started on the next tick.
+    scheduled: Option<Vec<usize>>,
     /// Digests of credentials that missed again after a refresh, until when.
     known: HashMap<[u8; 32], u64>,
 }

@@ -524,3 +524,26 @@ fn sidecar_token_cannot_be_a_secret_reference() {
     config["sidecar"]["token"] = json!("$secret://aws/my-secrets-manager/sidecar/token");
     assert_refused(&config, &["sidecar.token"]);
 }
+
+#[test]
+fn a_key_that_matches_nobody_refreshes_on_the_next_tick_and_is_then_accepted() {
+    let mut host = configured_host(&config());
+    // alice's key was rotated in the secret store; her client already sends the new one.
+    let s = get(&mut host, "/ip", &[("apikey", "alice-key-2")]);
+    assert_rejected(&host, s, INVALID);
+    host.finish(s).unwrap();
+    // The refresh starts from the root on the next tick (the request is long gone).
+    let call = one_callout(&mut host, Duration::from_millis(600));
+    assert_eq!(
+        support::body_of(&call)["refetch"],
+        json!([ALICE_REF, BOB_REF])
+    );
+    answer(
+        &mut host,
+        &call,
+        &[(ALICE_REF, "alice-key-2"), (BOB_REF, "bob-key")],
+        &[],
+    );
+    let s = get(&mut host, "/ip", &[("apikey", "alice-key-2")]);
+    assert_forwarded_as(&host, s, "alice", "alice-key-auth");
+}
