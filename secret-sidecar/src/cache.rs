@@ -128,8 +128,11 @@ struct SecretState {
     last_outcome: Option<Lookup>,
     /// Revalidations since the value was last fetched.
     revalidations: u32,
-    /// When the provider was last asked about this secret (any outcome): bounds refetches.
+    /// When the provider was last asked about this secret (any outcome).
     last_call: Option<Instant>,
+    /// When a refetch last asked the provider about this secret: bounds refetches. Regular
+    /// fetches do not count: a rotation just after one must not wait for the next TTL.
+    last_refetch: Option<Instant>,
     /// The previous version of the known value, once asked for (`Some(None)`: there is none).
     /// Cleared whenever a value is fetched.
     previous: Option<Option<PreviousSecret>>,
@@ -301,12 +304,14 @@ impl Cache {
             }
         }
         let now = self.clock.now();
+        let mut refetching = false;
         if let Some(known) = &state.known {
             let refetch_now = refetch
                 && matches!(known.answer, Answer::Value(_))
-                && state.last_call.is_none_or(|at| {
+                && state.last_refetch.is_none_or(|at| {
                     now.saturating_duration_since(at) >= self.config().refetch_min_interval
                 });
+            refetching = refetch_now;
             if self.is_fresh(known, now) && !refetch_now {
                 let lookup = known.answer.lookup(false);
                 self.metrics.cache_hit();
@@ -319,6 +324,9 @@ impl Cache {
         let result = self.fetch(provider, name, &mut state).await;
         let now = self.clock.now();
         state.last_call = Some(now);
+        if refetching {
+            state.last_refetch = Some(now);
+        }
         let outcome = match result {
             Ok(Fetched::Unchanged) => {
                 state.revalidations += 1;
@@ -834,26 +842,32 @@ mod tests {
         let (cache, clock) = cache(60, 5);
         let p = FakeProvider::new().with("s", "v1");
         assert_eq!(cache.get("p", &p, "s").await, found("v1", false));
-        // just fetched: a refetch is answered from the cache
+        // rotated right after a regular fetch: the first refetch asks at once (only refetches
+        // count toward the bound)
         p.set("s", "v2");
-        assert_eq!(cache.refetch("p", &p, "s").await, found("v1", false));
-        assert_eq!(p.get_calls(), 1);
+        assert_eq!(cache.refetch("p", &p, "s").await, found("v2", false));
+        assert_eq!(p.get_calls(), 2);
+        // just refetched: a refetch is answered from the cache
+        p.set("s", "v2b");
+        assert_eq!(cache.refetch("p", &p, "s").await, found("v2", false));
+        assert_eq!(p.get_calls(), 2);
+        p.set("s", "v2");
         // 1,000 refetches within one second: one provider call, the new value at once
         clock.advance(Duration::from_secs(2));
         for i in 0..1000 {
             assert_eq!(cache.refetch("p", &p, "s").await, found("v2", false), "{i}");
             clock.advance(Duration::from_millis(1));
         }
-        assert_eq!(p.get_calls(), 2);
+        assert_eq!(p.get_calls(), 3);
         // a plain lookup meanwhile is a cache hit
         assert_eq!(cache.get("p", &p, "s").await, found("v2", false));
-        assert_eq!(p.get_calls(), 2);
+        assert_eq!(p.get_calls(), 3);
         // after the interval: one more
         clock.advance(Duration::from_millis(1));
         p.set("s", "v3");
         assert_eq!(cache.refetch("p", &p, "s").await, found("v3", false));
         assert_eq!(cache.refetch("p", &p, "s").await, found("v3", false));
-        assert_eq!(p.get_calls(), 3);
+        assert_eq!(p.get_calls(), 4);
     }
 
     #[tokio::test]

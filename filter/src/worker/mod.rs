@@ -404,9 +404,9 @@ impl Worker {
     /// and this worker has not refreshed yet. Refreshes on the next tick (at most 0.5 s)
     /// instead of after `refresh_interval_s`, asking the sidecar to fetch
     /// that credential type's secrets from the provider again, at most once per
-    /// `miss_refresh_min_interval_s` per worker, and never for a credential that already
-    /// missed after such a refresh (kept for `refresh_interval_s`): random guesses cost at most
-    /// one call per interval, a client repeating a wrong key none.
+    /// `miss_refresh_min_interval_s` per worker, and not again for a credential that already
+    /// missed after such a refresh (for ten intervals): random guesses cost at most one call
+    /// per interval, a client repeating a wrong key one per ten.
     pub fn on_miss(&mut self, host: &mut dyn Host, miss: crate::http::Miss) {
         let interval = millis(self.config.miss_refresh_min_interval);
         if interval == 0 || self.refresh.is_none() {
@@ -465,7 +465,13 @@ impl Worker {
                 self.last_refresh_ok_ms = Some(now);
                 // Credentials that missed are now judged with fresh values: if they still
                 // miss, they are wrong, not new.
-                let until = now.saturating_add(millis(self.config.refresh_interval));
+                // For ten miss intervals (within the refresh interval): long enough to spare the
+                // provider a client repeating a wrong key, short enough that a key whose
+                // rotation the sidecar had not seen yet (its own refetch bound) gets another go.
+                let remember = millis(self.config.miss_refresh_min_interval)
+                    .saturating_mul(10)
+                    .min(millis(self.config.refresh_interval));
+                let until = now.saturating_add(remember);
                 for digest in std::mem::take(&mut self.miss.checking) {
                     if self.miss.known.len() < MISS_KNOWN_MAX {
                         self.miss.known.insert(digest, until);
