@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use secret_ref::SecretValue;
 use secret_sidecar::clock::ManualClock;
@@ -64,18 +64,7 @@ fn test_env(name: &str) -> Option<String> {
 }
 
 async fn resolve(app: &axum::Router, refs: &[&str]) -> Vec<Value> {
-    let req = Request::builder()
-        .method("POST")
-        .uri("/v1/resolve")
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json!({ "refs": refs }).to_string()))
-        .unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    let v: Value = serde_json::from_slice(&body).unwrap();
-    let results = v["results"].as_array().unwrap().clone();
+    let results = common::resolve_results(app, TOKEN, json!({ "refs": refs })).await;
     assert_eq!(results.len(), refs.len());
     results
 }
@@ -471,20 +460,7 @@ secret_access_key = "test"
 }
 
 async fn resolve_refetch(app: &axum::Router, refs: &[&str], refetch: &[&str]) -> Vec<Value> {
-    let req = Request::builder()
-        .method("POST")
-        .uri("/v1/resolve")
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(
-            json!({ "refs": refs, "refetch": refetch }).to_string(),
-        ))
-        .unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    let v: Value = serde_json::from_slice(&body).unwrap();
-    v["results"].as_array().unwrap().clone()
+    common::resolve_results(app, TOKEN, json!({ "refs": refs, "refetch": refetch })).await
 }
 
 /// Issue #10, "accept a rotated key at once": a plain resolve answers the cached value after a

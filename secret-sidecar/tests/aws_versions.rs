@@ -17,9 +17,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
-use http_body_util::BodyExt;
 use secret_ref::{Manager, SecretValue};
 use secret_sidecar::cache::Cache;
 use secret_sidecar::clock::ManualClock;
@@ -31,7 +28,6 @@ use secret_sidecar::providers::{
 use secret_sidecar::resolve::Resolver;
 use secret_sidecar::{app, AppState};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 use common::{create_secret, free_port, put_secret_value, sdk_client, start_moto, TempDir};
 use test_support::Process;
@@ -99,18 +95,7 @@ endpoint_url = "{endpoint}"
 }
 
 async fn post(app: &axum::Router, body: Value) -> Vec<Value> {
-    let req = Request::builder()
-        .method("POST")
-        .uri("/v1/resolve")
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    let v: Value = serde_json::from_slice(&body).unwrap();
-    v["results"].as_array().unwrap().clone()
+    common::resolve_results(app, TOKEN, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,20 +11,19 @@
 // A test crate: its helpers may fail loudly (clippy.toml allows this only inside #[test]).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
-use http_body_util::BodyExt;
+use common::TempDir;
 use secret_ref::SecretValue;
 use secret_sidecar::clock::ManualClock;
 use secret_sidecar::config::Config;
 use secret_sidecar::{app, build_resolver, AppState};
 use serde_json::{json, Value};
-use test_support::{bao_binary, OpenBao, TempDir};
-use tower::ServiceExt;
+use test_support::{bao_binary, OpenBao};
 
 const TOKEN: &str = "integration-token";
 
@@ -41,18 +40,7 @@ fn start_bao() -> OpenBao {
 }
 
 async fn post(app: &axum::Router, body: Value) -> Vec<Value> {
-    let req = Request::builder()
-        .method("POST")
-        .uri("/v1/resolve")
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    let v: Value = serde_json::from_slice(&body).unwrap();
-    v["results"].as_array().unwrap().clone()
+    common::resolve_results(app, TOKEN, body).await
 }
 
 async fn resolve(app: &axum::Router, refs: &[&str]) -> Vec<Value> {

@@ -85,3 +85,31 @@ pub async fn delete_secret(client: &Client, name: &str, recovery_days: Option<i6
         .await
         .unwrap_or_else(|e| panic!("DeleteSecret {name}: {e:?}"));
 }
+
+// --- the HTTP API ------------------------------------------------------------------------------
+
+/// `POST /v1/resolve` with `body` to the sidecar's router, bearer `token`: the `results`
+/// (asserting a 200).
+pub async fn resolve_results(
+    app: &axum::Router,
+    token: &str,
+    body: serde_json::Value,
+) -> Vec<serde_json::Value> {
+    use axum::body::Body;
+    use axum::http::{header, Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/resolve")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    v["results"].as_array().unwrap().clone()
+}
