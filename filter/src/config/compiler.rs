@@ -165,6 +165,7 @@ impl Compiler<'_> {
                 max_stale: Duration::from_secs(raw.max_stale_s),
                 startup_wait: Duration::from_millis(raw.startup_wait_ms),
                 strip_identity_headers: raw.strip_identity_headers,
+                rotation_grace_used: credentials.iter().any(|c| c.rotation_grace_ms > 0),
                 miss_refresh_min_interval: Duration::from_secs(raw.miss_refresh_min_interval_s),
                 consumers,
                 credentials,

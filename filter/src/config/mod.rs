@@ -39,6 +39,8 @@ pub struct Config {
     /// Whether the filter removes client copies of the identity headers itself (`false`: Envoy
     /// removes them before routing, see docs/DESIGN.md "Envoy wiring").
     pub strip_identity_headers: bool,
+    /// Some credential has a `rotation_grace_s`.
+    pub rotation_grace_used: bool,
     /// At most one early refresh per this interval and worker after a credential matched
     /// nobody (zero: never).
     pub miss_refresh_min_interval: Duration,
@@ -106,9 +108,10 @@ pub enum CredentialKind {
 }
 
 impl Config {
-    /// Whether any credential keeps its previous value for a while after a rotation.
+    /// Whether any credential keeps its previous value for a while after a rotation (known
+    /// at compile time: the request path asks).
     pub fn uses_rotation_grace(&self) -> bool {
-        self.credentials.iter().any(|c| c.rotation_grace_ms > 0)
+        self.rotation_grace_used
     }
 }
 

@@ -373,11 +373,7 @@ impl Worker {
         else {
             return;
         };
-        let previous = self
-            .config
-            .credentials
-            .iter()
-            .any(|c| c.rotation_grace_ms > 0);
+        let previous = self.config.rotation_grace_used;
         match host.dispatch(
             sidecar,
             &sidecar.path,
