@@ -32,9 +32,10 @@ fn reset_peak() -> usize {
     now
 }
 
+/// A budget (host, 64-bit): before the work of issue #9 the parsed configuration kept 804 bytes
+/// per consumer (serde's spare list capacity) and compiling peaked at 1,158.
 #[test]
-#[ignore]
-fn memory_of_a_large_config() {
+fn a_large_config_stays_within_its_memory_budget() {
     let n = 10_000;
     let consumers: Vec<serde_json::Value> = (0..n)
         .map(|i| {
@@ -58,6 +59,7 @@ fn memory_of_a_large_config() {
         (after_parse - base) / n,
         (PEAK.load(Ordering::Relaxed) - base) / n
     );
+    let raw_kept = (after_parse - base) / n;
     drop(raw);
     let base = reset_peak();
     let compiled =
@@ -68,20 +70,11 @@ fn memory_of_a_large_config() {
         (after - base) / n,
         (PEAK.load(Ordering::Relaxed) - base) / n
     );
+    let compile_peak = (PEAK.load(Ordering::Relaxed) - base) / n;
     drop(compiled);
-}
-
-#[test]
-#[ignore]
-fn sizes() {
-    use envoy_secret_auth_filter::config::*;
-    println!(
-        "RawConsumer {} RawCredential {} Credential {} CredentialKind {} Consumer {} SecretRef {}",
-        std::mem::size_of::<raw::RawConsumer>(),
-        std::mem::size_of::<raw::RawCredential>(),
-        std::mem::size_of::<Credential>(),
-        std::mem::size_of::<CredentialKind>(),
-        std::mem::size_of::<Consumer>(),
-        std::mem::size_of::<secret_ref::SecretRef>(),
+    assert!(raw_kept <= 450, "RawConfig keeps {raw_kept} B per consumer");
+    assert!(
+        compile_peak <= 900,
+        "compiling peaks at {compile_peak} B per consumer"
     );
 }
