@@ -138,6 +138,9 @@ impl SecretTable {
                     // The sidecar knows the previous version and when it was replaced, also
                     // across restarts of Envoy.
                     if let Some((old, at)) = previous {
+                        // A replacement time in the future (a skewed clock) must not stretch
+                        // the grace.
+                        let at = at.min(now_ms);
                         let known = entry.previous.as_ref().map(|(v, a)| (v, *a));
                         if Some(&old) != entry.value.as_ref() && known != Some((&old, at)) {
                             entry.previous = Some((old, at));
@@ -417,5 +420,19 @@ mod tests {
         let (changed, _) = t.apply(&cfg, vec![value("v1")], 80_000);
         assert!(changed);
         assert!(t.value(0).is_some());
+    }
+
+    #[test]
+    fn a_previous_version_replaced_in_the_future_gets_no_longer_grace() {
+        let cfg = config();
+        let mut t = SecretTable::new(&cfg);
+        let answer = Answer::Value {
+            value: SecretValue::new("new"),
+            stale: false,
+            previous: Some((SecretValue::new("old"), 10_000_000)),
+        };
+        t.apply(&cfg, vec![answer], 1_000);
+        assert_eq!(t.previous(0, 1_000, 60_000).map(|(_, u)| u), Some(61_000));
+        assert!(t.previous(0, 61_000, 60_000).is_none());
     }
 }
