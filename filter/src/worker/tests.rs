@@ -81,6 +81,14 @@ fn answer(rt: &mut Worker, host: &mut FakeHost, value_json: &str) {
     rt.on_answer(host, token, Some("200"), body.as_bytes());
 }
 
+/// Moves the clock by `after_ms`, ticks (which starts a refresh when one is due) and answers
+/// the last callout with `value_json` for alice's reference.
+fn refresh(rt: &mut Worker, host: &mut FakeHost, after_ms: u64, value_json: &str) {
+    host.now += after_ms;
+    rt.on_tick(host);
+    answer(rt, host, value_json);
+}
+
 #[test]
 fn resolves_on_first_tick_then_serves() {
     let mut host = FakeHost::default();
@@ -113,8 +121,7 @@ fn resolves_on_first_tick_then_serves() {
 fn refresh_picks_up_rotation() {
     let mut host = FakeHost::default();
     let mut rt = runtime(&mut host);
-    rt.on_tick(&mut host);
-    answer(&mut rt, &mut host, r#""value":"alice-key""#);
+    refresh(&mut rt, &mut host, 0, r#""value":"alice-key""#);
 
     host.now += 29_999;
     rt.on_tick(&mut host);
@@ -132,8 +139,7 @@ fn refresh_picks_up_rotation() {
 fn failed_refresh_keeps_values_and_retries_with_backoff() {
     let mut host = FakeHost::default();
     let mut rt = runtime(&mut host);
-    rt.on_tick(&mut host);
-    answer(&mut rt, &mut host, r#""value":"alice-key""#);
+    refresh(&mut rt, &mut host, 0, r#""value":"alice-key""#);
     host.now += 30_000;
     rt.on_tick(&mut host);
     let token = host.calls.last().unwrap().0;
@@ -194,8 +200,7 @@ fn startup_gate_opens_after_the_wait_without_an_answer() {
 fn a_resolved_key_equal_to_another_disables_both() {
     let mut host = FakeHost::default();
     let mut rt = runtime(&mut host);
-    rt.on_tick(&mut host);
-    answer(&mut rt, &mut host, r#""value":"bob-key""#);
+    refresh(&mut rt, &mut host, 0, r#""value":"bob-key""#);
     assert_eq!(
         who(&rt, "bob-key"),
         None,
@@ -211,9 +216,7 @@ fn a_resolved_key_equal_to_another_disables_both() {
         ));
     }
     // fixed by the next rotation
-    host.now += 30_000;
-    rt.on_tick(&mut host);
-    answer(&mut rt, &mut host, r#""value":"alice-key""#);
+    refresh(&mut rt, &mut host, 30_000, r#""value":"alice-key""#);
     assert_eq!(who(&rt, "bob-key").as_deref(), Some("bob"));
     assert_eq!(who(&rt, "alice-key").as_deref(), Some("alice"));
 }
@@ -232,8 +235,7 @@ fn per_route_plugin_sets() {
 fn logs_never_contain_values() {
     let mut host = FakeHost::default();
     let mut rt = runtime(&mut host);
-    rt.on_tick(&mut host);
-    answer(&mut rt, &mut host, r#""value":"alice-key""#);
+    refresh(&mut rt, &mut host, 0, r#""value":"alice-key""#);
     host.now += 30_000;
     rt.on_tick(&mut host);
     answer(
@@ -405,9 +407,7 @@ fn a_key_nobody_can_judge_yet_gets_503_not_401() {
     );
     assert_eq!(status_of(&rt, &[("apikey", "guess")]), unknown);
     // Known: the usual answers.
-    host.now += 30_000;
-    rt.on_tick(&mut host);
-    answer(&mut rt, &mut host, r#""value":"alice-key""#);
+    refresh(&mut rt, &mut host, 30_000, r#""value":"alice-key""#);
     assert_eq!(status_of(&rt, &[("apikey", "alice-key")]), (200, None));
     assert_eq!(status_of(&rt, &[("apikey", "guess")]), (401, None));
     // Dropped after max_stale_s without a fresh answer: unknown again.
@@ -560,9 +560,7 @@ fn rotation_grace_keeps_the_previous_key_for_a_while() {
     answer(&mut rt, &mut host, r#""value":"k1""#);
     assert_eq!(version_of(&rt, "k1"), Some(false));
     // Rotated at 30 s: both keys work, the old one marked as previous.
-    host.now += 30_000;
-    rt.on_tick(&mut host);
-    answer(&mut rt, &mut host, r#""value":"k2""#);
+    refresh(&mut rt, &mut host, 30_000, r#""value":"k2""#);
     assert_eq!(version_of(&rt, "k2"), Some(false));
     assert_eq!(version_of(&rt, "k1"), Some(true));
     // Until 60 s after the rotation, a tick early at most, never late.
@@ -607,11 +605,8 @@ fn rotation_grace_uses_the_sidecars_previous_version_and_ends_with_a_revocation(
         serde_json::json!({"rotation_grace_s": 300}),
         serde_json::json!({}),
     );
-    rt.on_tick(&mut host);
-    answer(&mut rt, &mut host, r#""value":"k1""#);
-    host.now += 30_000;
-    rt.on_tick(&mut host);
-    answer(&mut rt, &mut host, r#""value":"k2""#);
+    refresh(&mut rt, &mut host, 0, r#""value":"k1""#);
+    refresh(&mut rt, &mut host, 30_000, r#""value":"k2""#);
     assert_eq!(version_of(&rt, "k1"), Some(true));
     host.now += 30_000;
     rt.on_tick(&mut host);
@@ -631,9 +626,7 @@ fn without_grace_a_rotated_key_stops_at_once() {
     let body: serde_json::Value = serde_json::from_slice(&host.calls[0].2).unwrap();
     assert_eq!(body.get("previous"), None, "no previous versions asked for");
     answer(&mut rt, &mut host, r#""value":"k1""#);
-    host.now += 30_000;
-    rt.on_tick(&mut host);
-    answer(&mut rt, &mut host, r#""value":"k2""#);
+    refresh(&mut rt, &mut host, 30_000, r#""value":"k2""#);
     assert_eq!(
         (version_of(&rt, "k1"), version_of(&rt, "k2")),
         (None, Some(false))
@@ -652,8 +645,7 @@ fn an_expired_credential_stops_matching_without_a_config_change() {
         serde_json::json!({}),
         serde_json::json!({"expires_at": "2026-12-03T16:11:20Z"}),
     );
-    rt.on_tick(&mut host);
-    answer(&mut rt, &mut host, r#""value":"k1""#);
+    refresh(&mut rt, &mut host, 0, r#""value":"k1""#);
     assert_eq!(version_of(&rt, "k1"), Some(false));
     host.now += 9_000;
     rt.on_tick(&mut host);
@@ -675,9 +667,7 @@ fn an_expired_credential_stops_matching_without_a_config_change() {
         .iter()
         .filter(|(_, m)| m.contains("expires_at"))
         .count();
-    host.now += 30_000;
-    rt.on_tick(&mut host);
-    answer(&mut rt, &mut host, r#""value":"k1""#);
+    refresh(&mut rt, &mut host, 30_000, r#""value":"k1""#);
     let again = host
         .logs
         .borrow()
@@ -720,9 +710,7 @@ fn key_sha256_matches_the_key_whose_digest_the_secret_holds() {
         "the digest itself is not the key"
     );
     // A value that is not a digest disables the credential, once logged.
-    host.now += 30_000;
-    rt.on_tick(&mut host);
-    answer(&mut rt, &mut host, r#""value":"not-hex""#);
+    refresh(&mut rt, &mut host, 30_000, r#""value":"not-hex""#);
     assert_eq!(version_of(&rt, "alice-key"), None);
     assert!(host.logged(Level::Error, "key_sha256 is not a SHA-256 digest"));
     assert!(!host.logged(Level::Error, "not-hex"), "never the value");
@@ -739,8 +727,7 @@ fn miss(kind: &'static str, presented: &str) -> crate::http::Miss {
 fn a_key_that_misses_refreshes_at_once_asking_the_sidecar_to_refetch() {
     let mut host = FakeHost::default();
     let mut rt = runtime(&mut host);
-    rt.on_tick(&mut host);
-    answer(&mut rt, &mut host, r#""value":"alice-key""#);
+    refresh(&mut rt, &mut host, 0, r#""value":"alice-key""#);
     assert_eq!(host.calls.len(), 1);
     // alice's key rotated in AWS; her client already has the new one.
     host.now += 2_000;
@@ -766,8 +753,7 @@ fn a_key_that_misses_refreshes_at_once_asking_the_sidecar_to_refetch() {
 fn random_keys_cost_at_most_one_refresh_per_interval_and_a_repeated_wrong_key_none() {
     let mut host = FakeHost::default();
     let mut rt = runtime(&mut host);
-    rt.on_tick(&mut host);
-    answer(&mut rt, &mut host, r#""value":"alice-key""#);
+    refresh(&mut rt, &mut host, 0, r#""value":"alice-key""#);
     let start = host.now;
     // 10 s of an attacker's random keys, 1,000 a second, the sidecar answering each refresh.
     for i in 0..10_000u64 {
