@@ -206,19 +206,23 @@ fn vm_env(vm_config: Option<&Value>) -> VmEnv {
                 .collect()
         })
         .unwrap_or_default();
-    let host_env_keys = vars
-        .and_then(|v| v.get("host_env_keys"))
+    VmEnv::Vm {
+        key_values,
+        host_env_keys: string_list(vars, "host_env_keys"),
+    }
+}
+
+/// The strings of the list `key` of `object` (anything else in it skipped).
+fn string_list(object: Option<&Value>, key: &str) -> BTreeSet<String> {
+    object
+        .and_then(|o| o.get(key))
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
                 .filter_map(|k| Some(k.as_str()?.to_string()))
                 .collect()
         })
-        .unwrap_or_default();
-    VmEnv::Vm {
-        key_values,
-        host_env_keys,
-    }
+        .unwrap_or_default()
 }
 
 /// Istio's `vmConfig.env`: `[{"name", "value", "valueFrom": "INLINE" (default) | "HOST"}]`.
@@ -246,18 +250,9 @@ fn istio_env(vm_config: Option<&Value>) -> VmEnv {
 
 /// Envoy Gateway's `env`: `{"hostKeys": [...]}`.
 fn gateway_env(env: Option<&Value>) -> VmEnv {
-    let host_env_keys = env
-        .and_then(|e| e.get("hostKeys"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|k| Some(k.as_str()?.to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
     VmEnv::Vm {
         key_values: BTreeMap::new(),
-        host_env_keys,
+        host_env_keys: string_list(env, "hostKeys"),
     }
 }
 
