@@ -350,7 +350,7 @@ def main():
         action="store_true",
         help="wasm-*: the filter removes client identity headers itself (default: Envoy does, as shipped)",
     )
-    p.add_argument("--noop-mode", choices=["noop", "key-auth-calls", "get-only", "set-only"], default="noop")
+    p.add_argument("--noop-mode", choices=["noop", "key-auth-calls", "get-only", "set-only", "key-auth-map"], default="noop")
     p.add_argument("--limit-policy", choices=["local", "redis"], default="local")
     p.add_argument("--redis-port", type=int, default=6379)
     p.add_argument("--sync-interval", type=float)

@@ -16,14 +16,15 @@
 # BENCH_WASM (another build of the filter's .wasm, e.g. to compare a change: implies that the
 # filter is not rebuilt over it), BENCH_OUT (where logs and raw outputs go, default .run/bench),
 # BENCH_REPORT (the report written, default bench/results/latest.md), BENCH_PROFILE_SIDECAR=1
-# (perf record -e cpu-clock on the sidecar during the wasm-limit-redis* runs: where its time goes).
+# (perf record -e cpu-clock on the sidecar during the wasm-limit-redis* runs: where its time goes),
+# BENCH_BROWSER_HEADERS=1 (every request also carries a browser's ~1 KB of headers).
 set -euo pipefail
 source "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
 WASM="${BENCH_WASM:-$WASM}"
 
 DEFAULT_SCENARIOS="baseline
-    wasm-noop wasm-noop-get wasm-noop-set wasm-noop-calls wasm-empty
+    wasm-noop wasm-noop-get wasm-noop-set wasm-noop-calls wasm-noop-map wasm-empty
     native-1 wasm-1 wasm-1-strip native-N wasm-N
     native-basic wasm-basic
     native-jwt-hs256 wasm-jwt-hs256 native-jwt-rs256 wasm-jwt-rs256 native-jwt-rs256-cache
@@ -187,6 +188,23 @@ GEN=()     # gen_envoy.py arguments
 GOOD=()    # header lines of a request that must be accepted (and is used for the load)
 BAD=()     # header lines of a request that must be refused with 401 (auth scenarios)
 CHECK=none # none | auth | garbage | limit | redis: the check before the load
+# BENCH_BROWSER_HEADERS=1: every request also carries the headers of a browser's request (about
+# 1 KB in 10 headers, a cookie included), to see what reading or replacing the whole header map costs.
+BROWSER_HEADERS=()
+if [ -n "${BENCH_BROWSER_HEADERS:-}" ]; then
+    BROWSER_HEADERS=(
+        "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+        "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+        "Accept-Language: en-GB,en;q=0.9,de;q=0.8"
+        "Accept-Encoding: gzip, deflate, br, zstd"
+        "Referer: https://app.example.com/dashboard/projects/42/settings?tab=members"
+        "Cookie: session=$(printf 'a%.0s' {1..200}); _ga=GA1.1.1234567890.1733222222; prefs=theme%3Ddark%26lang%3Den; csrftoken=$(printf 'b%.0s' {1..64})"
+        "Sec-Fetch-Dest: document"
+        "Sec-Fetch-Mode: navigate"
+        "Sec-Fetch-Site: same-origin"
+        "Upgrade-Insecure-Requests: 1"
+    )
+fi
 SCRIPT=()  # wrk -s script and its arguments (after --): the load then sends no GOOD headers
 EXPECT=200 # the status every answer under load must have (401: a flood of refused tokens)
 GARBAGE=() # garbage: header lines of one garbage token, refused like the load's
@@ -266,6 +284,10 @@ setup_scenario() { # SCENARIO: sets GEN, GOOD, BAD, CHECK, SCRIPT, EXPECT, GARBA
             GEN=(--filter wasm-noop --noop-mode key-auth-calls --wasm "$NOOP_WASM") CHECK=none
             GOOD=("apikey: $(key_of consumer-0)")
             ;;
+        wasm-noop-map)
+            GEN=(--filter wasm-noop --noop-mode key-auth-map --wasm "$NOOP_WASM") CHECK=none
+            GOOD=("apikey: $(key_of consumer-0)")
+            ;;
         wasm-noop-get | wasm-noop-set)
             GEN=(--filter wasm-noop --noop-mode "${scenario#wasm-noop-}-only" --wasm "$NOOP_WASM") CHECK=none
             GOOD=("apikey: $(key_of consumer-0)")
@@ -328,6 +350,7 @@ run_scenario() {
     local name="$1" description="$2" ref="$3" goal_ref="$4" goal_min="$5"
     local port admin load1 good_args=() load_args=() script_args=()
     for h in "${GOOD[@]}"; do good_args+=(-H "$h"); done
+    for h in "${BROWSER_HEADERS[@]}"; do good_args+=(-H "$h"); done
     # The load: the GOOD headers, or a wrk script that sets the credential on each request (its
     # arguments go after the URL).
     if ((${#SCRIPT[@]})); then
@@ -480,6 +503,9 @@ for scenario in $SCENARIOS; do
         wasm-noop) run_scenario wasm-noop "reference proxy-wasm filter doing nothing" baseline - - ;;
         wasm-noop-calls)
             run_scenario wasm-noop-calls "reference filter: key-auth's host calls only (1 get, 3 set)" \
+                wasm-noop - - ;;
+        wasm-noop-map)
+            run_scenario wasm-noop-map "reference filter: key-auth's outcome in 2 calls (get all, set all)" \
                 wasm-noop - - ;;
         wasm-noop-get) run_scenario wasm-noop-get "reference filter: 1 get header" wasm-noop - - ;;
         wasm-noop-set) run_scenario wasm-noop-set "reference filter: 2 set + 1 remove header" wasm-noop - - ;;

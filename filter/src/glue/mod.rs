@@ -12,6 +12,7 @@ use crate::http::{Reject, RequestView};
 use crate::limit::key::strip_port;
 use crate::limit::local::{self, SharedStore, StoreError};
 use crate::limit::LimitOptions;
+use crate::request::headers::Writes;
 use crate::request::{self, Edit, Next, Note, Plan};
 use crate::throttle::LogThrottle;
 use crate::worker::{Host, Level, Worker, LIMIT_PATH};
@@ -237,9 +238,10 @@ impl Root {
             if abi::set_effective_context(id).is_err() {
                 continue;
             }
-            let plan = decide(rt);
-            if apply(
+            let (plan, all) = decide(rt);
+            if apply_with(
                 plan,
+                all.as_deref(),
                 id,
                 &state,
                 rt.config().sidecar.as_ref(),
@@ -405,11 +407,12 @@ impl HttpContext for Request {
             shared.waiting.push((self.id, Rc::clone(&self.state)));
             return Action::Pause;
         }
-        let plan = decide(rt);
+        let (plan, all) = decide(rt);
         let miss = plan.miss;
         let mut calls = HashMap::new();
-        let go_on = apply(
+        let go_on = apply_with(
             plan,
+            all.as_deref(),
             self.id,
             &self.state,
             rt.config().sidecar.as_ref(),
@@ -649,11 +652,36 @@ impl SharedStore for SharedData {
     }
 }
 
-/// Decides the current request (the effective context).
-fn decide(rt: &Worker) -> Plan {
-    request::decide(rt, &mut Headers::default(), &mut SharedData, &mut || {
+/// Decides the current request (the effective context); the request's headers if the decision
+/// read them all.
+fn decide(rt: &Worker) -> (Plan, Option<Vec<(Vec<u8>, Vec<u8>)>>) {
+    let mut headers = Headers::default();
+    let plan = request::decide(rt, &mut headers, &mut SharedData, &mut || {
         ProxyHost.now_ms()
-    })
+    });
+    (plan, headers.all)
+}
+
+/// A plan's header edits, in the fewest host calls (`all`: the request's headers, if read).
+fn write_headers(all: Option<&request::headers::Pairs>, edits: &[Edit]) {
+    let each = match request::headers::writes(all, edits) {
+        Writes::Nothing => return,
+        Writes::Each(each) => each,
+        Writes::Whole(pairs) => match crate::http::pairs::serialize(&pairs) {
+            Some(bytes) => {
+                // Fails only if the stream is gone.
+                let _ = abi::set_header_pairs(abi::Headers::Request, &bytes);
+                return;
+            }
+            None => edits.iter().collect(),
+        },
+    };
+    for edit in each {
+        match edit {
+            Edit::Set(name, value) => set_header(name, Some(value)),
+            Edit::Remove(name) => set_header(name, None),
+        }
+    }
 }
 
 /// Applies a plan to the current request (the effective context): the header edits, the log
@@ -666,12 +694,19 @@ fn apply(
     sidecar: Option<&Sidecar>,
     limit_calls: &mut HashMap<u32, (u32, Rc<RefCell<ReqState>>)>,
 ) -> bool {
-    for edit in &plan.edits {
-        match edit {
-            Edit::Set(name, value) => set_header(name, Some(value)),
-            Edit::Remove(name) => set_header(name, None),
-        }
-    }
+    apply_with(plan, None, id, state, sidecar, limit_calls)
+}
+
+/// [`apply`], with the request's headers if the decision read them all.
+fn apply_with(
+    plan: Plan,
+    all: Option<&request::headers::Pairs>,
+    id: u32,
+    state: &Rc<RefCell<ReqState>>,
+    sidecar: Option<&Sidecar>,
+    limit_calls: &mut HashMap<u32, (u32, Rc<RefCell<ReqState>>)>,
+) -> bool {
+    write_headers(all, &plan.edits);
     for note in &plan.notes {
         match note {
             Note::Refused(reject) => log_reject(reject),

@@ -16,6 +16,7 @@
 //! answer, the body). The glue only applies plans and answers the host.
 
 mod authenticate;
+pub mod headers;
 
 pub use authenticate::{all_failed, authenticate};
 
@@ -169,8 +170,11 @@ pub fn decide(
     // routing (`strip_identity_headers: false`); then only the values this filter sets are
     // written, and a request without a consumer costs no header write at all.
     let strip = worker.config().strip_identity_headers;
-    // hmac-auth reads up to six headers: one call for all of them is cheaper.
-    if plugins.hmac_auth.is_some() {
+    // Auth plugins read one or more headers (hmac-auth up to six), and an accepted request gets
+    // two or three identity headers: reading every header in one call lets the glue write them
+    // all in one more (see `headers`). Stripping client copies needs the map too, to skip
+    // removals of headers the request does not carry.
+    if plugins.has_auth() || strip {
         req.read_all_headers();
     }
     let mut plan = Plan::then(Next::Continue);
