@@ -1,12 +1,14 @@
 //! jwt-auth: token extraction (header, query, cookie), claim checks, signature verification with a
 //! bounded cache for the expensive algorithms. Messages match APISIX's jwt-auth.
 
+mod claims;
 mod verify;
 
 pub use verify::{JwtAlgorithm, KeyError, VerifyKey};
 
 use super::{Allow, Decision, Hide};
 use crate::http::{b64, query, Reject, RequestView};
+use claims::{Claims, Time};
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -179,46 +181,36 @@ fn find_token(opts: &JwtAuthOptions, req: &mut dyn RequestView) -> Option<(Vec<u
 /// A token split and decoded; the signature is checked separately.
 struct Parsed {
     alg: String,
-    payload: serde_json::Map<String, serde_json::Value>,
+    claims: Claims,
     signing_input_len: usize,
     signature: Vec<u8>,
 }
 
-fn parse(token: &str) -> Option<Parsed> {
+fn parse(token: &str, key_claim: &str) -> Option<Parsed> {
     let mut parts = token.split('.');
     let (h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
         return None;
     }
-    let header: serde_json::Value = serde_json::from_slice(&b64::url_safe(h)?).ok()?;
-    let alg = header.as_object()?.get("alg")?.as_str()?.to_string();
-    let payload = match serde_json::from_slice(&b64::url_safe(p)?).ok()? {
-        serde_json::Value::Object(m) => m,
-        _ => return None,
-    };
     Some(Parsed {
-        alg,
-        payload,
+        alg: claims::header_alg(&b64::url_safe(h)?)?,
+        claims: claims::claims(&b64::url_safe(p)?, key_claim)?,
         signing_input_len: h.len() + 1 + p.len(),
         signature: b64::url_safe(s)?,
     })
 }
 
 /// `exp` / `nbf` when present: numbers (integer or not), with `grace` seconds of leeway.
-fn claims_ok(
-    opts: &JwtAuthOptions,
-    payload: &serde_json::Map<String, serde_json::Value>,
-    now: u64,
-    grace: u64,
-) -> bool {
+fn claims_ok(opts: &JwtAuthOptions, claims: &Claims, now: u64, grace: u64) -> bool {
     let now = now as f64;
     let grace = grace as f64;
-    let check = |name: &str, ok: &dyn Fn(f64) -> bool| match payload.get(name) {
-        None => true,
-        Some(v) => v.as_f64().is_some_and(ok),
+    let check = |t: Time, ok: &dyn Fn(f64) -> bool| match t {
+        Time::Absent => true,
+        Time::Number(n) => ok(n),
+        Time::NotANumber => false,
     };
-    (!opts.verify_exp || check("exp", &|exp| now - grace < exp))
-        && (!opts.verify_nbf || check("nbf", &|nbf| nbf <= now + grace))
+    (!opts.verify_exp || check(claims.exp, &|exp| now - grace < exp))
+        && (!opts.verify_nbf || check(claims.nbf, &|nbf| nbf <= now + grace))
 }
 
 pub fn check(opts: &JwtAuthOptions, index: &JwtIndex, req: &mut dyn RequestView) -> Decision {
@@ -229,16 +221,14 @@ pub fn check(opts: &JwtAuthOptions, index: &JwtIndex, req: &mut dyn RequestView)
     let Ok(token) = String::from_utf8(token) else {
         return Decision::Reject(reject(INVALID, "jwt_malformed"));
     };
-    let Some(parsed) = parse(&token) else {
+    let Some(parsed) = parse(&token, &opts.key_claim_name) else {
         return Decision::Reject(reject(INVALID, "jwt_malformed"));
     };
-    let user_key = match parsed.payload.get(&opts.key_claim_name) {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(serde_json::Value::Number(n)) => n.to_string(),
-        _ => return Decision::Reject(reject(MISSING_KEY, "jwt_missing_key")),
+    let Some(user_key) = parsed.claims.key.as_deref() else {
+        return Decision::Reject(reject(MISSING_KEY, "jwt_missing_key"));
     };
-    let Some(cred) = index.map.get(&user_key) else {
-        if index.unknown.contains(&user_key) {
+    let Some(cred) = index.map.get(user_key) else {
+        if index.unknown.contains(user_key) {
             return Decision::Reject(Reject::credential_store_unavailable(
                 super::UNKNOWN_RETRY_AFTER_S,
             ));
@@ -251,7 +241,7 @@ pub fn check(opts: &JwtAuthOptions, index: &JwtIndex, req: &mut dyn RequestView)
     if parsed.alg != cred.algorithm.name() {
         return Decision::Reject(reject(FAILED, "jwt_algorithm"));
     }
-    if !claims_ok(opts, &parsed.payload, req.now_s(), cred.grace_period_s) {
+    if !claims_ok(opts, &parsed.claims, req.now_s(), cred.grace_period_s) {
         return Decision::Reject(reject(FAILED, "jwt_claims"));
     }
     let input = token
@@ -277,7 +267,7 @@ pub fn check(opts: &JwtAuthOptions, index: &JwtIndex, req: &mut dyn RequestView)
         false
     } else if index
         .previous
-        .get(&user_key)
+        .get(user_key)
         .is_some_and(|p| p.algorithm == cred.algorithm && verify(p, true))
     {
         true

@@ -1,0 +1,294 @@
+//! What jwt-auth reads from a token's JSON, taken in one pass without building a tree (issue #9:
+//! a `serde_json::Value` per token allocated a map and a string per field, on every request):
+//! the header's `alg`, and the payload's key claim, `exp` and `nbf`. The answers are those of
+//! reading a `serde_json::Value`: the header and the payload must be JSON objects; of a name
+//! given twice the last value counts; a key claim is a string, or a number as its JSON text. One
+//! difference: a field jwt-auth does not read is skipped without decoding its `\u` escapes, so a
+//! lone surrogate there does not make the token malformed (its signature is checked all the same).
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::fmt;
+
+/// A time claim (`exp`, `nbf`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Time {
+    Absent,
+    Number(f64),
+    /// Present, but not a number: never valid.
+    NotANumber,
+}
+
+/// The payload's claims jwt-auth checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claims {
+    /// The key claim, if it is a string or a number.
+    pub key: Option<String>,
+    pub exp: Time,
+    pub nbf: Time,
+}
+
+/// The header's `alg`; `None` if the header is not a JSON object with a string `alg`.
+pub fn header_alg(json: &[u8]) -> Option<String> {
+    let fields = read(json, &["alg"])?;
+    match fields.into_iter().next()? {
+        Some(Scalar::Str(alg)) => Some(alg),
+        _ => None,
+    }
+}
+
+/// The payload's claims, with the key claim named `key_claim`; `None` if the payload is not a
+/// JSON object.
+pub fn claims(json: &[u8], key_claim: &str) -> Option<Claims> {
+    let [key, exp, nbf]: [Option<Scalar>; 3] =
+        read(json, &[key_claim, "exp", "nbf"])?.try_into().ok()?;
+    let time = |v: Option<Scalar>| match v {
+        None => Time::Absent,
+        Some(Scalar::Num(n)) => n.as_f64().map_or(Time::NotANumber, Time::Number),
+        Some(_) => Time::NotANumber,
+    };
+    Some(Claims {
+        key: match key {
+            Some(Scalar::Str(s)) => Some(s),
+            Some(Scalar::Num(n)) => Some(n.to_string()),
+            _ => None,
+        },
+        exp: time(exp),
+        nbf: time(nbf),
+    })
+}
+
+/// The values of the named fields of a JSON object (`None` per field absent), or `None` if
+/// `json` is not one object.
+fn read(json: &[u8], names: &[&str]) -> Option<Vec<Option<Scalar>>> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let fields = Fields { names }.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(fields)
+}
+
+/// A field's value, as far as jwt-auth cares.
+#[derive(Debug, Clone, PartialEq)]
+enum Scalar {
+    Str(String),
+    Num(serde_json::Number),
+    /// Anything else (skipped to its end).
+    Other,
+}
+
+struct Fields<'n> {
+    names: &'n [&'n str],
+}
+
+impl<'de> DeserializeSeed<'de> for Fields<'_> {
+    type Value = Vec<Option<Scalar>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Fields<'_> {
+    type Value = Vec<Option<Scalar>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut values: Vec<Option<Scalar>> = vec![None; self.names.len()];
+        while let Some(wanted) = map.next_key_seed(Name { names: self.names })? {
+            if wanted == 0 {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let value = map.next_value_seed(ScalarSeed)?;
+            // A name may be asked for twice (a key claim named "exp"): bit i is names[i].
+            for (i, slot) in values.iter_mut().enumerate() {
+                if wanted & (1 << i) != 0 {
+                    *slot = Some(value.clone());
+                }
+            }
+        }
+        Ok(values)
+    }
+}
+
+/// A field name: a bit set of the wanted names it is (0: none).
+struct Name<'n> {
+    names: &'n [&'n str],
+}
+
+impl<'de> DeserializeSeed<'de> for Name<'_> {
+    type Value = u32;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u32, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Name<'_> {
+    type Value = u32;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<u32, E> {
+        Ok(self
+            .names
+            .iter()
+            .take(32)
+            .enumerate()
+            .filter(|(_, n)| **n == name)
+            .fold(0, |bits, (i, _)| bits | (1 << i)))
+    }
+}
+
+struct ScalarSeed;
+
+impl<'de> DeserializeSeed<'de> for ScalarSeed {
+    type Value = Scalar;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Scalar, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ScalarSeed {
+    type Value = Scalar;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Scalar, E> {
+        Ok(Scalar::Str(v.to_string()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Scalar, E> {
+        Ok(Scalar::Str(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Scalar, E> {
+        Ok(Scalar::Num(v.into()))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Scalar, E> {
+        Ok(Scalar::Num(v.into()))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Scalar, E> {
+        // serde_json parses no NaN or infinity; keep the value as `Value` would.
+        Ok(serde_json::Number::from_f64(v).map_or(Scalar::Other, Scalar::Num))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Scalar, E> {
+        Ok(Scalar::Other)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Scalar, E> {
+        Ok(Scalar::Other)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// What the filter read before: a whole `serde_json::Value`.
+    fn by_value(json: &[u8], key_claim: &str) -> Option<Claims> {
+        let Value::Object(m) = serde_json::from_slice(json).ok()? else {
+            return None;
+        };
+        let time = |name: &str| match m.get(name) {
+            None => Time::Absent,
+            Some(v) => v.as_f64().map_or(Time::NotANumber, Time::Number),
+        };
+        Some(Claims {
+            key: match m.get(key_claim) {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            },
+            exp: time("exp"),
+            nbf: time("nbf"),
+        })
+    }
+
+    #[test]
+    fn same_answers_as_a_whole_value() {
+        let payloads: &[&str] = &[
+            r#"{"key":"alice","exp":4102444800}"#,
+            r#"{"key":"al\u0069ce","exp":1.5e9,"nbf":-3}"#,
+            r#"{"key":12,"exp":"soon"}"#,
+            r#"{"key":1.25,"nbf":null}"#,
+            r#"{"key":["a"],"exp":{"x":[1,{"y":2}]}}"#,
+            r#"{"key":"first","key":"last","exp":1,"exp":2}"#,
+            r#"{"exp":18446744073709551615,"nbf":-9223372036854775808}"#,
+            r#"{"key":true}"#,
+            r#"{}"#,
+            r#"  {"key":"alice"}  "#,
+            r#"{"key":"alice"} x"#,
+            r#"{"key":"alice""#,
+            r#"{"exp":1e400}"#,
+            r#"["key","alice"]"#,
+            r#""alice""#,
+            r#"12"#,
+            r#"{"key":"a\ud800"}"#,
+            "",
+        ];
+        for p in payloads {
+            for claim in ["key", "exp", "sub"] {
+                if p.contains("\\ud800") && claim != "key" {
+                    // Skipped, not decoded: see the module's documentation.
+                    assert_eq!(claims(p.as_bytes(), claim).unwrap().key, None);
+                    continue;
+                }
+                assert_eq!(
+                    claims(p.as_bytes(), claim),
+                    by_value(p.as_bytes(), claim),
+                    "{p} with key claim {claim}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_claim_named_like_a_time_claim_is_both() {
+        let c = claims(br#"{"exp":4102444800}"#, "exp").unwrap();
+        assert_eq!(c.key.as_deref(), Some("4102444800"));
+        assert_eq!(c.exp, Time::Number(4102444800.0));
+    }
+
+    #[test]
+    fn header_alg_is_a_string_field_of_an_object() {
+        assert_eq!(
+            header_alg(br#"{"typ":"JWT","alg":"RS256"}"#).as_deref(),
+            Some("RS256")
+        );
+        assert_eq!(
+            header_alg(br#"{"alg":"none","alg":"HS256"}"#).as_deref(),
+            Some("HS256")
+        );
+        for bad in [
+            &br#"{"alg":1}"#[..],
+            br#"{"typ":"JWT"}"#,
+            br#"["alg"]"#,
+            br#"{"alg":"HS256"} {}"#,
+            b"\xff",
+        ] {
+            assert_eq!(header_alg(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}
