@@ -466,9 +466,16 @@ impl HttpContext for Request {
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
         if let Some(quota) = &self.state.borrow().quota {
-            for (name, value) in quota {
-                let _ = abi::set_header(abi::Headers::Response, name, Some(value.as_bytes()));
-            }
+            // Three headers: one read of the map and one write of it are a call fewer.
+            let edits: Vec<Edit> = quota
+                .iter()
+                .map(|(name, value)| Edit::Set((*name).into(), value.as_bytes().to_vec()))
+                .collect();
+            let all = abi::header_pairs(abi::Headers::Response)
+                .ok()
+                .flatten()
+                .and_then(|bytes| crate::http::pairs::parse(&bytes));
+            write_headers(abi::Headers::Response, all.as_deref(), &edits);
         }
         Action::Continue
     }
@@ -599,11 +606,6 @@ fn judge_body(check: &BodyCheck, body_size: usize) -> Plan {
     plan
 }
 
-fn set_header(name: &str, value: Option<&[u8]>) {
-    // Fails only if the stream is gone.
-    let _ = abi::set_header(abi::Headers::Request, name, value);
-}
-
 fn reply(reject: &Reject, quota: Option<&[(&'static str, String); 3]>) {
     let mut headers: Vec<(&str, &[u8])> = vec![("content-type", b"text/plain; charset=utf-8")];
     if let Some(w) = reject.www_authenticate {
@@ -663,24 +665,25 @@ fn decide(rt: &Worker) -> (Plan, Option<Vec<(Vec<u8>, Vec<u8>)>>) {
 }
 
 /// A plan's header edits, in the fewest host calls (`all`: the request's headers, if read).
-fn write_headers(all: Option<&request::headers::Pairs>, edits: &[Edit]) {
+fn write_headers(map: abi::Headers, all: Option<&request::headers::Pairs>, edits: &[Edit]) {
     let each = match request::headers::writes(all, edits) {
         Writes::Nothing => return,
         Writes::Each(each) => each,
         Writes::Whole(pairs) => match crate::http::pairs::serialize(&pairs) {
             Some(bytes) => {
                 // Fails only if the stream is gone.
-                let _ = abi::set_header_pairs(abi::Headers::Request, &bytes);
+                let _ = abi::set_header_pairs(map, &bytes);
                 return;
             }
             None => edits.iter().collect(),
         },
     };
     for edit in each {
-        match edit {
-            Edit::Set(name, value) => set_header(name, Some(value)),
-            Edit::Remove(name) => set_header(name, None),
-        }
+        // Fails only if the stream is gone.
+        let _ = match edit {
+            Edit::Set(name, value) => abi::set_header(map, name, Some(value)),
+            Edit::Remove(name) => abi::set_header(map, name, None),
+        };
     }
 }
 
@@ -706,7 +709,7 @@ fn apply_with(
     sidecar: Option<&Sidecar>,
     limit_calls: &mut HashMap<u32, (u32, Rc<RefCell<ReqState>>)>,
 ) -> bool {
-    write_headers(all, &plan.edits);
+    write_headers(abi::Headers::Request, all, &plan.edits);
     for note in &plan.notes {
         match note {
             Note::Refused(reject) => log_reject(reject),
