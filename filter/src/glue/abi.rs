@@ -141,6 +141,17 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_register_shared_queue(
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_enqueue_shared_queue(queue_id: u32, value_data: *const u8, value_size: usize) -> u32;
+    fn proxy_dequeue_shared_queue(
+        queue_id: u32,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
 }
 
@@ -261,6 +272,26 @@ pub fn shared_set(key: &str, value: &[u8], cas: u32) -> Result<(), HostStatus> {
     status(unsafe {
         proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
     })
+}
+
+/// Registers a shared queue of this VM's id (its `on_queue_ready` comes to the calling root
+/// context, on its thread); the queue's id.
+pub fn register_queue(name: &str) -> Result<u32, HostStatus> {
+    let mut id: u32 = 0;
+    // SAFETY: a valid name slice and out pointer.
+    status(unsafe { proxy_register_shared_queue(name.as_ptr(), name.len(), &mut id) })?;
+    Ok(id)
+}
+
+pub fn enqueue(queue: u32, value: &[u8]) -> Result<(), HostStatus> {
+    // SAFETY: a valid slice for the duration of the call.
+    status(unsafe { proxy_enqueue_shared_queue(queue, value.as_ptr(), value.len()) })
+}
+
+/// The next item of a queue (`None` when it is empty).
+pub fn dequeue(queue: u32) -> Result<Option<Vec<u8>>, HostStatus> {
+    // SAFETY: valid out pointers, owned by `read`.
+    read(|d, s| unsafe { proxy_dequeue_shared_queue(queue, d, s) })
 }
 
 /// A counter (`gauge: false`) or gauge named `name`; its id.

@@ -9,8 +9,11 @@ use crate::auth::BodyCheck;
 use crate::config::{self, Sidecar};
 use crate::http::callout::DispatchError;
 use crate::http::{Reject, RequestView};
+use crate::limit::batch::{self, Batches};
 use crate::limit::key::strip_port;
 use crate::limit::local::{self, SharedStore, StoreError};
+use crate::limit::remote::{Counter, Op};
+use crate::limit::LimitBackend;
 use crate::limit::LimitOptions;
 use crate::request::headers::Writes;
 use crate::request::{self, Edit, Next, Note, Plan};
@@ -39,8 +42,99 @@ struct Shared {
     worker: Option<Worker>,
     /// HTTP contexts paused until the first answer from the sidecar.
     waiting: Vec<(u32, Rc<RefCell<ReqState>>)>,
-    /// Per-request Redis rate-limit callouts: token -> the waiting request.
-    limit_calls: HashMap<u32, (u32, Rc<RefCell<ReqState>>)>,
+    /// Per-request Redis counter ops waiting for the end of this event-loop turn.
+    batches: Batches<Waiter>,
+    /// The worker's own shared queue: an item in it brings `on_queue_ready` to this root at the
+    /// end of the turn, where the batches are sent (from the root, so that no request's end
+    /// cancels a call others wait for). `None` if it could not be registered: each request then
+    /// sends its own op at once.
+    queue: Option<u32>,
+    /// `/v1/limit` calls in flight: token -> the requests waiting, in the order of the call's
+    /// ops (`None`: the request ended).
+    limit_calls: HashMap<u32, Vec<Option<Waiter>>>,
+}
+
+/// A request's headers as read in one call.
+type HeaderPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A request waiting for its Redis counter.
+type Waiter = (u32, Rc<RefCell<ReqState>>);
+
+/// The Redis counter ops requests asked for while `Shared` was borrowed, handed to it after
+/// ([`Counting::hand_over`]).
+#[derive(Default)]
+struct Counting {
+    /// Whether ops wait for the end of the turn (the worker's queue is registered).
+    batch: bool,
+    /// Ops waiting for the end of the turn: backend, timeout, op.
+    queued: Vec<(LimitBackend, Duration, Op, Waiter)>,
+    /// Sent at once (no queue): token -> the request.
+    sent: Vec<(u32, Waiter)>,
+}
+
+impl Counting {
+    /// Queues the batched ops (scheduling the end-of-turn flush when the first arrives) and
+    /// records the calls sent.
+    fn hand_over(self, shared: &mut Shared) {
+        for (token, waiter) in self.sent {
+            shared.limit_calls.insert(token, vec![Some(waiter)]);
+        }
+        let mut schedule = false;
+        for (backend, timeout, op, waiter) in self.queued {
+            schedule |= shared.batches.push(&backend, timeout, op, waiter);
+        }
+        if schedule {
+            let scheduled = shared.queue.is_some_and(|q| abi::enqueue(q, b"").is_ok());
+            if !scheduled {
+                flush_counts(shared);
+            }
+        }
+    }
+}
+
+/// Sends the waiting counter ops, one call per backend (from the current context: the root's at
+/// the end of the turn); a call that cannot be made fails its requests as the store would.
+fn flush_counts(shared: &mut Shared) {
+    let Shared {
+        worker,
+        batches,
+        limit_calls,
+        ..
+    } = shared;
+    let sidecar = worker.as_ref().and_then(|w| w.config().sidecar.as_ref());
+    for call in batches.flush() {
+        let sent = match sidecar {
+            Some(sidecar) => dispatch(sidecar, LIMIT_PATH, &call.body, call.timeout)
+                .map_err(request::CounterError::Dispatch),
+            None => Err(request::CounterError::NoSidecar),
+        };
+        match sent {
+            Ok(token) => {
+                limit_calls.insert(token, call.waiters.into_iter().map(Some).collect());
+            }
+            Err(reason) => {
+                for waiter in call.waiters {
+                    judge_counter(waiter, Err(reason.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// A waiting request's counter, or why there is none: judge it and resume it if it may go on.
+fn judge_counter((id, state): Waiter, counter: Result<Counter, request::CounterError>) {
+    if abi::set_effective_context(id).is_err() {
+        return; // the stream is gone
+    }
+    let Phase::WaitingLimit(opts, check) = std::mem::take(&mut state.borrow_mut().phase) else {
+        return;
+    };
+    let hit = counter.map(|c| c.to_hit(opts.count));
+    let plan = request::counter_answered(&opts, hit, check);
+    // A counter's answer never counts again.
+    if apply(plan, id, &state, None, &mut Counting::default()) {
+        let _ = abi::resume_request();
+    }
 }
 
 /// Where one request stands; shared with the root while it waits.
@@ -232,7 +326,10 @@ impl Root {
         let Some(rt) = shared.worker.as_ref() else {
             return;
         };
-        let mut limit_calls = HashMap::new();
+        let mut counting = Counting {
+            batch: shared.queue.is_some(),
+            ..Counting::default()
+        };
         for (id, state) in ids {
             // The stream may be gone (client went away): then there is nothing to do.
             if abi::set_effective_context(id).is_err() {
@@ -245,13 +342,16 @@ impl Root {
                 id,
                 &state,
                 rt.config().sidecar.as_ref(),
-                &mut limit_calls,
+                &mut counting,
             ) {
                 let _ = abi::resume_request();
             }
         }
         drop(shared);
-        self.shared.borrow_mut().limit_calls.extend(limit_calls);
+        // In the root context already: send the batches now.
+        let mut shared = self.shared.borrow_mut();
+        counting.hand_over(&mut shared);
+        flush_counts(&mut shared);
     }
 }
 
@@ -321,7 +421,23 @@ impl RootContext for Root {
             }
         }
         let period = worker.tick_period();
-        self.shared.borrow_mut().worker = Some(worker);
+        let mut shared = self.shared.borrow_mut();
+        shared.worker = Some(worker);
+        if shared.queue.is_none() {
+            // A name of this VM's own: Envoy calls back the root that registered a name last.
+            let name: String = random_key()[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            match abi::register_queue(&format!("envoy-secret-auth.limit.{name}")) {
+                Ok(id) => shared.queue = Some(id),
+                Err(status) => log(
+                    Level::Warn,
+                    &format!("limit-count: no queue to batch Redis counters ({status}): one call per request"),
+                ),
+            }
+        }
+        drop(shared);
         // The first fetch happens on the first tick, once Envoy's cluster manager is ready.
         self.set_tick(period);
         true
@@ -341,6 +457,17 @@ impl RootContext for Root {
         self.flush_metrics(updates);
         self.release_waiting();
         self.set_tick(period);
+    }
+
+    /// The end of an event-loop turn in which requests asked for Redis counters: send them.
+    fn on_queue_ready(&mut self, queue: u32) {
+        let mut shared = self.shared.borrow_mut();
+        if shared.queue != Some(queue) {
+            return;
+        }
+        // One item per scheduled flush, and one call of this per item.
+        let _ = abi::dequeue(queue);
+        flush_counts(&mut shared);
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -373,7 +500,7 @@ impl Request {
             (check, state.body_size)
         };
         let plan = judge_body(&check, size);
-        if apply(plan, self.id, &self.state, None, &mut HashMap::new()) {
+        if apply(plan, self.id, &self.state, None, &mut Counting::default()) {
             Action::Continue
         } else {
             Action::Pause
@@ -409,16 +536,19 @@ impl HttpContext for Request {
         }
         let (plan, all) = decide(rt);
         let miss = plan.miss;
-        let mut calls = HashMap::new();
+        let mut counting = Counting {
+            batch: shared.queue.is_some(),
+            ..Counting::default()
+        };
         let go_on = apply_with(
             plan,
             all.as_deref(),
             self.id,
             &self.state,
             rt.config().sidecar.as_ref(),
-            &mut calls,
+            &mut counting,
         );
-        shared.limit_calls.extend(calls);
+        counting.hand_over(&mut shared);
         if let (Some(miss), Some(rt)) = (miss, shared.worker.as_mut()) {
             rt.on_miss(&mut ProxyHost, miss);
         }
@@ -505,22 +635,15 @@ fn on_limit_answer(
     num_headers: usize,
     body_size: usize,
 ) -> bool {
-    let Some((id, state)) = shared.borrow_mut().limit_calls.remove(&token) else {
+    let Some(waiters) = shared.borrow_mut().limit_calls.remove(&token) else {
         return false;
     };
     // Read the answer before switching context: it belongs to the context that called.
     let (status, body) = callout_answer(num_headers, body_size);
-    if abi::set_effective_context(id).is_err() {
-        return true;
-    }
-    let Phase::WaitingLimit(opts, check) = std::mem::take(&mut state.borrow_mut().phase) else {
-        return true;
-    };
-    let outcome = request::counter_reply(&opts, status.as_deref(), &body);
-    let plan = request::counter_answered(&opts, outcome, check);
-    // A counter's answer never calls the sidecar again.
-    if apply(plan, id, &state, None, &mut HashMap::new()) {
-        let _ = abi::resume_request();
+    for (waiter, counter) in batch::share_answer(waiters, status.as_deref(), &body) {
+        if let Some(waiter) = waiter {
+            judge_counter(waiter, counter.map_err(request::CounterError::Answer));
+        }
     }
     true
 }
@@ -531,7 +654,17 @@ impl Drop for Request {
     fn drop(&mut self) {
         if let Ok(mut shared) = self.shared.try_borrow_mut() {
             shared.waiting.retain(|(id, _)| *id != self.id);
-            shared.limit_calls.retain(|_, (id, _)| *id != self.id);
+            shared.batches.retain(|(id, _)| *id != self.id);
+            // Its place in a call in flight stays (the answer's counters are in op order);
+            // a call nobody waits for any more is forgotten.
+            shared.limit_calls.retain(|_, waiters| {
+                for w in waiters.iter_mut() {
+                    if w.as_ref().is_some_and(|(id, _)| *id == self.id) {
+                        *w = None;
+                    }
+                }
+                waiters.iter().any(Option::is_some)
+            });
         }
     }
 }
@@ -656,7 +789,7 @@ impl SharedStore for SharedData {
 
 /// Decides the current request (the effective context); the request's headers if the decision
 /// read them all.
-fn decide(rt: &Worker) -> (Plan, Option<Vec<(Vec<u8>, Vec<u8>)>>) {
+fn decide(rt: &Worker) -> (Plan, Option<HeaderPairs>) {
     let mut headers = Headers::default();
     let plan = request::decide(rt, &mut headers, &mut SharedData, &mut || {
         ProxyHost.now_ms()
@@ -695,9 +828,9 @@ fn apply(
     id: u32,
     state: &Rc<RefCell<ReqState>>,
     sidecar: Option<&Sidecar>,
-    limit_calls: &mut HashMap<u32, (u32, Rc<RefCell<ReqState>>)>,
+    counting: &mut Counting,
 ) -> bool {
-    apply_with(plan, None, id, state, sidecar, limit_calls)
+    apply_with(plan, None, id, state, sidecar, counting)
 }
 
 /// [`apply`], with the request's headers if the decision read them all.
@@ -707,7 +840,7 @@ fn apply_with(
     id: u32,
     state: &Rc<RefCell<ReqState>>,
     sidecar: Option<&Sidecar>,
-    limit_calls: &mut HashMap<u32, (u32, Rc<RefCell<ReqState>>)>,
+    counting: &mut Counting,
 ) -> bool {
     write_headers(abi::Headers::Request, all, &plan.edits);
     for note in &plan.notes {
@@ -725,20 +858,35 @@ fn apply_with(
     }
     let next = match plan.next {
         Next::CountInRedis(call) => {
-            let dispatched = match sidecar {
-                Some(sidecar) => dispatch(sidecar, LIMIT_PATH, &call.body, call.timeout)
-                    .map_err(request::CounterError::Dispatch),
-                None => Err(request::CounterError::NoSidecar),
+            let Some(sidecar) = sidecar else {
+                let reason = request::CounterError::NoSidecar;
+                let plan = request::counter_answered(&call.opts, Err(reason), call.body_check);
+                return apply(plan, id, state, None, counting);
             };
-            return match dispatched {
+            if counting.batch {
+                // Batched with the turn's other ops (see `limit::batch`).
+                let request::CounterCall {
+                    backend,
+                    op,
+                    timeout,
+                    opts,
+                    body_check,
+                } = call;
+                state.borrow_mut().phase = Phase::WaitingLimit(opts, body_check);
+                let waiter = (id, Rc::clone(state));
+                counting.queued.push((backend, timeout, op, waiter));
+                return false;
+            }
+            return match dispatch(sidecar, LIMIT_PATH, &call.body(), call.timeout) {
                 Ok(token) => {
                     state.borrow_mut().phase = Phase::WaitingLimit(call.opts, call.body_check);
-                    limit_calls.insert(token, (id, Rc::clone(state)));
+                    counting.sent.push((token, (id, Rc::clone(state))));
                     false
                 }
-                Err(reason) => {
+                Err(e) => {
+                    let reason = request::CounterError::Dispatch(e);
                     let plan = request::counter_answered(&call.opts, Err(reason), call.body_check);
-                    apply(plan, id, state, None, limit_calls)
+                    apply(plan, id, state, None, counting)
                 }
             };
         }
@@ -770,7 +918,7 @@ fn apply_with(
         Next::WaitBody(check) if st.body_complete => {
             let size = st.body_size;
             drop(st);
-            apply(judge_body(&check, size), id, state, None, limit_calls)
+            apply(judge_body(&check, size), id, state, None, counting)
         }
         Next::WaitBody(check) => {
             st.phase = Phase::WaitingBody(check);

@@ -2,6 +2,7 @@
 //! fixed window that starts at the key's first request; kept per Envoy (`local`) or in Redis
 //! through the sidecar (`redis`, `redis-cluster`). Runs after authentication.
 
+pub mod batch;
 pub mod key;
 pub mod local;
 pub mod remote;

@@ -24,7 +24,7 @@ use crate::auth::{self, BodyCheck, Decision, Hide};
 use crate::http::callout::DispatchError;
 use crate::http::{Reject, RequestView};
 use crate::limit::local::{self, Hit, SharedStore, StoreError};
-use crate::limit::{self, remote, LimitOptions, Policy};
+use crate::limit::{self, remote, LimitBackend, LimitOptions, Policy};
 use crate::worker::Worker;
 use std::time::Duration;
 
@@ -62,13 +62,22 @@ pub enum Next {
     CountInRedis(CounterCall),
 }
 
-/// A `/v1/limit` call for one request, and what to do with its answer.
+/// A request's Redis counter op for `/v1/limit` (sent alone or batched with others, see
+/// `limit::batch`), and what to do with its answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CounterCall {
-    pub body: Vec<u8>,
+    pub backend: LimitBackend,
+    pub op: remote::Op,
     pub timeout: Duration,
     pub opts: Box<LimitOptions>,
     pub body_check: Option<BodyCheck>,
+}
+
+impl CounterCall {
+    /// The body of a call with this op alone.
+    pub fn body(&self) -> Vec<u8> {
+        remote::request_body(&self.backend, std::slice::from_ref(&self.op))
+    }
 }
 
 /// Something worth a log line; the glue decides how often (a client controls how many).
@@ -95,8 +104,6 @@ pub enum CounterError {
     Dispatch(DispatchError),
     /// The sidecar's answer (or its absence).
     Answer(remote::AnswerError),
-    /// A `200` without a counter.
-    EmptyAnswer,
 }
 
 impl std::fmt::Display for CounterError {
@@ -109,7 +116,6 @@ impl std::fmt::Display for CounterError {
             CounterError::NoSidecar => write!(f, "no sidecar to count with"),
             CounterError::Dispatch(e) => write!(f, "could not call the sidecar: {e}"),
             CounterError::Answer(e) => write!(f, "{e}"),
-            CounterError::EmptyAnswer => write!(f, "empty answer"),
         }
     }
 }
@@ -307,7 +313,8 @@ fn count(
                 cost: 1,
             };
             plan.next = Next::CountInRedis(CounterCall {
-                body: remote::request_body(backend, std::slice::from_ref(&op)),
+                backend: backend.clone(),
+                op,
                 timeout: timeout.saturating_add(COUNTER_CALL_MARGIN),
                 opts: Box::new(opts.clone()),
                 body_check,
@@ -353,21 +360,6 @@ pub fn counter_answered(
         plan.next = Next::WaitBody(check);
     }
     plan
-}
-
-/// The sidecar's answer to a counter call (`status` `None`: the call failed).
-pub fn counter_reply(
-    call_opts: &LimitOptions,
-    status: Option<&str>,
-    body: &[u8],
-) -> Result<Hit, CounterError> {
-    match remote::parse_answer(status, body, 1)
-        .map_err(CounterError::Answer)?
-        .first()
-    {
-        Some(c) => Ok(c.to_hit(call_opts.count)),
-        None => Err(CounterError::EmptyAnswer),
-    }
 }
 
 /// The answer past `max_req_body_size`.

@@ -335,22 +335,21 @@ fn a_redis_counter_is_a_call_bounded_by_redis_timeout() {
     match plan.next {
         Next::CountInRedis(call) => {
             assert_eq!(call.timeout, Duration::from_millis(400));
-            let body: serde_json::Value = serde_json::from_slice(&call.body).unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&call.body()).unwrap();
             assert_eq!(body["ops"][0]["key"], "limit-count:default:alice");
             assert_eq!(body["ops"][0]["cost"], 1);
         }
         other => panic!("{other:?}"),
     }
-    // the sidecar's answers
+    // the sidecar's answer, as the glue shares it out and judges it
     let opts = w.plugins_for(None).limit_count.clone().unwrap();
-    let ok = counter_reply(
-        &opts,
-        Some("200"),
-        br#"{"results":[{"remaining":4,"reset_s":60}]}"#,
-    );
-    assert_eq!(ok.map(|h| h.used), Ok(1));
-    assert!(counter_reply(&opts, None, b"").is_err());
-    assert!(counter_reply(&opts, Some("200"), br#"{"results":[]}"#).is_err());
+    let body = br#"{"results":[{"remaining":4,"reset_s":60}]}"#;
+    let (_, counter) = crate::limit::batch::share_answer(vec![()], Some("200"), body).remove(0);
+    let hit = counter.unwrap().to_hit(opts.count);
+    assert_eq!(hit.used, 1);
+    let plan = counter_answered(&opts, Ok(hit), None);
+    assert_eq!(plan.next, Next::Continue);
+    assert!(plan.quota.is_some());
 }
 
 #[test]

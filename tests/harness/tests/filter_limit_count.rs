@@ -17,7 +17,7 @@ use proxy_wasm_harness::{header_all, Headers, Host, HttpCall, Outcome, Stream};
 use serde_json::{json, Value};
 use support::{
     answer, answer_counter, body_of, callouts_within, first_answered, one_callout, request,
-    sidecar, started, the_callout, warnings, Filter, FIRST_FETCH,
+    respond_json, sidecar, started, the_callout, warnings, Filter, FIRST_FETCH,
 };
 
 const ALICE_REF: &str = "$secret://aws/my-secrets-manager/alice-credentials/alice-key-auth";
@@ -516,6 +516,9 @@ fn redis_request_waits_for_the_sidecar_counter() {
     let s = get_from(&mut host, ADDR_A, ALICE);
     assert_eq!(host.outcome(s), Outcome::Paused);
     let call = the_callout(&mut host);
+    // Sent at the end of the turn by the root (batched with the turn's other ops): no request's
+    // end can cancel a call others wait for.
+    assert_ne!(call.context_id, s.0, "made by the root, not the request");
     let (key, limit, window_s, cost) = single_op(&call);
     assert!(key.contains("10.0.0.1"), "{key}");
     assert!(!key.contains("5555"), "{key}");
@@ -898,13 +901,24 @@ fn request_released_by_the_first_answer_is_counted_in_redis() {
     let resolve = one_callout(&mut host, FIRST_FETCH);
     answer(&mut host, &resolve, ALICE_VALUES, &[]);
 
+    // Released in one turn: their ops go in one call, in the order they were judged.
     let calls = host.take_http_calls();
-    assert_eq!(calls.len(), 2, "one /v1/limit call per released request");
-    for call in &calls {
-        let (key, ..) = single_op(call);
-        let remaining = if key.contains("10.0.0.1") { 2 } else { -1 };
-        answer_counter(&mut host, call, remaining, 60);
-    }
+    assert_eq!(
+        calls.len(),
+        1,
+        "one /v1/limit call for the released requests"
+    );
+    let ops = limit_ops(&calls[0]);
+    assert_eq!(ops.len(), 2, "{ops:?}");
+    let results: Vec<Value> = ops
+        .iter()
+        .map(|op| {
+            let key = op["key"].as_str().unwrap();
+            let remaining = if key.contains("10.0.0.1") { 2 } else { -1 };
+            json!({"remaining": remaining, "reset_s": 60})
+        })
+        .collect();
+    respond_json(&mut host, &calls[0], &json!({ "results": results }));
     assert_eq!(
         host.outcome(passing),
         Outcome::Continue,
@@ -915,6 +929,83 @@ fn request_released_by_the_first_answer_is_counted_in_redis() {
         Some((3, 2, 60))
     );
     assert_limited(&host, limited, 429, TOO_MANY);
+}
+
+#[test]
+fn a_request_that_ends_leaves_the_others_their_own_counters() {
+    let mut host = started(&config_with_secret_key(redis_limit()));
+    let addrs = ["10.0.0.1:1", "10.0.0.2:2", "10.0.0.3:3"];
+    let streams: Vec<Stream> = addrs
+        .iter()
+        .map(|a| get_from(&mut host, a, ALICE))
+        .collect();
+    let resolve = one_callout(&mut host, FIRST_FETCH);
+    answer(&mut host, &resolve, ALICE_VALUES, &[]);
+    let calls = host.take_http_calls();
+    assert_eq!(calls.len(), 1);
+    let keys: Vec<String> = limit_ops(&calls[0])
+        .iter()
+        .map(|op| op["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys.len(), 3);
+    // The middle request's client goes away while the call is in flight.
+    host.finish(streams[1]).unwrap();
+    assert!(
+        host.is_call_pending(calls[0].token),
+        "the call is not cancelled"
+    );
+    // Each remaining request gets the result of its own op: 10.0.0.1 one left, 10.0.0.3 over.
+    let results: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            let remaining = if k.contains("10.0.0.1") {
+                1
+            } else if k.contains("10.0.0.2") {
+                2
+            } else {
+                -1
+            };
+            json!({"remaining": remaining, "reset_s": 30})
+        })
+        .collect();
+    respond_json(&mut host, &calls[0], &json!({ "results": results }));
+    assert_eq!(host.outcome(streams[0]), Outcome::Continue);
+    assert_eq!(
+        quota(&upstream_answers(&mut host, streams[0])),
+        Some((3, 1, 30))
+    );
+    assert_limited(&host, streams[2], 429, TOO_MANY);
+    assert!(!host.is_dead(), "{:?}", host.dead_reason());
+}
+
+#[test]
+fn a_batch_answer_short_of_results_fails_every_request_in_it() {
+    let mut limit = redis_limit();
+    limit["allow_degradation"] = json!(false);
+    let mut host = started(&config_with_secret_key(limit));
+    let a = get_from(&mut host, ADDR_A, ALICE);
+    let b = get_from(&mut host, ADDR_B, ALICE);
+    let resolve = one_callout(&mut host, FIRST_FETCH);
+    answer(&mut host, &resolve, ALICE_VALUES, &[]);
+    let calls = host.take_http_calls();
+    assert_eq!(limit_ops(&calls[0]).len(), 2);
+    // One result for two ops: nobody may take another's counter.
+    answer_counter(&mut host, &calls[0], 2, 60);
+    for s in [a, b] {
+        assert_eq!(
+            host.local_reply(s).map(|r| r.status),
+            Some(500),
+            "{:?}",
+            host.logs()
+        );
+    }
+    assert_eq!(
+        host.logs_containing("the sidecar answered 1 results for 2 ops")
+            .len(),
+        1,
+        "{:?}",
+        host.logs()
+    );
 }
 
 // ---- steady traffic against a model of the sidecar's Redis ---------------------------------
