@@ -4,7 +4,8 @@
 //!   `apikey` request header, then set two consumer headers and remove a third;
 //! * `"get-only"` / `"set-only"`: only the read / only the three writes;
 //! * `"key-auth-map"`: the same outcome in two calls: read every request header at once, then
-//!   replace the whole map with the consumer headers set (what the filter does since issue #9).
+//!   replace the whole map with the consumer headers set (measured slower than the four calls in
+//!   Envoy 1.40: the replacement removes and re-adds every header).
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};

@@ -93,7 +93,6 @@ extern "C" {
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
     ) -> u32;
-    fn proxy_set_header_map_pairs(map_type: u32, map_data: *const u8, map_size: usize) -> u32;
     fn proxy_replace_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -224,12 +223,6 @@ pub fn header(map: Headers, name: &str) -> Result<Option<Vec<u8>>, HostStatus> {
 pub fn header_pairs(map: Headers) -> Result<Option<Vec<u8>>, HostStatus> {
     // SAFETY: valid out pointers, owned by `read`.
     read(|d, s| unsafe { proxy_get_header_map_pairs(map as u32, d, s) })
-}
-
-/// Replaces a whole header map with `pairs` (serialized with `http::pairs::serialize`).
-pub fn set_header_pairs(map: Headers, pairs: &[u8]) -> Result<(), HostStatus> {
-    // SAFETY: a valid slice for the duration of the call.
-    status(unsafe { proxy_set_header_map_pairs(map as u32, pairs.as_ptr(), pairs.len()) })
 }
 
 /// Sets (replaces) a header, or removes it with `None`.

@@ -15,7 +15,6 @@ use crate::limit::local::{self, SharedStore, StoreError};
 use crate::limit::remote::{Counter, Op};
 use crate::limit::LimitBackend;
 use crate::limit::LimitOptions;
-use crate::request::headers::Writes;
 use crate::request::{self, Edit, Next, Note, Plan};
 use crate::throttle::LogThrottle;
 use crate::worker::{Host, Level, Worker, LIMIT_PATH};
@@ -596,16 +595,9 @@ impl HttpContext for Request {
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
         if let Some(quota) = &self.state.borrow().quota {
-            // Three headers: one read of the map and one write of it are a call fewer.
-            let edits: Vec<Edit> = quota
-                .iter()
-                .map(|(name, value)| Edit::Set((*name).into(), value.as_bytes().to_vec()))
-                .collect();
-            let all = abi::header_pairs(abi::Headers::Response)
-                .ok()
-                .flatten()
-                .and_then(|bytes| crate::http::pairs::parse(&bytes));
-            write_headers(abi::Headers::Response, all.as_deref(), &edits);
+            for (name, value) in quota {
+                let _ = abi::set_header(abi::Headers::Response, name, Some(value.as_bytes()));
+            }
         }
         Action::Continue
     }
@@ -797,21 +789,10 @@ fn decide(rt: &Worker) -> (Plan, Option<HeaderPairs>) {
     (plan, headers.all)
 }
 
-/// A plan's header edits, in the fewest host calls (`all`: the request's headers, if read).
+/// A plan's header edits that change something, one host call each (`all`: the request's
+/// headers, if read).
 fn write_headers(map: abi::Headers, all: Option<&request::headers::Pairs>, edits: &[Edit]) {
-    let each = match request::headers::writes(all, edits) {
-        Writes::Nothing => return,
-        Writes::Each(each) => each,
-        Writes::Whole(pairs) => match crate::http::pairs::serialize(&pairs) {
-            Some(bytes) => {
-                // Fails only if the stream is gone.
-                let _ = abi::set_header_pairs(map, &bytes);
-                return;
-            }
-            None => edits.iter().collect(),
-        },
-    };
-    for edit in each {
+    for edit in request::headers::needed(all, edits) {
         // Fails only if the stream is gone.
         let _ = match edit {
             Edit::Set(name, value) => abi::set_header(map, name, Some(value)),

@@ -36,35 +36,23 @@ pub fn parse(bytes: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
     Some(pairs)
 }
 
-/// The serialization `proxy_set_header_map_pairs` takes (the same format); `None` if a count
-/// or a size does not fit in a `u32`.
-pub fn serialize<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Option<Vec<u8>> {
-    let word = |n: usize| u32::try_from(n).ok().map(u32::to_le_bytes);
-    let data: usize = pairs
-        .iter()
-        .map(|(n, v)| n.as_ref().len() + v.as_ref().len() + 2)
-        .sum();
-    let mut out = Vec::with_capacity(4 + pairs.len() * 8 + data);
-    out.extend_from_slice(&word(pairs.len())?);
-    for (n, v) in pairs {
-        out.extend_from_slice(&word(n.as_ref().len())?);
-        out.extend_from_slice(&word(v.as_ref().len())?);
-    }
-    for (n, v) in pairs {
-        out.extend_from_slice(n.as_ref());
-        out.push(0);
-        out.extend_from_slice(v.as_ref());
-        out.push(0);
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn serialize(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-        super::serialize(pairs).unwrap()
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (k, v) in pairs {
+            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        }
+        for (k, v) in pairs {
+            out.extend_from_slice(k);
+            out.push(0);
+            out.extend_from_slice(v);
+            out.push(0);
+        }
+        out
     }
 
     #[test]
