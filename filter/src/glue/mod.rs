@@ -73,8 +73,9 @@ struct Counting {
 
 impl Counting {
     /// Queues the batched ops (scheduling the end-of-turn flush when the first arrives) and
-    /// records the calls sent.
-    fn hand_over(self, shared: &mut Shared) {
+    /// records the calls sent. Returns whether it had to send the batches at once (the queue
+    /// refused the item): then the effective context may be another request's.
+    fn hand_over(self, shared: &mut Shared) -> bool {
         for (token, waiter) in self.sent {
             shared.limit_calls.insert(token, vec![Some(waiter)]);
         }
@@ -82,12 +83,11 @@ impl Counting {
         for (backend, timeout, op, waiter) in self.queued {
             schedule |= shared.batches.push(&backend, timeout, op, waiter);
         }
-        if schedule {
-            let scheduled = shared.queue.is_some_and(|q| abi::enqueue(q, b"").is_ok());
-            if !scheduled {
-                flush_counts(shared);
-            }
+        if schedule && shared.queue.is_none_or(|q| abi::enqueue(q, b"").is_err()) {
+            flush_counts(shared);
+            return true;
         }
+        false
     }
 }
 
@@ -349,7 +349,7 @@ impl Root {
         drop(shared);
         // In the root context already: send the batches now.
         let mut shared = self.shared.borrow_mut();
-        counting.hand_over(&mut shared);
+        let _ = counting.hand_over(&mut shared);
         flush_counts(&mut shared);
     }
 }
@@ -547,7 +547,9 @@ impl HttpContext for Request {
             rt.config().sidecar.as_ref(),
             &mut counting,
         );
-        counting.hand_over(&mut shared);
+        if counting.hand_over(&mut shared) {
+            let _ = abi::set_effective_context(self.id);
+        }
         if let (Some(miss), Some(rt)) = (miss, shared.worker.as_mut()) {
             rt.on_miss(&mut ProxyHost, miss);
         }
