@@ -4,9 +4,12 @@
 //!   client's): accepted pairs serialize back to the bytes they came from;
 //! * `sidecar_api::time::parse_rfc3339_ms` (`expires_at`, Vault's times): a time it accepts is
 //!   within years 1970-9999 (plus a day of offset), and the same with `Z`/`z`, `T`/`t` swapped;
-//! * `auth::key::parse_sha256_hex` (`key_sha256`): a digest it accepts prints back as the input.
+//! * `auth::key::parse_sha256_hex` (`key_sha256`): a digest it accepts prints back as the input;
+//! * `auth::jwt::claims` (a token's header and payload JSON, read in one pass): where a whole
+//!   `serde_json::Value` reads an object, the same `alg`, key claim, `exp` and `nbf`.
 #![no_main]
 
+use envoy_secret_auth_filter::auth::jwt::claims::{self, Time};
 use envoy_secret_auth_filter::auth::key::parse_sha256_hex;
 use envoy_secret_auth_filter::http::pairs;
 use libfuzzer_sys::fuzz_target;
@@ -28,7 +31,32 @@ fn serialize(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
+/// The claims as the filter read them before: from a whole `serde_json::Value`.
+fn claims_by_value(m: &serde_json::Map<String, serde_json::Value>, key: &str) -> claims::Claims {
+    let time = |name: &str| match m.get(name) {
+        None => Time::Absent,
+        Some(v) => v.as_f64().map_or(Time::NotANumber, Time::Number),
+    };
+    claims::Claims {
+        key: match m.get(key) {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        },
+        exp: time("exp"),
+        nbf: time("nbf"),
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    let alg = claims::header_alg(data);
+    if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice(data) {
+        for key in ["key", "exp", "sub"] {
+            assert_eq!(claims::claims(data, key), Some(claims_by_value(&m, key)), "{key}");
+        }
+        let by_value = m.get("alg").and_then(|a| a.as_str()).map(str::to_string);
+        assert_eq!(alg, by_value);
+    }
     if let Some(p) = pairs::parse(data) {
         let again = serialize(&p);
         assert!(data.starts_with(&again), "pairs do not serialize back");

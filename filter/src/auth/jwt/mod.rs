@@ -1,7 +1,7 @@
 //! jwt-auth: token extraction (header, query, cookie), claim checks, signature verification with a
 //! bounded cache for the expensive algorithms. Messages match APISIX's jwt-auth.
 
-mod claims;
+pub mod claims;
 mod verify;
 
 pub use verify::{JwtAlgorithm, KeyError, VerifyKey};
