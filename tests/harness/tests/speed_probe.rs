@@ -15,12 +15,11 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use proxy_wasm_harness::{workspace_dir, HostOptions, Outcome};
+use proxy_wasm_harness::{HostOptions, Outcome};
 use serde_json::{json, Value};
-use support::{get, started_with, Filter};
+use support::{get, python, started_with, Filter};
 
 const ROUNDS: usize = 3;
 
@@ -32,7 +31,7 @@ fn credentials(n: usize) -> Value {
     let script = r#"
 import json, sys, time
 import sign
-n = int(sys.argv[1])
+n = int(json.load(sys.stdin))
 rsa, ec = sign.new_key("rsa"), sign.new_key("ec")
 now = time.time()
 def hmac_headers(i):
@@ -52,24 +51,7 @@ print(json.dumps({
     "hmac": [hmac_headers(i) for i in range(n)],
 }))
 "#;
-    let python = workspace_dir().join(".venv/bin/python");
-    let child = Command::new(&python)
-        .arg("-c")
-        .arg(script)
-        .arg(n.to_string())
-        .env("PYTHONPATH", workspace_dir().join("scripts"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    python(script, &json!(n))
 }
 
 /// One consumer per credential type, all values literal (no callout), and `plugins` on the route.

@@ -1,42 +1,13 @@
 //! Keys, tokens and signatures made by Python (PyJWT, `cryptography`, `hmac`), never by our code:
 //! by the project's one signer, `scripts/sign.py`.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use proxy_wasm_harness::workspace_dir;
 use serde_json::{json, Value};
 
-use super::ALICE_HMAC_SECRET;
+use super::support::python;
 
-/// Runs `script` with the venv's Python (`scripts/` on its path, for `import sign`), `input` as
-/// JSON on stdin; its stdout is JSON.
-fn python(script: &str, input: &Value) -> Value {
-    let python = workspace_dir().join(".venv/bin/python");
-    let mut child = Command::new(&python)
-        .arg("-c")
-        .arg(script)
-        .env("PYTHONPATH", workspace_dir().join("scripts"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+use super::ALICE_HMAC_SECRET;
 
 pub(crate) struct Keys {
     pub(crate) rsa_private: String,

@@ -5,11 +5,13 @@
 //! Each test binary includes this module (`mod support;`) and uses a part of it.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::ops::{Deref, DerefMut};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use proxy_wasm_harness::{
-    filter_wasm, header_all, Host, HostOptions, HttpCall, LogLevel, Outcome, Stream,
+    filter_wasm, header_all, workspace_dir, Host, HostOptions, HttpCall, LogLevel, Outcome, Stream,
 };
 use serde_json::{json, Value};
 
@@ -266,4 +268,32 @@ pub fn first_answered(mut host: Filter, values: &[(&str, &str)]) -> Filter {
     let call = one_callout(&mut host, FIRST_FETCH);
     answer(&mut host, &call, values, &[]);
     host
+}
+
+/// Runs `script` with the venv's Python (`scripts/` on its path, for `import sign`), `input` as
+/// JSON on stdin; its stdout is JSON.
+pub fn python(script: &str, input: &Value) -> Value {
+    let python = workspace_dir().join(".venv/bin/python");
+    let mut child = Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .env("PYTHONPATH", workspace_dir().join("scripts"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
