@@ -1,9 +1,11 @@
 //! JWS signature verification for the algorithms jwt-auth supports.
 
+use super::rsa_public::{self, RsaKeyError, RsaPublic};
 use hmac::Hmac;
 use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::signature::Verifier;
+use rsa::traits::PublicKeyParts;
 use rsa::RsaPublicKey;
 use sha2::{Sha256, Sha384, Sha512};
 use std::fmt;
@@ -97,6 +99,7 @@ impl fmt::Display for JwtAlgorithm {
 pub enum KeyError {
     Base64Secret,
     Pem { algorithm: JwtAlgorithm },
+    Rsa(RsaKeyError),
 }
 
 impl fmt::Display for KeyError {
@@ -107,6 +110,15 @@ impl fmt::Display for KeyError {
                 f,
                 "not a PEM public key usable with {algorithm} (expected \"-----BEGIN PUBLIC KEY-----\")"
             ),
+            KeyError::Rsa(RsaKeyError::Modulus) => write!(
+                f,
+                "the RSA key's modulus must be {} to {} bits",
+                rsa_public::MIN_MODULUS_BITS,
+                rsa_public::MAX_MODULUS_BITS
+            ),
+            KeyError::Rsa(RsaKeyError::Exponent) => {
+                write!(f, "the RSA key's public exponent must be odd, at least 3 and below 2^64")
+            }
         }
     }
 }
@@ -114,7 +126,7 @@ impl fmt::Display for KeyError {
 /// A credential's verification key, parsed once when its value is known.
 pub enum VerifyKey {
     Hmac(Vec<u8>),
-    Rsa(RsaPublicKey),
+    Rsa(RsaPublic),
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
     Ed25519(ed25519_dalek::VerifyingKey),
@@ -147,10 +159,14 @@ impl VerifyKey {
                 .map(VerifyKey::Hmac)
                 .ok_or(KeyError::Base64Secret),
             HS256 | HS384 | HS512 => Ok(VerifyKey::Hmac(material.as_bytes().to_vec())),
-            RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => RsaPublicKey::from_public_key_pem(pem)
-                .or_else(|_| RsaPublicKey::from_pkcs1_pem(pem))
-                .map(VerifyKey::Rsa)
-                .map_err(|_| pem_err),
+            RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => {
+                let key = RsaPublicKey::from_public_key_pem(pem)
+                    .or_else(|_| RsaPublicKey::from_pkcs1_pem(pem))
+                    .map_err(|_| pem_err)?;
+                RsaPublic::new(&key.n().to_bytes_be(), &key.e().to_bytes_be())
+                    .map(VerifyKey::Rsa)
+                    .map_err(KeyError::Rsa)
+            }
             ES256 => p256::ecdsa::VerifyingKey::from_public_key_pem(pem)
                 .map(VerifyKey::P256)
                 .map_err(|_| pem_err),
@@ -177,12 +193,18 @@ impl VerifyKey {
             (VerifyKey::Hmac(k), HS512) => {
                 crate::auth::hmac_matches::<Hmac<Sha512>>(k, input, signature)
             }
-            (VerifyKey::Rsa(k), RS256) => pkcs1::<Sha256>(k, input, signature),
-            (VerifyKey::Rsa(k), RS384) => pkcs1::<Sha384>(k, input, signature),
-            (VerifyKey::Rsa(k), RS512) => pkcs1::<Sha512>(k, input, signature),
-            (VerifyKey::Rsa(k), PS256) => pss::<Sha256>(k, input, signature),
-            (VerifyKey::Rsa(k), PS384) => pss::<Sha384>(k, input, signature),
-            (VerifyKey::Rsa(k), PS512) => pss::<Sha512>(k, input, signature),
+            (VerifyKey::Rsa(k), RS256) => {
+                rsa_public::verify_pkcs1::<Sha256>(k, rsa_public::SHA256_PREFIX, input, signature)
+            }
+            (VerifyKey::Rsa(k), RS384) => {
+                rsa_public::verify_pkcs1::<Sha384>(k, rsa_public::SHA384_PREFIX, input, signature)
+            }
+            (VerifyKey::Rsa(k), RS512) => {
+                rsa_public::verify_pkcs1::<Sha512>(k, rsa_public::SHA512_PREFIX, input, signature)
+            }
+            (VerifyKey::Rsa(k), PS256) => rsa_public::verify_pss::<Sha256>(k, input, signature),
+            (VerifyKey::Rsa(k), PS384) => rsa_public::verify_pss::<Sha384>(k, input, signature),
+            (VerifyKey::Rsa(k), PS512) => rsa_public::verify_pss::<Sha512>(k, input, signature),
             (VerifyKey::P256(k), ES256) => p256::ecdsa::Signature::from_slice(signature)
                 .is_ok_and(|s| k.verify(input, &s).is_ok()),
             (VerifyKey::P384(k), ES384) => p384::ecdsa::Signature::from_slice(signature)
@@ -192,28 +214,4 @@ impl VerifyKey {
             _ => false,
         }
     }
-}
-
-fn pkcs1<D>(key: &RsaPublicKey, input: &[u8], signature: &[u8]) -> bool
-where
-    D: sha2::Digest + rsa::pkcs8::AssociatedOid,
-{
-    let Ok(sig) = rsa::pkcs1v15::Signature::try_from(signature) else {
-        return false;
-    };
-    rsa::pkcs1v15::VerifyingKey::<D>::new(key.clone())
-        .verify(input, &sig)
-        .is_ok()
-}
-
-fn pss<D>(key: &RsaPublicKey, input: &[u8], signature: &[u8]) -> bool
-where
-    D: sha2::Digest + sha2::digest::FixedOutputReset,
-{
-    let Ok(sig) = rsa::pss::Signature::try_from(signature) else {
-        return false;
-    };
-    rsa::pss::VerifyingKey::<D>::new(key.clone())
-        .verify(input, &sig)
-        .is_ok()
 }
