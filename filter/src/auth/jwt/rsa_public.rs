@@ -5,8 +5,8 @@
 //! Wasm has no 64 x 64 -> 128-bit multiply, so numbers are 32-bit limbs and products `u64`;
 //! `s^e mod n` uses Montgomery multiplication with `R = 2^(32 * limbs)` and `R^2 mod n`
 //! computed once per key. Every input here is public (the key, the signature, the signed data),
-//! so nothing needs to run in constant time. The `rsa` crate still parses the PEM key at
-//! configure time; its verification is the oracle of the tests below and of the fuzz target.
+//! so nothing needs to run in constant time. The `rsa` crate, which the filter used before, is
+//! the oracle of the tests below and of the fuzz target.
 
 use sha2::digest::{Digest, FixedOutputReset};
 
@@ -19,6 +19,8 @@ pub const MAX_MODULUS_BITS: usize = 4096;
 /// Why a public key cannot be used (it never holds key material).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RsaKeyError {
+    /// Not a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) of an RSA key, nor an `RSA PUBLIC KEY`.
+    Pem,
     /// The modulus is even, or smaller or larger than the limits above.
     Modulus,
     /// The exponent is even, below 3 or wider than 64 bits.
@@ -27,7 +29,7 @@ pub enum RsaKeyError {
 
 /// A public key ready for verification: the modulus in little-endian 32-bit limbs and the
 /// constants Montgomery multiplication needs.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RsaPublic {
     n: Vec<u32>,
     /// `-n^-1 mod 2^32`.
@@ -38,7 +40,33 @@ pub struct RsaPublic {
     bits: usize,
 }
 
+/// rsaEncryption (RFC 8017 appendix A.1), the algorithm of an RSA SubjectPublicKeyInfo.
+const RSA_ENCRYPTION: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+
 impl RsaPublic {
+    /// A key from PEM: `-----BEGIN PUBLIC KEY-----` (SubjectPublicKeyInfo, RFC 5280) or
+    /// `-----BEGIN RSA PUBLIC KEY-----` (PKCS#1, RFC 8017 appendix A.1.1).
+    pub fn from_pem(pem: &str) -> Result<Self, RsaKeyError> {
+        use der::Decode;
+        let (label, doc) = der::Document::from_pem(pem).map_err(|_| RsaKeyError::Pem)?;
+        let pkcs1 = match label {
+            "PUBLIC KEY" => {
+                let info = spki::SubjectPublicKeyInfoRef::from_der(doc.as_bytes())
+                    .map_err(|_| RsaKeyError::Pem)?;
+                if info.algorithm.oid != RSA_ENCRYPTION {
+                    return Err(RsaKeyError::Pem);
+                }
+                let bits = info.subject_public_key.as_bytes().ok_or(RsaKeyError::Pem)?;
+                pkcs1::RsaPublicKey::from_der(bits)
+            }
+            "RSA PUBLIC KEY" => pkcs1::RsaPublicKey::from_der(doc.as_bytes()),
+            _ => return Err(RsaKeyError::Pem),
+        }
+        .map_err(|_| RsaKeyError::Pem)?;
+        RsaPublic::new(pkcs1.modulus.as_bytes(), pkcs1.public_exponent.as_bytes())
+    }
+
     /// A key from its modulus and exponent, both big-endian bytes (leading zeros allowed).
     pub fn new(n_be: &[u8], e_be: &[u8]) -> Result<Self, RsaKeyError> {
         let n = limbs_from_be(n_be);

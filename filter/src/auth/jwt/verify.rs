@@ -2,11 +2,8 @@
 
 use super::rsa_public::{self, RsaKeyError, RsaPublic};
 use hmac::Hmac;
-use rsa::pkcs1::DecodeRsaPublicKey;
-use rsa::pkcs8::DecodePublicKey;
-use rsa::signature::Verifier;
-use rsa::traits::PublicKeyParts;
-use rsa::RsaPublicKey;
+use p256::ecdsa::signature::Verifier;
+use p256::pkcs8::DecodePublicKey;
 use sha2::{Sha256, Sha384, Sha512};
 use std::fmt;
 use std::str::FromStr;
@@ -116,6 +113,7 @@ impl fmt::Display for KeyError {
                 rsa_public::MIN_MODULUS_BITS,
                 rsa_public::MAX_MODULUS_BITS
             ),
+            KeyError::Rsa(RsaKeyError::Pem) => write!(f, "not a PEM RSA public key"),
             KeyError::Rsa(RsaKeyError::Exponent) => {
                 write!(f, "the RSA key's public exponent must be odd, at least 3 and below 2^64")
             }
@@ -159,14 +157,11 @@ impl VerifyKey {
                 .map(VerifyKey::Hmac)
                 .ok_or(KeyError::Base64Secret),
             HS256 | HS384 | HS512 => Ok(VerifyKey::Hmac(material.as_bytes().to_vec())),
-            RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => {
-                let key = RsaPublicKey::from_public_key_pem(pem)
-                    .or_else(|_| RsaPublicKey::from_pkcs1_pem(pem))
-                    .map_err(|_| pem_err)?;
-                RsaPublic::new(&key.n().to_bytes_be(), &key.e().to_bytes_be())
-                    .map(VerifyKey::Rsa)
-                    .map_err(KeyError::Rsa)
-            }
+            RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => match RsaPublic::from_pem(pem) {
+                Ok(key) => Ok(VerifyKey::Rsa(key)),
+                Err(RsaKeyError::Pem) => Err(pem_err),
+                Err(e) => Err(KeyError::Rsa(e)),
+            },
             ES256 => p256::ecdsa::VerifyingKey::from_public_key_pem(pem)
                 .map(VerifyKey::P256)
                 .map_err(|_| pem_err),

@@ -361,3 +361,61 @@ fn pkcs1_layout_variants_are_refused() {
         }
     }
 }
+
+/// A 512-bit modulus (random, not a real key), as SubjectPublicKeyInfo and as PKCS#1.
+const SMALL_SPKI: &str = "-----BEGIN PUBLIC KEY-----
+MFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBAIBxfc/HA2jqwSF1e/v91hFOAe9dxekY
+IOl6Dpaal2XimZjdff3u08LJsfex1JoQLZIJ1gWci48zhVCZ90wWjVECAwEAAQ==
+-----END PUBLIC KEY-----";
+const SMALL_PKCS1: &str = "-----BEGIN RSA PUBLIC KEY-----
+MEgCQQCAcX3PxwNo6sEhdXv7/dYRTgHvXcXpGCDpeg6Wmpdl4pmY3X397tPCybH3
+sdSaEC2SCdYFnIuPM4VQmfdMFo1RAgMBAAE=
+-----END RSA PUBLIC KEY-----";
+
+#[test]
+fn pem_keys_read_as_the_rsa_crate_reads_them() {
+    use rsa::pkcs1::EncodeRsaPublicKey;
+    use rsa::pkcs8::EncodePublicKey;
+    for key in test_keys() {
+        let spki = key.theirs.to_public_key_pem(Default::default()).unwrap();
+        assert!(
+            RsaPublic::from_pem(&spki) == Ok(key.ours.clone()),
+            "{} bits",
+            key.bits
+        );
+        let pkcs1 = key.theirs.to_pkcs1_pem(Default::default()).unwrap();
+        assert!(
+            RsaPublic::from_pem(&pkcs1) == Ok(key.ours.clone()),
+            "{} bits",
+            key.bits
+        );
+    }
+    assert_eq!(
+        RsaPublic::from_pem(SMALL_SPKI).err(),
+        Some(RsaKeyError::Modulus)
+    );
+    assert_eq!(
+        RsaPublic::from_pem(SMALL_PKCS1).err(),
+        Some(RsaKeyError::Modulus)
+    );
+    let jwt: Vec<serde_json::Value> =
+        serde_json::from_str(include_str!("../../../../tests/data/jwt_vectors.json")).unwrap();
+    let ec = jwt.iter().find(|v| v["name"] == "es256").unwrap()["key"]
+        .as_str()
+        .unwrap();
+    assert!(ec.contains("BEGIN PUBLIC KEY"));
+    for bad in [
+        ec,
+        "",
+        "not pem",
+        "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
+        &SMALL_SPKI.replace("PUBLIC KEY", "CERTIFICATE"),
+        &SMALL_PKCS1.replace("RSA PUBLIC KEY", "PUBLIC KEY"),
+    ] {
+        assert_eq!(
+            RsaPublic::from_pem(bad).err(),
+            Some(RsaKeyError::Pem),
+            "{bad}"
+        );
+    }
+}
