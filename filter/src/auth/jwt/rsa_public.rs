@@ -115,11 +115,12 @@ impl RsaPublic {
             return None;
         }
         let mut t = vec![0u32; len + 1];
+        // s in Montgomery form (s R mod n), then left-to-right square-and-multiply.
         self.mont_mul(&s, &self.r2, &mut t);
         let base = t[..len].to_vec();
         let mut acc = base.clone();
         let top = 63 - self.e.leading_zeros();
-        for bit in (0..top).rev() {
+        for bit in (1..top).rev() {
             self.mont_mul(&acc, &acc, &mut t);
             acc.copy_from_slice(&t[..len]);
             if (self.e >> bit) & 1 == 1 {
@@ -127,9 +128,13 @@ impl RsaPublic {
                 acc.copy_from_slice(&t[..len]);
             }
         }
-        let mut one = vec![0u32; len];
-        one[0] = 1;
-        self.mont_mul(&acc, &one, &mut t);
+        // The last bit of the (odd) exponent: square, then multiply by s itself rather than by
+        // s R: (x R) s / R = x s leaves Montgomery form in the same multiplication.
+        if top > 0 {
+            self.mont_mul(&acc, &acc, &mut t);
+            acc.copy_from_slice(&t[..len]);
+        }
+        self.mont_mul(&acc, &s, &mut t);
         let m = &t[..len];
         Some(limbs_to_be(m, self.size()))
     }
