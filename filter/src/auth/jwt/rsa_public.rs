@@ -201,7 +201,7 @@ pub fn verify_pkcs1<D: Digest>(
         && ps.iter().all(|b| *b == 0xff)
         && sep == [0x00]
         && got_prefix == prefix
-        && got_hash == hash.as_slice()
+        && got_hash == &hash[..]
 }
 
 /// DigestInfo prefixes (RFC 8017 section 9.2, note 1) for SHA-256, SHA-384 and SHA-512.
@@ -266,7 +266,7 @@ pub fn verify_pss<D: Digest + FixedOutputReset>(
     Digest::update(&mut hasher, [0u8; 8]);
     Digest::update(&mut hasher, D::digest(input));
     Digest::update(&mut hasher, salt);
-    hasher.finalize().as_slice() == h
+    hasher.finalize()[..] == *h
 }
 
 /// `data ^= MGF1(seed)` (RFC 8017 appendix B.2.1).
