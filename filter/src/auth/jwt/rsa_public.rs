@@ -128,12 +128,10 @@ impl RsaPublic {
                 acc.copy_from_slice(&t[..len]);
             }
         }
-        // The last bit of the (odd) exponent: square, then multiply by s itself rather than by
-        // s R: (x R) s / R = x s leaves Montgomery form in the same multiplication.
-        if top > 0 {
-            self.mont_mul(&acc, &acc, &mut t);
-            acc.copy_from_slice(&t[..len]);
-        }
+        // The last bit of the exponent (odd and at least 3, see new()): square, then multiply by
+        // s itself rather than by s R: (x R) s / R = x s leaves Montgomery form in the same step.
+        self.mont_mul(&acc, &acc, &mut t);
+        acc.copy_from_slice(&t[..len]);
         self.mont_mul(&acc, &s, &mut t);
         let m = &t[..len];
         Some(limbs_to_be(m, self.size()))

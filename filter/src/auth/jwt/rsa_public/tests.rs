@@ -398,6 +398,14 @@ fn pem_keys_read_as_the_rsa_crate_reads_them() {
         RsaPublic::from_pem(SMALL_PKCS1).err(),
         Some(RsaKeyError::Modulus)
     );
+    // What an operator sees for it: the problem named, not "not a PEM key".
+    use crate::auth::jwt::{JwtAlgorithm, KeyError, VerifyKey};
+    let err = VerifyKey::new(JwtAlgorithm::RS256, SMALL_SPKI, false).unwrap_err();
+    assert_eq!(err, KeyError::Rsa(RsaKeyError::Modulus));
+    assert_eq!(
+        err.to_string(),
+        "the RSA key's modulus must be 1024 to 4096 bits"
+    );
     let jwt: Vec<serde_json::Value> =
         serde_json::from_str(include_str!("../../../../tests/data/jwt_vectors.json")).unwrap();
     let ec = jwt.iter().find(|v| v["name"] == "es256").unwrap()["key"]
