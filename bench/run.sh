@@ -453,6 +453,8 @@ run_scenario() {
     [ -z "$errors" ] || log "$name: wrk reports socket errors: $errors"
     local rss
     rss="$(awk '/^VmRSS:/ {print $2}' "/proc/$(bg_pid "envoy-$name")/status")"
+    # Where the memory is (each Wasm VM's linear memory is a mapping of its own).
+    cat "/proc/$(bg_pid "envoy-$name")/smaps" >"$OUT/$name.smaps" 2>/dev/null || true
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$description" "$ref" \
         "$goal_ref" "$goal_min" $((ready - started)) $((accepted - ready)) "$rss" "$load1" \
         $((envoy1 - envoy0)) $((sidecar1 - sidecar0)) $((redis1 - redis0)) "${errors:--}" "$answers" \

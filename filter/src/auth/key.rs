@@ -89,21 +89,15 @@ pub fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// One key-auth value to index.
-#[derive(Debug, Clone)]
-pub struct KeyEntry {
+/// One key-auth value to index (borrowed: the index keeps only its digest).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyEntry<'a> {
     pub credential: usize,
     /// The key, or with `sha256` its SHA-256 in hex (`key_sha256`).
-    pub secret: SecretValue,
+    pub secret: &'a SecretValue,
     pub sha256: bool,
     /// A previous value, still in its rotation grace.
     pub previous: bool,
-}
-
-/// What a presented key is compared with: the key itself, or its digest (`key_sha256`).
-enum Stored {
-    Key(SecretValue),
-    Digest,
 }
 
 /// Why an entry was not indexed (logged by the caller; never the value).
@@ -115,17 +109,23 @@ pub enum KeyProblem {
     NotSha256Hex(usize),
 }
 
-/// Enabled key-auth credentials by key.
+/// Enabled key-auth credentials by the SHA-256 of their key. Only the digest is kept, not the
+/// key (a second copy of every key would cost each VM as much again as the keys themselves,
+/// issue #9): the map compares whole 32-byte digests, and a presented key with the same SHA-256
+/// as a stored one is that key (finding another would be a SHA-256 collision).
 #[derive(Default)]
 pub struct KeyIndex {
-    map: HashMap<KeyDigest, (usize, Stored, bool), BuildHasherDefault<DigestHasher>>,
+    /// Digest -> (credential, whether the digest is of its previous value).
+    map: HashMap<KeyDigest, (usize, bool), BuildHasherDefault<DigestHasher>>,
     /// Some key-auth credential's key is unknown: any key could be that one.
     unknown: bool,
 }
 
 impl KeyIndex {
     /// Builds the index from `(credential index, key)` pairs: see [`KeyIndex::build_entries`].
-    pub fn build(keys: impl IntoIterator<Item = (usize, SecretValue)>) -> (Self, Vec<Vec<usize>>) {
+    pub fn build<'a>(
+        keys: impl IntoIterator<Item = (usize, &'a SecretValue)>,
+    ) -> (Self, Vec<Vec<usize>>) {
         let entries = keys.into_iter().map(|(credential, secret)| KeyEntry {
             credential,
             secret,
@@ -146,8 +146,14 @@ impl KeyIndex {
     /// Builds the index. Credentials whose current keys are the same are ambiguous: all of them
     /// are left out (fail closed) and reported. A previous value (rotation grace) is indexed
     /// only where no current key is the same: a current key always wins.
-    pub fn build_entries(entries: impl IntoIterator<Item = KeyEntry>) -> (Self, Vec<KeyProblem>) {
-        let mut index = KeyIndex::default();
+    pub fn build_entries<'a>(
+        entries: impl IntoIterator<Item = KeyEntry<'a>>,
+    ) -> (Self, Vec<KeyProblem>) {
+        let entries = entries.into_iter();
+        let mut index = KeyIndex {
+            map: HashMap::with_capacity_and_hasher(entries.size_hint().0, Default::default()),
+            unknown: false,
+        };
         let mut problems = Vec::new();
         let mut shared: HashMap<KeyDigest, Vec<usize>, BuildHasherDefault<DigestHasher>> =
             HashMap::default();
@@ -157,36 +163,33 @@ impl KeyIndex {
             if entry.secret.expose().is_empty() {
                 continue;
             }
-            let (d, stored) = if entry.sha256 {
+            let d = if entry.sha256 {
                 match parse_sha256_hex(entry.secret.expose()) {
-                    Some(d) => (KeyDigest(d), Stored::Digest),
+                    Some(d) => KeyDigest(d),
                     None => {
                         problems.push(KeyProblem::NotSha256Hex(entry.credential));
                         continue;
                     }
                 }
             } else {
-                (
-                    digest(entry.secret.expose().as_bytes()),
-                    Stored::Key(entry.secret),
-                )
+                digest(entry.secret.expose().as_bytes())
             };
             if entry.previous {
-                previous.push((d, entry.credential, stored));
+                previous.push((d, entry.credential));
             } else if let Some(group) = shared.get_mut(&d) {
                 group.push(entry.credential);
-            } else if let Some((first, _, _)) = index.map.get(&d) {
+            } else if let Some((first, _)) = index.map.get(&d) {
                 shared.insert(d, vec![*first, entry.credential]);
             } else {
-                index.map.insert(d, (entry.credential, stored, false));
+                index.map.insert(d, (entry.credential, false));
             }
         }
         for d in shared.keys() {
             index.map.remove(d);
         }
-        for (d, credential, stored) in previous {
+        for (d, credential) in previous {
             if !shared.contains_key(&d) && !index.map.contains_key(&d) {
-                index.map.insert(d, (credential, stored, true));
+                index.map.insert(d, (credential, true));
             }
         }
         let mut groups: Vec<Vec<usize>> = shared.into_values().collect();
@@ -206,13 +209,9 @@ impl KeyIndex {
     /// whether it is that credential's previous value.
     pub fn lookup_version(&self, presented: &[u8]) -> Option<(usize, bool)> {
         let d = digest(presented);
-        let (stored_digest, (credential, stored, previous)) = self.map.get_key_value(&d)?;
-        let same = match stored {
-            Stored::Key(key) => key.ct_eq_bytes(presented),
-            // The map compared whole digests; once more in constant time all the same.
-            Stored::Digest => bool::from(stored_digest.0[..].ct_eq(&d.0[..])),
-        };
-        same.then_some((*credential, *previous))
+        let (stored, (credential, previous)) = self.map.get_key_value(&d)?;
+        // The map compared whole digests; once more in constant time all the same.
+        bool::from(stored.0[..].ct_eq(&d.0[..])).then_some((*credential, *previous))
     }
 
     /// The credential whose key is `presented`, if any.
@@ -278,13 +277,15 @@ mod tests {
     use crate::auth::tests::FakeRequest;
 
     fn index() -> KeyIndex {
-        let (idx, dups) = KeyIndex::build([
-            (0, SecretValue::new("alice-key")),
-            (1, SecretValue::new("bob-key")),
-            (2, SecretValue::new("carol-key")),
-            (3, SecretValue::new("carol-key")),
-            (4, SecretValue::new("carol-key")),
-        ]);
+        let keys = [
+            "alice-key",
+            "bob-key",
+            "carol-key",
+            "carol-key",
+            "carol-key",
+        ]
+        .map(SecretValue::new);
+        let (idx, dups) = KeyIndex::build(keys.iter().enumerate());
         assert_eq!(dups, vec![vec![2, 3, 4]]);
         idx
     }
@@ -386,7 +387,8 @@ mod tests {
 
     #[test]
     fn empty_keys_are_never_indexed() {
-        let (idx, dups) = KeyIndex::build([(0, SecretValue::new("")), (1, SecretValue::new(""))]);
+        let empty = SecretValue::new("");
+        let (idx, dups) = KeyIndex::build([(0, &empty), (1, &empty)]);
         assert!(idx.is_empty());
         assert!(dups.is_empty());
         assert_eq!(idx.lookup(b""), None);

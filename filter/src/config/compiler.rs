@@ -68,10 +68,7 @@ impl Compiler<'_> {
         let credential_count = raw.consumers.iter().map(|c| c.credentials.len()).sum();
         let mut credentials = Vec::with_capacity(credential_count);
         self.refs.reserve_exact(credential_count);
-        let mut usernames = HashMap::new();
-        let mut credential_ids = HashMap::new();
         for (ci, rc) in raw.consumers.into_iter().enumerate() {
-            let base = format!("consumers[{ci}]");
             let RawConsumer {
                 username,
                 labels,
@@ -79,40 +76,44 @@ impl Compiler<'_> {
             } = rc;
             if username.is_empty() {
                 return Err(ConfigError::new(
-                    format!("{base}.username"),
+                    format!("consumers[{ci}].username"),
                     ConfigErrorKind::Empty,
-                ));
-            }
-            if usernames.insert(username.clone(), ci).is_some() {
-                return Err(ConfigError::new(
-                    format!("{base}.username"),
-                    ConfigErrorKind::DuplicateUsername(username),
                 ));
             }
             for (li, (k, _)) in labels.iter().enumerate() {
                 if k.is_empty() {
                     return Err(ConfigError::new(
-                        format!("{base}.labels[{li}]"),
+                        format!("consumers[{ci}].labels[{li}]"),
                         ConfigErrorKind::Empty,
                     ));
                 }
             }
             for (ki, cred) in raw_creds.into_iter().enumerate() {
-                let path = format!("{base}.credentials[{ki}]");
-                let credential = self.credential(ci, path, cred)?;
-                if credential_ids
-                    .insert(credential.id.clone(), credentials.len())
-                    .is_some()
-                {
-                    return Err(ConfigError::new(
-                        format!("{}.id", credential.path),
-                        ConfigErrorKind::DuplicateCredentialId(credential.id),
-                    ));
-                }
-                credentials.push(credential);
+                credentials.push(self.credential(ci, ki, cred)?);
             }
             consumers.push(Consumer { username, labels });
         }
+        // Names that must be unique, checked once all are read, over the compiled lists (not
+        // a copy of each name: a VM keeps its peak memory).
+        let mut usernames: HashMap<&str, usize> = HashMap::with_capacity(consumers.len());
+        for (ci, c) in consumers.iter().enumerate() {
+            if usernames.insert(&c.username, ci).is_some() {
+                return Err(ConfigError::new(
+                    format!("consumers[{ci}].username"),
+                    ConfigErrorKind::DuplicateUsername(c.username.clone()),
+                ));
+            }
+        }
+        let mut credential_ids: HashMap<&str, ()> = HashMap::with_capacity(credentials.len());
+        for c in &credentials {
+            if credential_ids.insert(&c.id, ()).is_some() {
+                return Err(ConfigError::new(
+                    format!("{}.id", c.path()),
+                    ConfigErrorKind::DuplicateCredentialId(c.id.clone()),
+                ));
+            }
+        }
+        drop(credential_ids);
         check_plain_duplicates(&credentials)?;
 
         let sidecar = match raw.sidecar {
@@ -184,9 +185,10 @@ impl Compiler<'_> {
     fn credential(
         &mut self,
         consumer: usize,
-        path: String,
+        slot: usize,
         raw: RawCredential,
     ) -> Result<Credential, ConfigError> {
+        let path = format!("consumers[{consumer}].credentials[{slot}]");
         let (id, expires_at, grace_s) = match &raw {
             RawCredential::KeyAuth {
                 id,
@@ -342,8 +344,8 @@ impl Compiler<'_> {
         };
         Ok(Credential {
             consumer,
+            slot,
             id,
-            path,
             kind,
             expires_at_ms,
             rotation_grace_ms: grace_s.saturating_mul(1000),
@@ -483,7 +485,7 @@ pub(super) fn check_plain_duplicates(credentials: &[Credential]) -> Result<(), C
                     other: other.to_string(),
                 }
             };
-            return Err(ConfigError::new(format!("{}.{field}", c.path), kind));
+            return Err(ConfigError::new(format!("{}.{field}", c.path()), kind));
         }
     }
     Ok(())

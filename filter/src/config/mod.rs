@@ -72,9 +72,9 @@ pub struct Consumer {
 pub struct Credential {
     /// Index into [`Config::consumers`].
     pub consumer: usize,
+    /// Its position in the consumer's `credentials` (see [`Credential::path`]).
+    pub slot: usize,
     pub id: String,
-    /// Where it was written, for log lines: `consumers[0].credentials[1]`.
-    pub path: String,
     pub kind: CredentialKind,
     /// From then on (ms since the epoch) the credential matches nobody.
     pub expires_at_ms: Option<u64>,
@@ -112,6 +112,14 @@ impl Config {
     /// at compile time: the request path asks).
     pub fn uses_rotation_grace(&self) -> bool {
         self.rotation_grace_used
+    }
+}
+
+impl Credential {
+    /// Where it was written, for log lines: `consumers[0].credentials[1]` (made when needed,
+    /// not kept: a VM keeps its peak memory).
+    pub fn path(&self) -> String {
+        format!("consumers[{}].credentials[{}]", self.consumer, self.slot)
     }
 }
 
@@ -202,14 +210,27 @@ pub fn compile(
     bytes: &[u8],
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Compiled, ConfigError> {
+    compile_raw(parse(bytes)?, env)
+}
+
+/// The configuration's JSON read into its raw types, which own all they hold: the bytes can go
+/// before [`compile_raw`] (a VM keeps its peak memory).
+pub fn parse(bytes: &[u8]) -> Result<RawConfig, ConfigError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         ConfigError::new(
             path,
             ConfigErrorKind::Json(redact_value(e.into_inner().to_string())),
         )
-    })?;
+    })
+}
+
+/// Validates a parsed configuration.
+pub fn compile_raw(
+    raw: RawConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Compiled, ConfigError> {
     Compiler {
         env,
         refs: Vec::new(),

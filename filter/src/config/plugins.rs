@@ -6,12 +6,12 @@ pub(super) fn plugin_set(
     path: &str,
     scope: &str,
     raw: RawPluginSet,
-    usernames: &HashMap<String, usize>,
+    usernames: &HashMap<&str, usize>,
     groups: &mut HashMap<String, (String, raw::RawLimitCount)>,
 ) -> Result<PluginSet, ConfigError> {
     let anonymous = |plugin: &str, name: Option<String>| -> Result<Option<usize>, ConfigError> {
         name.map(|n| {
-            usernames.get(&n).copied().ok_or_else(|| {
+            usernames.get(n.as_str()).copied().ok_or_else(|| {
                 ConfigError::new(
                     format!("{path}.{plugin}.anonymous_consumer"),
                     ConfigErrorKind::UnknownConsumer(n),

@@ -75,7 +75,7 @@ fn compiles_a_full_config() {
         other => panic!("{other:?}"),
     }
     assert_eq!(config.credentials[1].consumer, 1);
-    assert_eq!(config.credentials[2].path, "consumers[2].credentials[0]");
+    assert_eq!(config.credentials[2].path(), "consumers[2].credentials[0]");
     let default = config.default_plugins.key_auth.as_ref().unwrap();
     assert_eq!(
         (default.header.as_str(), default.query.as_str()),

@@ -402,13 +402,17 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let compiled = match config::compile(&bytes, &|name| std::env::var(name).ok()) {
-            Ok(c) => c,
-            Err(e) => {
-                log(Level::Error, &format!("invalid configuration: {e}"));
-                return false;
-            }
-        };
+        let raw = config::parse(&bytes);
+        // The JSON goes before compiling: its room is reused (a VM keeps its peak memory).
+        drop(bytes);
+        let compiled =
+            match raw.and_then(|raw| config::compile_raw(raw, &|name| std::env::var(name).ok())) {
+                Ok(c) => c,
+                Err(e) => {
+                    log(Level::Error, &format!("invalid configuration: {e}"));
+                    return false;
+                }
+            };
         let mut worker = Worker::new(compiled, &mut ProxyHost);
         if worker.uses_local_limits() {
             match local::HashKey::shared(&mut SharedData, random_key()) {

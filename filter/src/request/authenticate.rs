@@ -90,7 +90,7 @@ mod tests {
 
     fn creds() -> Credentials {
         Credentials {
-            keys: key::KeyIndex::build([(0, SecretValue::new("alice-key"))]).0,
+            keys: key::KeyIndex::build([(0, &SecretValue::new("alice-key"))]).0,
             basic: basic::BasicIndex::build([(1, "alice".into(), SecretValue::new("pw"))]),
             ..Default::default()
         }

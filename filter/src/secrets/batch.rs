@@ -2,7 +2,11 @@
 
 use crate::http::callout::{status_code, DispatchError, MalformedJson};
 use secret_ref::{SecretRef, SecretValue};
-use sidecar_api::{ErrorCode, ResolveRequest, ResolveResponse, ResolveResult};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::Serialize;
+use sidecar_api::{ErrorCode, ResolveResult};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 
@@ -63,24 +67,68 @@ impl fmt::Display for BatchError {
     }
 }
 
-/// `{"refs":[...]}` for the given references.
+/// `{"refs":[...]}` for the given references (the sidecar's [`sidecar_api::ResolveRequest`]).
 /// With `previous`, the previous versions too; `refetch`: indexes into `refs` the sidecar should
-/// fetch from the provider again.
+/// fetch from the provider again. Written straight from the parsed references, without a list of
+/// their strings first (10,000 references: a VM keeps its peak memory).
 pub fn request_body(refs: &[SecretRef], previous: bool, refetch: &[usize]) -> Vec<u8> {
-    let request = ResolveRequest {
-        refs: refs.iter().map(ToString::to_string).collect(),
+    let request = RequestBody {
+        refs: Written(refs.iter()),
         previous,
-        refetch: refetch
-            .iter()
-            .filter_map(|i| refs.get(*i))
-            .map(ToString::to_string)
-            .collect(),
+        refetch: Written(refetch.iter().filter_map(|i| refs.get(*i))),
+        has_refetch: refetch.iter().any(|i| *i < refs.len()),
     };
     serde_json::to_vec(&request).unwrap_or_default()
 }
 
-/// Parses the sidecar's answer into one [`Answer`] per reference, in the order of `refs`.
-/// A reference the sidecar did not answer for gets an error answer.
+/// The fields and rules of [`sidecar_api::ResolveRequest`] (a test reads one back as that).
+struct RequestBody<A, B> {
+    refs: Written<A>,
+    previous: bool,
+    refetch: Written<B>,
+    has_refetch: bool,
+}
+
+impl<'a, A, B> Serialize for RequestBody<A, B>
+where
+    A: Iterator<Item = &'a SecretRef> + Clone,
+    B: Iterator<Item = &'a SecretRef> + Clone,
+{
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("refs", &self.refs)?;
+        if self.previous {
+            map.serialize_entry("previous", &true)?;
+        }
+        if self.has_refetch {
+            map.serialize_entry("refetch", &self.refetch)?;
+        }
+        map.end()
+    }
+}
+
+/// A list of references, each written as its string.
+struct Written<I>(I);
+
+impl<'a, I: Iterator<Item = &'a SecretRef> + Clone> Serialize for Written<I> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        for r in self.0.clone() {
+            seq.serialize_element(&AsString(r))?;
+        }
+        seq.end()
+    }
+}
+
+struct AsString<'a>(&'a SecretRef);
+
+impl Serialize for AsString<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self.0)
+    }
+}
+
+/// Parses the sidecar's answer into one [`Answer`] per reference, in `refs` order.
 pub fn parse_answer(
     status: Option<&str>,
     body: &[u8],
@@ -91,52 +139,150 @@ pub fn parse_answer(
         Some(200) => {}
         Some(s) => return Err(BatchError::Status(s)),
     }
-    let response: ResolveResponse =
-        serde_json::from_slice(body).map_err(|e| BatchError::Malformed(e.into()))?;
-    // The sidecar answers in the request's order: matched as they come, without an index of
-    // every answer (10,000 references make a large one); answers out of order wait in `early`.
-    let mut results = response.results.into_iter().map(|result| match result {
-        ResolveResult::Value {
-            reference,
-            value,
-            stale,
-            previous,
-        } => (
-            reference,
-            Answer::Value {
+    let mut matcher = Matcher {
+        refs,
+        answers: Vec::with_capacity(refs.len()),
+        early: HashMap::new(),
+        name: String::new(),
+    };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    ResponseSeed(&mut matcher)
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+        .map_err(|e| BatchError::Malformed(e.into()))?;
+    Ok(matcher.finish())
+}
+
+/// Matches results to references as they are read, one at a time: the sidecar answers in the
+/// request's order, so neither the list of results nor an index of them is ever built (10,000
+/// references make a large one); results out of order wait in `early`.
+struct Matcher<'r> {
+    refs: &'r [SecretRef],
+    /// The answers of `refs[..answers.len()]`, in order (`None`: not seen in order).
+    answers: Vec<Option<Answer>>,
+    early: HashMap<String, Answer>,
+    /// Scratch: a reference written as a string.
+    name: String,
+}
+
+impl Matcher<'_> {
+    fn add(&mut self, result: ResolveResult) {
+        let (reference, answer) = match result {
+            ResolveResult::Value {
+                reference,
                 value,
                 stale,
-                previous: previous.map(|p| (p.value, p.replaced_at.saturating_mul(1000))),
-            },
-        ),
-        ResolveResult::Error { reference, error } => (
-            reference,
-            Answer::Error {
-                code: error.code,
-                message: error.message,
-            },
-        ),
-    });
-    let mut early: HashMap<String, Answer> = HashMap::new();
-    let mut name = String::new();
-    let mut answers = Vec::with_capacity(refs.len());
-    for r in refs {
-        name.clear();
-        let _ = write!(name, "{r}");
-        let answer = match early.remove(&name) {
-            Some(answer) => Some(answer),
-            None => results.find_map(|(reference, answer)| {
-                if reference == name {
-                    Some(answer)
-                } else {
-                    early.insert(reference, answer);
-                    None
-                }
-            }),
+                previous,
+            } => (
+                reference,
+                Answer::Value {
+                    value,
+                    stale,
+                    previous: previous.map(|p| (p.value, p.replaced_at.saturating_mul(1000))),
+                },
+            ),
+            ResolveResult::Error { reference, error } => (
+                reference,
+                Answer::Error {
+                    code: error.code,
+                    message: error.message,
+                },
+            ),
         };
-        answers.push(answer.unwrap_or(Answer::Missing));
+        if let Some(expected) = self.refs.get(self.answers.len()) {
+            self.name.clear();
+            let _ = write!(self.name, "{expected}");
+            if self.name == reference {
+                self.answers.push(Some(answer));
+                return;
+            }
+        }
+        // Out of order: its place is found at the end. A reference answered twice keeps its
+        // first answer.
+        self.early.entry(reference).or_insert(answer);
     }
-    Ok(answers)
+
+    fn finish(mut self) -> Vec<Answer> {
+        let mut answers = Vec::with_capacity(self.refs.len());
+        let mut in_order = std::mem::take(&mut self.answers).into_iter();
+        for r in self.refs {
+            let answer = match in_order.next().flatten() {
+                Some(a) => Some(a),
+                None if self.early.is_empty() => None,
+                None => {
+                    self.name.clear();
+                    let _ = write!(self.name, "{r}");
+                    self.early.remove(&self.name)
+                }
+            };
+            answers.push(answer.unwrap_or(Answer::Missing));
+        }
+        answers
+    }
+}
+
+/// `{"results": [...]}` (other fields ignored), each result handed to the [`Matcher`].
+struct ResponseSeed<'m, 'r>(&'m mut Matcher<'r>);
+
+impl<'de> DeserializeSeed<'de> for ResponseSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ResponseSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object with \"results\"")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
+        let mut seen = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "results" {
+                if seen {
+                    return Err(de::Error::duplicate_field("results"));
+                }
+                seen = true;
+                map.next_value_seed(ResultsSeed(&mut *self.0))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        if seen {
+            Ok(())
+        } else {
+            Err(de::Error::missing_field("results"))
+        }
+    }
+}
+
+struct ResultsSeed<'m, 'r>(&'m mut Matcher<'r>);
+
+impl<'de> DeserializeSeed<'de> for ResultsSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ResultsSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of results")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(result) = seq.next_element::<ResolveResult>()? {
+            self.0.add(result);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -164,6 +310,109 @@ mod tests {
             serde_json::from_slice(&request_body(&refs, true, &[1])).unwrap();
         assert_eq!(v["previous"], serde_json::json!(true));
         assert_eq!(v["refetch"], serde_json::json!(["$secret://aws/sm/b/c/d"]));
+    }
+
+    #[test]
+    fn request_body_is_the_sidecars_resolve_request() {
+        let refs = [r("$secret://aws/sm/a/k"), r("$secret://vault/kv/b/c/d")];
+        let read = |previous, refetch: &[usize]| -> sidecar_api::ResolveRequest {
+            serde_json::from_slice(&request_body(&refs, previous, refetch)).unwrap()
+        };
+        let all = vec![
+            "$secret://aws/sm/a/k".to_string(),
+            "$secret://vault/kv/b/c/d".to_string(),
+        ];
+        let plain = read(false, &[]);
+        assert_eq!((plain.refs, plain.previous), (all.clone(), false));
+        assert!(plain.refetch.is_empty());
+        let both = read(true, &[0, 1]);
+        assert_eq!(
+            (both.refs, both.previous, both.refetch),
+            (all.clone(), true, all)
+        );
+        // an index past the list names nothing: no `refetch` at all
+        let body = request_body(&refs, false, &[7]);
+        assert!(!String::from_utf8(body).unwrap().contains("refetch"));
+        assert_eq!(request_body(&[], false, &[]), br#"{"refs":[]}"#);
+    }
+
+    fn value(v: &str) -> Answer {
+        Answer::Value {
+            value: SecretValue::new(v),
+            stale: false,
+            previous: None,
+        }
+    }
+
+    #[test]
+    fn results_are_matched_in_order_out_of_order_and_once() {
+        let refs = [
+            r("$secret://aws/sm/a/k"),
+            r("$secret://aws/sm/b/k"),
+            r("$secret://aws/sm/c/k"),
+            r("$secret://aws/sm/d/k"),
+        ];
+        let result = |name: &str, v: &str| {
+            format!(r#"{{"ref":"$secret://aws/sm/{name}/k","value":"{v}","stale":false}}"#)
+        };
+        let body = |results: &[String]| format!(r#"{{"results":[{}]}}"#, results.join(","));
+        let cases: Vec<(Vec<String>, Vec<Answer>)> = vec![
+            (
+                vec![
+                    result("a", "1"),
+                    result("b", "2"),
+                    result("c", "3"),
+                    result("d", "4"),
+                ],
+                vec![value("1"), value("2"), value("3"), value("4")],
+            ),
+            (
+                vec![
+                    result("d", "4"),
+                    result("c", "3"),
+                    result("b", "2"),
+                    result("a", "1"),
+                ],
+                vec![value("1"), value("2"), value("3"), value("4")],
+            ),
+            // b is missing; an unknown reference is ignored
+            (
+                vec![
+                    result("a", "1"),
+                    result("x", "9"),
+                    result("c", "3"),
+                    result("d", "4"),
+                ],
+                vec![value("1"), Answer::Missing, value("3"), value("4")],
+            ),
+            // a reference answered twice keeps its first answer
+            (
+                vec![result("b", "2"), result("b", "7"), result("a", "1")],
+                vec![value("1"), value("2"), Answer::Missing, Answer::Missing],
+            ),
+            (
+                vec![result("a", "1"), result("a", "7"), result("b", "2")],
+                vec![value("1"), value("2"), Answer::Missing, Answer::Missing],
+            ),
+            (vec![], vec![Answer::Missing; 4]),
+        ];
+        for (results, want) in cases {
+            let body = body(&results);
+            assert_eq!(
+                parse_answer(Some("200"), body.as_bytes(), &refs).unwrap(),
+                want,
+                "{body}"
+            );
+        }
+        // other fields of the answer are ignored, wherever they are
+        let body = format!(
+            r#"{{"v":{{"x":[1]}},"results":[{}],"w":null}}"#,
+            result("a", "1")
+        );
+        assert_eq!(
+            parse_answer(Some("200"), body.as_bytes(), &refs[..1]).unwrap(),
+            vec![value("1")]
+        );
     }
 
     #[test]
@@ -228,6 +477,11 @@ mod tests {
             br#"{"results":{}}"#,
             br#"{"results":[{"ref":"x"}]}"#,
             br#"{"results":[{"ref":"x","value":"v","error":{"code":"c","message":"m"}}]}"#,
+            br#"{}"#,
+            br#"{"results":[],"results":[]}"#,
+            br#"{"results":[]} x"#,
+            br#"{"results":[]"#,
+            br#"[]"#,
         ] {
             assert!(
                 matches!(

@@ -34,30 +34,66 @@ pub enum Note {
 #[derive(Debug)]
 pub struct SecretTable {
     entries: Vec<Entry>,
-    /// For each reference, the credentials that use it (for log lines).
-    users: Vec<Vec<String>>,
-    /// Each reference as written (for log lines).
-    names: Vec<String>,
+    /// The credentials that use each reference (for log lines), as indexes into
+    /// `Config::credentials`: those of reference `id` are `users[user_start[id]..user_start[id + 1]]`
+    /// (one list for all, not a list of names per reference: a VM keeps its peak memory).
+    users: Vec<u32>,
+    user_start: Vec<u32>,
     /// `max_stale_s`: how long a value stays in force without a fresh answer.
     max_stale_ms: u64,
 }
 
 impl SecretTable {
     pub fn new(config: &Config) -> Self {
-        let mut users = vec![Vec::new(); config.refs.len()];
+        let n = config.refs.len();
+        let mut count = vec![0u32; n.saturating_add(1)];
         for c in &config.credentials {
             for id in c.kind.ref_ids() {
-                if let Some(u) = users.get_mut(id) {
-                    u.push(c.id.clone());
+                if let Some(k) = count.get_mut(id.saturating_add(1)) {
+                    *k = k.saturating_add(1);
+                }
+            }
+        }
+        let mut user_start = count;
+        for i in 1..user_start.len() {
+            user_start[i] = user_start[i].saturating_add(user_start[i - 1]);
+        }
+        let total = user_start.last().copied().unwrap_or(0);
+        let mut users = vec![0u32; total as usize];
+        let mut next = user_start.clone();
+        for (ci, c) in config.credentials.iter().enumerate() {
+            for id in c.kind.ref_ids() {
+                if let (Some(at), Ok(ci)) = (next.get_mut(id), u32::try_from(ci)) {
+                    if let Some(slot) = users.get_mut(*at as usize) {
+                        *slot = ci;
+                        *at = at.saturating_add(1);
+                    }
                 }
             }
         }
         SecretTable {
-            entries: (0..config.refs.len()).map(|_| Entry::default()).collect(),
+            entries: (0..n).map(|_| Entry::default()).collect(),
             users,
-            names: config.refs.iter().map(ToString::to_string).collect(),
+            user_start,
             max_stale_ms: u64::try_from(config.max_stale.as_millis()).unwrap_or(u64::MAX),
         }
+    }
+
+    /// The ids of the credentials that use reference `id`, for a log line: `a, b`.
+    fn users(users: &[u32], user_start: &[u32], config: &Config, id: usize) -> String {
+        let (Some(&from), Some(&to)) = (user_start.get(id), user_start.get(id + 1)) else {
+            return String::new();
+        };
+        let mut out = String::new();
+        for ci in users.get(from as usize..to as usize).unwrap_or_default() {
+            if let Some(c) = config.credentials.get(*ci as usize) {
+                if !out.is_empty() {
+                    out.push_str(", ");
+                }
+                out.push_str(&c.id);
+            }
+        }
+        out
     }
 
     /// The usable value of reference `id`, if any.
@@ -107,7 +143,8 @@ impl SecretTable {
             else {
                 continue;
             };
-            let users = self.users.get(id).map(|u| u.join(", ")).unwrap_or_default();
+            // Only for log lines: built when one is written.
+            let users = || Self::users(&self.users, &self.user_start, config, id);
             match answer {
                 Answer::Value {
                     value,
@@ -129,7 +166,8 @@ impl SecretTable {
                         changed = true;
                         if let Some(old) = entry.value.take() {
                             notes.push(Note::Info(format!(
-                                "{reference}: new value (rotated) for credential(s) {users}"
+                                "{reference}: new value (rotated) for credential(s) {}",
+                                users()
                             )));
                             entry.previous = Some((old, now_ms));
                         }
@@ -150,7 +188,8 @@ impl SecretTable {
                     entry.refused = false;
                     if entry.error.take().is_some() {
                         notes.push(Note::Info(format!(
-                            "{reference}: resolved again; credential(s) {users} enabled"
+                            "{reference}: resolved again; credential(s) {} enabled",
+                            users()
                         )));
                     }
                     if stale && !entry.stale {
@@ -193,7 +232,8 @@ impl SecretTable {
                         if is_new {
                             notes.push(Note::Warn(format!(
                                 "{reference}: {text}; keeping the last good value for \
-                                 credential(s) {users}"
+                                 credential(s) {}",
+                                users()
                             )));
                         }
                     } else {
@@ -203,7 +243,8 @@ impl SecretTable {
                         entry.previous = None;
                         if is_new {
                             notes.push(Note::Error(format!(
-                                "{reference}: {text}; credential(s) {users} disabled"
+                                "{reference}: {text}; credential(s) {} disabled",
+                                users()
                             )));
                         }
                     }
@@ -217,7 +258,7 @@ impl SecretTable {
     /// Disables values that no fresh answer confirmed for longer than `max_stale_ms` (the
     /// sidecar or its provider has been failing): a revoked secret stops working within that
     /// bound even when nobody can tell us it was revoked. Returns whether any value changed.
-    pub fn expire(&mut self, now_ms: u64) -> (bool, Vec<Note>) {
+    pub fn expire(&mut self, config: &Config, now_ms: u64) -> (bool, Vec<Note>) {
         let max_stale_ms = self.max_stale_ms;
         let mut changed = false;
         let mut notes = Vec::new();
@@ -227,8 +268,8 @@ impl SecretTable {
                 entry.value = None;
                 entry.previous = None;
                 changed = true;
-                let users = self.users.get(id).map(|u| u.join(", ")).unwrap_or_default();
-                let reference = self.names.get(id).map(String::as_str).unwrap_or("?");
+                let users = Self::users(&self.users, &self.user_start, config, id);
+                let reference = config.refs.get(id).map_or("?".into(), ToString::to_string);
                 let text = format!(
                     "no fresh value from the sidecar for {}s, longer than max_stale_s \
                      ({})",
@@ -390,7 +431,7 @@ mod tests {
         let cfg = config();
         let mut t = SecretTable::new(&cfg);
         t.apply(&cfg, vec![value("v1")], 1_000);
-        assert_eq!(t.expire(61_000), (false, vec![]));
+        assert_eq!(t.expire(&cfg, 61_000), (false, vec![]));
         // stale answers and transient errors keep the value but confirm nothing
         let stale = Answer::Value {
             value: SecretValue::new("v1"),
@@ -400,14 +441,14 @@ mod tests {
         t.apply(&cfg, vec![stale], 30_000);
         t.apply(&cfg, vec![error("provider_unreachable")], 50_000);
         assert!(t.value(0).is_some());
-        let (changed, notes) = t.expire(61_001);
+        let (changed, notes) = t.expire(&cfg, 61_001);
         assert!(changed);
         assert!(t.value(0).is_none());
         assert!(
             matches!(&notes[0], Note::Error(m) if m.contains("stale_expired")
             && m.contains("alice-key-auth disabled"))
         );
-        assert_eq!(t.expire(70_000), (false, vec![]), "logged once");
+        assert_eq!(t.expire(&cfg, 70_000), (false, vec![]), "logged once");
         // a stale answer does not bring it back: only a fresh one does
         let stale = Answer::Value {
             value: SecretValue::new("v1"),

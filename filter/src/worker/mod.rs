@@ -332,7 +332,7 @@ impl Worker {
         if !self.sync_scopes.is_empty() {
             self.push_syncs(host, now);
         }
-        let (changed, notes) = self.table.expire(now);
+        let (changed, notes) = self.table.expire(&self.config, now);
         self.applied(host, changed, notes);
         if !changed && self.next_rebuild_ms.is_some_and(|at| now >= at) {
             self.rebuild(host);
@@ -531,13 +531,13 @@ impl Worker {
             next_rebuild = Some(next_rebuild.map_or(at, |n| n.min(at)));
         };
         let table = &self.table;
-        let value = |source: &Source| -> Option<SecretValue> {
+        fn value<'a>(table: &'a SecretTable, source: &'a Source) -> Option<&'a SecretValue> {
             match source {
-                Source::Value(v) => Some(v.clone()),
-                Source::Ref(id) => table.value(*id).cloned(),
+                Source::Value(v) => Some(v),
+                Source::Ref(id) => table.value(*id),
                 Source::Unavailable(_) => None,
             }
-        };
+        }
         let mut keys = Vec::new();
         let mut basic = Vec::new();
         let mut basic_previous = Vec::new();
@@ -559,7 +559,8 @@ impl Worker {
                 boundary(expires_at);
             }
             // Unknown or empty: the credential matches nobody (fail closed).
-            let Some(secret) = value(c.kind.secret()).filter(|s| !s.expose().is_empty()) else {
+            let Some(secret) = value(table, c.kind.secret()).filter(|s| !s.expose().is_empty())
+            else {
                 if matches!(c.kind.secret(), Source::Ref(id) if table.unknown(*id)) {
                     match &c.kind {
                         CredentialKind::KeyAuth { .. } => unknown_keys = true,
@@ -582,7 +583,7 @@ impl Worker {
                     .filter(|(v, until)| *until > horizon && !v.expose().is_empty())
                     .map(|(v, until)| {
                         boundary(until);
-                        v.clone()
+                        v
                     }),
                 _ => None,
             };
@@ -602,12 +603,12 @@ impl Worker {
                     }));
                 }
                 CredentialKind::BasicAuth { username, .. } => {
-                    basic.push((i, username.clone(), secret));
-                    basic_previous.extend(previous.map(|p| (username.clone(), p)));
+                    basic.push((i, username.clone(), secret.clone()));
+                    basic_previous.extend(previous.map(|p| (username.clone(), p.clone())));
                 }
                 CredentialKind::HmacAuth { key_id, .. } => {
-                    hmac.push((i, key_id.clone(), secret));
-                    hmac_previous.extend(previous.map(|p| (key_id.clone(), p)));
+                    hmac.push((i, key_id.clone(), secret.clone()));
+                    hmac_previous.extend(previous.map(|p| (key_id.clone(), p.clone())));
                 }
                 CredentialKind::JwtAuth {
                     key,
@@ -626,11 +627,11 @@ impl Worker {
                             },
                         )
                     };
-                    match credential(&secret) {
+                    match credential(secret) {
                         Ok(current) => {
                             jwt.push((key.clone(), current));
                             // A previous key that no longer parses is simply not used.
-                            if let Some(Ok(p)) = previous.as_ref().map(credential) {
+                            if let Some(Ok(p)) = previous.map(credential) {
                                 jwt_previous.push((key.clone(), p));
                             }
                         }
@@ -725,7 +726,7 @@ impl Worker {
                 if let Some(c) = self.config.credentials.get(i) {
                     host.log(
                         Level::Error,
-                        &format!("{}: {reason}; credential \"{}\" disabled", c.path, c.id),
+                        &format!("{}: {reason}; credential \"{}\" disabled", c.path(), c.id),
                     );
                 }
             }
@@ -736,7 +737,7 @@ impl Worker {
                 if let Some(c) = self.config.credentials.get(*i) {
                     host.log(
                         Level::Info,
-                        &format!("{}: credential \"{}\" enabled again", c.path, c.id),
+                        &format!("{}: credential \"{}\" enabled again", c.path(), c.id),
                     );
                 }
             }

@@ -82,8 +82,9 @@ fn memory_probe() {
 }
 
 /// A budget, not a measurement: a VM keeps its peak, and Envoy runs several VMs of the plugin.
-/// Before the memory work of issue #9 this was 1,127 bytes per consumer once configured; a
-/// change that brings spare capacity or copies back fails here.
+/// Before the memory work of issue #9 this was 1,127 bytes per consumer once configured; 773
+/// and 1,055 after the first answer in session 4, 517 and 694 in session 6. A change that
+/// brings spare capacity or copies back fails here.
 #[test]
 fn memory_per_consumer_stays_within_budget() {
     let (c1, a1) = memory_after_first_answer(1);
@@ -92,11 +93,11 @@ fn memory_per_consumer_stays_within_budget() {
     let answered = (an - a1) / 10_000;
     println!("per consumer: {configured} bytes configured, {answered} after the first answer");
     assert!(
-        configured <= 850,
+        configured <= 600,
         "{configured} bytes per consumer once configured"
     );
     assert!(
-        answered <= 1_150,
+        answered <= 780,
         "{answered} bytes per consumer after the first answer"
     );
 }
