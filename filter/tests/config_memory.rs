@@ -162,7 +162,7 @@ fn lifecycle_memory_probe() {
     host.calls.shrink_to_fit();
     reset_peak();
     step("answer body in memory");
-    worker.on_answer(&mut host, 1, Some("200"), &answer);
+    worker.on_answer(&mut host, 1, Some("200"), &answer[..]);
     step("answered");
     drop(answer);
     step("answer body dropped");

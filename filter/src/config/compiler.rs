@@ -20,7 +20,7 @@ pub(super) struct Compiler<'a> {
     pub(super) env: &'a dyn Fn(&str) -> Option<String>,
     /// The configuration's `rotation_grace_s` (credentials may override it).
     pub(super) rotation_grace_s: u64,
-    pub(super) refs: Vec<SecretRef>,
+    pub(super) refs: Vec<RefName>,
     /// Distinct references by their hash (not a copy of each: a large config's peak memory):
     /// a hit is confirmed against `refs`.
     pub(super) ref_ids: HashMap<u64, RefId>,
@@ -359,7 +359,7 @@ impl Compiler<'_> {
         match reference {
             None if value.is_empty() => Err(ConfigError::new(path, ConfigErrorKind::Empty)),
             None => Ok(Source::Value(SecretValue::new(value))),
-            Some(Reference::Secret(r)) => Ok(Source::Ref(self.ref_id(r))),
+            Some(Reference::Secret(r)) => Ok(Source::Ref(self.ref_id(&r))),
             Some(Reference::Env(e)) => match self.env_value(path, &e) {
                 Ok(v) if v.expose().is_empty() => {
                     self.warnings
@@ -377,8 +377,9 @@ impl Compiler<'_> {
     }
 
     /// The id of reference `r`, added to `refs` if new.
-    pub(super) fn ref_id(&mut self, r: SecretRef) -> RefId {
+    pub(super) fn ref_id(&mut self, r: &SecretRef) -> RefId {
         use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let r = RefName::new(r);
         let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&r);
         let same = |id: &RefId| self.refs.get(*id) == Some(&r);
         let known = match self.ref_ids.get(&hash) {

@@ -48,7 +48,7 @@ pub struct Config {
     /// Every credential of every consumer, flattened.
     pub credentials: Vec<Credential>,
     /// Distinct `$secret://` references, resolved by the sidecar.
-    pub refs: Vec<SecretRef>,
+    pub refs: Vec<RefName>,
     pub default_plugins: PluginSet,
     pub routes: HashMap<String, PluginSet>,
 }
@@ -150,6 +150,27 @@ impl CredentialKind {
             CredentialKind::JwtAuth { .. } => "jwt-auth",
             CredentialKind::HmacAuth { .. } => "hmac-auth",
         }
+    }
+}
+
+/// A `$secret://` reference, kept as its text (what the sidecar is sent and log lines show):
+/// one allocation, not a parsed reference's several (a VM keeps its peak memory).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RefName(Box<str>);
+
+impl RefName {
+    pub fn new(r: &SecretRef) -> Self {
+        RefName(r.to_string().into_boxed_str())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RefName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

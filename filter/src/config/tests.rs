@@ -668,17 +668,17 @@ fn references_with_one_hash_stay_distinct() {
         warnings: Vec::new(),
         rotation_grace_s: 0,
     };
-    let ida = c.ref_id(a.clone());
+    let ida = c.ref_id(&a);
     // Pretend b's hash is a's: every slot of the map points at a.
     for id in c.ref_ids.values_mut() {
         *id = ida;
     }
     use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    let hash_b = BuildHasherDefault::<DefaultHasher>::default().hash_one(&b);
+    let hash_b = BuildHasherDefault::<DefaultHasher>::default().hash_one(RefName::new(&b));
     c.ref_ids.insert(hash_b, ida);
-    let idb = c.ref_id(b.clone());
+    let idb = c.ref_id(&b);
     assert_ne!(ida, idb);
-    assert_eq!(c.ref_id(b.clone()), idb);
-    assert_eq!(c.ref_id(a.clone()), ida);
-    assert_eq!(c.refs, vec![a, b]);
+    assert_eq!(c.ref_id(&b), idb);
+    assert_eq!(c.ref_id(&a), ida);
+    assert_eq!(c.refs, vec![RefName::new(&a), RefName::new(&b)]);
 }

@@ -371,9 +371,24 @@ impl Context for Root {
             let Some(rt) = shared.worker.as_mut() else {
                 return;
             };
-            let (status, body) = callout_answer(num_headers, body_size);
-            if !rt.on_sync_answer(&mut ProxyHost, token, status.as_deref(), &body) {
-                rt.on_answer(&mut ProxyHost, token, status.as_deref(), &body);
+            if rt.expects_sync_answer(token) {
+                let (status, body) = callout_answer(num_headers, body_size);
+                rt.on_sync_answer(&mut ProxyHost, token, status.as_deref(), &body);
+            } else {
+                // Read in pieces as it is parsed: never the whole answer at once.
+                let body = std::io::BufReader::with_capacity(
+                    CALLOUT_CHUNK,
+                    CalloutBody {
+                        offset: 0,
+                        size: body_size,
+                    },
+                );
+                rt.on_answer(
+                    &mut ProxyHost,
+                    token,
+                    callout_status(num_headers).as_deref(),
+                    body,
+                );
             }
         }
         self.release_waiting();
@@ -611,19 +626,51 @@ impl HttpContext for Request {
 
 /// The `:status` (none when the callout failed) and body of the callout being answered.
 fn callout_answer(num_headers: usize, body_size: usize) -> (Option<String>, Vec<u8>) {
-    let status = if num_headers == 0 {
-        None
-    } else {
-        abi::header(abi::Headers::CallResponse, ":status")
-            .ok()
-            .flatten()
-            .and_then(|s| String::from_utf8(s).ok())
-    };
     let body = abi::buffer(Buffer::CallResponseBody, 0, body_size)
         .ok()
         .flatten()
         .unwrap_or_default();
-    (status, body)
+    (callout_status(num_headers), body)
+}
+
+/// A callout answer's `:status` (`None`: no answer).
+fn callout_status(num_headers: usize) -> Option<String> {
+    if num_headers == 0 {
+        return None;
+    }
+    abi::header(abi::Headers::CallResponse, ":status")
+        .ok()
+        .flatten()
+        .and_then(|s| String::from_utf8(s).ok())
+}
+
+/// How much of a callout's answer body is read from Envoy at a time.
+const CALLOUT_CHUNK: usize = 64 * 1024;
+
+/// A callout's answer body, read from Envoy piece by piece (only during the callout's
+/// `on_http_call_response`).
+struct CalloutBody {
+    offset: usize,
+    size: usize,
+}
+
+impl std::io::Read for CalloutBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = buf.len().min(self.size.saturating_sub(self.offset));
+        if want == 0 {
+            return Ok(0);
+        }
+        let piece = abi::buffer(Buffer::CallResponseBody, self.offset, want)
+            .map_err(|status| std::io::Error::other(format!("reading the answer: {status}")))?
+            .unwrap_or_default();
+        let n = piece.len().min(want);
+        let (Some(dst), Some(src)) = (buf.get_mut(..n), piece.get(..n)) else {
+            return Ok(0);
+        };
+        dst.copy_from_slice(src);
+        self.offset = self.offset.saturating_add(n);
+        Ok(n)
+    }
 }
 
 /// The sidecar's answer to a per-request Redis counter call; `false` if `token` is not one.

@@ -1,14 +1,15 @@
 //! The sidecar's batch resolve call: request body and answer parsing (see docs/DESIGN.md §2).
 
+use crate::config::RefName;
 use crate::http::callout::{status_code, DispatchError, MalformedJson};
-use secret_ref::{SecretRef, SecretValue};
+use secret_ref::SecretValue;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
 use sidecar_api::{ErrorCode, ResolveResult};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 /// One reference's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +72,7 @@ impl fmt::Display for BatchError {
 /// With `previous`, the previous versions too; `refetch`: indexes into `refs` the sidecar should
 /// fetch from the provider again. Written straight from the parsed references, without a list of
 /// their strings first (10,000 references: a VM keeps its peak memory).
-pub fn request_body(refs: &[SecretRef], previous: bool, refetch: &[usize]) -> Vec<u8> {
+pub fn request_body(refs: &[RefName], previous: bool, refetch: &[usize]) -> Vec<u8> {
     let request = RequestBody {
         refs: Written(refs.iter()),
         previous,
@@ -91,8 +92,8 @@ struct RequestBody<A, B> {
 
 impl<'a, A, B> Serialize for RequestBody<A, B>
 where
-    A: Iterator<Item = &'a SecretRef> + Clone,
-    B: Iterator<Item = &'a SecretRef> + Clone,
+    A: Iterator<Item = &'a RefName> + Clone,
+    B: Iterator<Item = &'a RefName> + Clone,
 {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
@@ -110,7 +111,7 @@ where
 /// A list of references, each written as its string.
 struct Written<I>(I);
 
-impl<'a, I: Iterator<Item = &'a SecretRef> + Clone> Serialize for Written<I> {
+impl<'a, I: Iterator<Item = &'a RefName> + Clone> Serialize for Written<I> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(None)?;
         for r in self.0.clone() {
@@ -120,7 +121,7 @@ impl<'a, I: Iterator<Item = &'a SecretRef> + Clone> Serialize for Written<I> {
     }
 }
 
-struct AsString<'a>(&'a SecretRef);
+struct AsString<'a>(&'a RefName);
 
 impl Serialize for AsString<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -128,11 +129,13 @@ impl Serialize for AsString<'_> {
     }
 }
 
-/// Parses the sidecar's answer into one [`Answer`] per reference, in `refs` order.
+/// Parses the sidecar's answer into one [`Answer`] per reference, in `refs` order. The body is
+/// read as it is parsed: the VM reads it from Envoy in pieces rather than whole (with 10,000
+/// references it is over a megabyte, which a VM would keep: its memory never shrinks).
 pub fn parse_answer(
     status: Option<&str>,
-    body: &[u8],
-    refs: &[SecretRef],
+    body: impl std::io::Read,
+    refs: &[RefName],
 ) -> Result<Vec<Answer>, BatchError> {
     match status_code(status) {
         None => return Err(BatchError::NoAnswer),
@@ -143,9 +146,8 @@ pub fn parse_answer(
         refs,
         answers: Vec::with_capacity(refs.len()),
         early: HashMap::new(),
-        name: String::new(),
     };
-    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut de = serde_json::Deserializer::from_reader(body);
     ResponseSeed(&mut matcher)
         .deserialize(&mut de)
         .and_then(|()| de.end())
@@ -157,12 +159,10 @@ pub fn parse_answer(
 /// request's order, so neither the list of results nor an index of them is ever built (10,000
 /// references make a large one); results out of order wait in `early`.
 struct Matcher<'r> {
-    refs: &'r [SecretRef],
+    refs: &'r [RefName],
     /// The answers of `refs[..answers.len()]`, in order (`None`: not seen in order).
     answers: Vec<Option<Answer>>,
     early: HashMap<String, Answer>,
-    /// Scratch: a reference written as a string.
-    name: String,
 }
 
 impl Matcher<'_> {
@@ -190,9 +190,7 @@ impl Matcher<'_> {
             ),
         };
         if let Some(expected) = self.refs.get(self.answers.len()) {
-            self.name.clear();
-            let _ = write!(self.name, "{expected}");
-            if self.name == reference {
+            if expected.as_str() == reference {
                 self.answers.push(Some(answer));
                 return;
             }
@@ -209,11 +207,7 @@ impl Matcher<'_> {
             let answer = match in_order.next().flatten() {
                 Some(a) => Some(a),
                 None if self.early.is_empty() => None,
-                None => {
-                    self.name.clear();
-                    let _ = write!(self.name, "{r}");
-                    self.early.remove(&self.name)
-                }
+                None => self.early.remove(r.as_str()),
             };
             answers.push(answer.unwrap_or(Answer::Missing));
         }
@@ -290,9 +284,9 @@ mod tests {
     use super::*;
     use secret_ref::Reference;
 
-    fn r(s: &str) -> SecretRef {
+    fn r(s: &str) -> RefName {
         match secret_ref::parse(s) {
-            Ok(Some(Reference::Secret(r))) => r,
+            Ok(Some(Reference::Secret(r))) => RefName::new(&r),
             other => panic!("{other:?}"),
         }
     }
@@ -399,7 +393,7 @@ mod tests {
         for (results, want) in cases {
             let body = body(&results);
             assert_eq!(
-                parse_answer(Some("200"), body.as_bytes(), &refs).unwrap(),
+                parse_answer(Some("200"), body.as_bytes(), &refs[..]).unwrap(),
                 want,
                 "{body}"
             );
@@ -420,7 +414,7 @@ mod tests {
         let refs = [r("$secret://aws/sm/a/k")];
         let body = br#"{"results":[{"ref":"$secret://aws/sm/a/k","value":"new","stale":false,
             "previous":{"value":"old","replaced_at":1700000000}}]}"#;
-        let answers = parse_answer(Some("200"), body, &refs).unwrap();
+        let answers = parse_answer(Some("200"), &body[..], &refs).unwrap();
         assert_eq!(
             answers[0],
             Answer::Value {
@@ -442,7 +436,7 @@ mod tests {
             {"ref":"$secret://aws/sm/b/k","error":{"code":"secret_not_found","message":"nope","did_you_mean":[]}},
             {"ref":"$secret://aws/sm/a/k","value":"va","stale":true}
         ]}"#;
-        let answers = parse_answer(Some("200"), body, &refs).unwrap();
+        let answers = parse_answer(Some("200"), &body[..], &refs).unwrap();
         assert_eq!(
             answers[0],
             Answer::Value {
@@ -464,9 +458,12 @@ mod tests {
     #[test]
     fn unusable_answers() {
         let refs = [r("$secret://aws/sm/a/k")];
-        assert_eq!(parse_answer(None, b"", &refs), Err(BatchError::NoAnswer));
         assert_eq!(
-            parse_answer(Some("403"), b"", &refs),
+            parse_answer(None, &b""[..], &refs),
+            Err(BatchError::NoAnswer)
+        );
+        assert_eq!(
+            parse_answer(Some("403"), &b""[..], &refs),
             Err(BatchError::Status(403))
         );
         assert!(BatchError::Status(403)
@@ -498,7 +495,7 @@ mod tests {
     fn malformed_error_never_echoes_values() {
         let refs = [r("$secret://aws/sm/a/k")];
         let body = br#"{"results":[{"ref":"$secret://aws/sm/a/k","value":"s3cr3t","error":{"code":"c","message":"m"}}]}"#;
-        let e = parse_answer(Some("200"), body, &refs).unwrap_err();
+        let e = parse_answer(Some("200"), &body[..], &refs).unwrap_err();
         assert!(!e.to_string().contains("s3cr3t"));
     }
 }

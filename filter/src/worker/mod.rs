@@ -242,6 +242,11 @@ impl Worker {
     }
 
     /// The answer to a `sync_interval` push; `false` if `token` is not one.
+    /// Whether `token` is a `sync_interval` counter call (answered by [`Worker::on_sync_answer`]).
+    pub fn expects_sync_answer(&self, token: u32) -> bool {
+        self.sync_calls.contains_key(&token)
+    }
+
     pub fn on_sync_answer(
         &mut self,
         host: &mut dyn Host,
@@ -439,13 +444,14 @@ impl Worker {
         self.miss.scheduled = Some(refetch);
     }
 
-    /// The sidecar's answer (`status` is `None` when the callout failed).
+    /// The sidecar's answer to a `/v1/resolve` call (`status` is `None` when the callout
+    /// failed). The body is read as it is parsed.
     pub fn on_answer(
         &mut self,
         host: &mut dyn Host,
         token: u32,
         status: Option<&str>,
-        body: &[u8],
+        body: impl std::io::Read,
     ) {
         let now = host.now_ms();
         let Some(refresh) = self.refresh.as_mut() else {

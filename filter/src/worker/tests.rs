@@ -143,17 +143,17 @@ fn failed_refresh_keeps_values_and_retries_with_backoff() {
     host.now += 30_000;
     rt.on_tick(&mut host);
     let token = host.calls.last().unwrap().0;
-    rt.on_answer(&mut host, token, None, b"");
+    rt.on_answer(&mut host, token, None, &b""[..]);
     assert_eq!(who(&rt, "alice-key").as_deref(), Some("alice"));
     assert!(host.logged(Level::Warn, "keeping the last good values"));
     host.now += 250;
     rt.on_tick(&mut host);
     assert_eq!(host.calls.len(), 3, "retried after 250 ms");
     let third = host.calls[2].0;
-    rt.on_answer(&mut host, third, Some("500"), b"oops");
+    rt.on_answer(&mut host, third, Some("500"), &b"oops"[..]);
     assert_eq!(who(&rt, "alice-key").as_deref(), Some("alice"));
     // a late answer to an abandoned callout is ignored
-    rt.on_answer(&mut host, token, Some("200"), br#"{"results":[]}"#);
+    rt.on_answer(&mut host, token, Some("200"), &br#"{"results":[]}"#[..]);
     assert_eq!(who(&rt, "alice-key").as_deref(), Some("alice"));
 }
 
