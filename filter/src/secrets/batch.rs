@@ -409,6 +409,31 @@ mod tests {
         );
     }
 
+    /// Every truncation and every one-byte change of a valid answer: either one answer per
+    /// reference or `Malformed`, never a panic (the answer is read in pieces as it is parsed).
+    #[test]
+    fn damaged_answers_fail_cleanly() {
+        let refs = [r("$secret://aws/sm/a/k"), r("$secret://aws/sm/b/k")];
+        let body = br#"{"results":[{"ref":"$secret://aws/sm/b/k","value":"v\u00e9","stale":true,
+            "previous":{"value":"o","replaced_at":17}},{"ref":"$secret://aws/sm/a/k",
+            "error":{"code":"secret_not_found","message":"m","did_you_mean":["x"]}}]}"#;
+        let judge = |bytes: &[u8]| match parse_answer(Some("200"), bytes, &refs) {
+            Ok(answers) => assert_eq!(answers.len(), refs.len()),
+            Err(e) => assert!(matches!(e, BatchError::Malformed(_)), "{e:?}"),
+        };
+        judge(body);
+        for end in 0..body.len() {
+            judge(&body[..end]);
+        }
+        for at in 0..body.len() {
+            for b in [b'"', b'{', b']', b'\\', b'0', 0xff, b' '] {
+                let mut damaged = body.to_vec();
+                damaged[at] = b;
+                judge(&damaged);
+            }
+        }
+    }
+
     #[test]
     fn previous_versions_are_read_with_their_time() {
         let refs = [r("$secret://aws/sm/a/k")];
