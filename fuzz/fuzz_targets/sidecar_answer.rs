@@ -1,0 +1,113 @@
+//! The sidecar's `/v1/resolve` answer as the filter reads it (`secrets::parse_answer`), on any
+//! bytes. The body comes from the sidecar's cluster, so a wrong address or a hostile process on
+//! the port can send anything; the filter must never panic on it, and:
+//! * it accepts exactly the objects `sidecar_api::ResolveResponse` accepts read whole, and then
+//!   gives, per reference, the first result naming it (or `Missing`): the matcher that reads result
+//!   by result, in order or not, means the same as the whole list;
+//! * the answer does not depend on how the body arrives: read in pieces (the glue reads Envoy's
+//!   buffer 64 KiB at a time) it is the same as read at once.
+//!
+//! Input: byte 0 picks how many of four references were asked for (and a non-200 status for
+//! 0xff), byte 1 the size of the pieces; the rest is the body.
+#![no_main]
+
+use envoy_secret_auth_filter::config::RefName;
+use envoy_secret_auth_filter::secrets::{parse_answer, Answer, BatchError};
+use libfuzzer_sys::fuzz_target;
+use secret_ref::Reference;
+use sidecar_api::{ResolveResponse, ResolveResult};
+use std::io::Read;
+
+const REFS: [&str; 4] = [
+    "$secret://aws/sm/a/k",
+    "$secret://aws/sm/b/k",
+    "$secret://vault/kv/c/d/e",
+    "$secret://aws/sm/a/j",
+];
+
+/// A reader that hands out at most `piece` bytes per call.
+struct Pieces<'a> {
+    data: &'a [u8],
+    piece: usize,
+}
+
+impl Read for Pieces<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.piece.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+fn expected(results: Vec<ResolveResult>, refs: &[RefName]) -> Vec<Answer> {
+    let mut answers: Vec<Option<Answer>> = vec![None; refs.len()];
+    for result in results {
+        let (reference, answer) = match result {
+            ResolveResult::Value {
+                reference,
+                value,
+                stale,
+                previous,
+            } => (
+                reference,
+                Answer::Value {
+                    value,
+                    stale,
+                    previous: previous.map(|p| (p.value, p.replaced_at.saturating_mul(1000))),
+                },
+            ),
+            ResolveResult::Error { reference, error } => (
+                reference,
+                Answer::Error {
+                    code: error.code,
+                    message: error.message,
+                },
+            ),
+        };
+        if let Some(i) = refs.iter().position(|r| r.as_str() == reference) {
+            answers[i].get_or_insert(answer);
+        }
+    }
+    answers
+        .into_iter()
+        .map(|a| a.unwrap_or(Answer::Missing))
+        .collect()
+}
+
+fuzz_target!(|data: &[u8]| {
+    let [count, piece, body @ ..] = data else {
+        return;
+    };
+    let refs: Vec<RefName> = REFS[..usize::from(count % 5)]
+        .iter()
+        .map(|s| match secret_ref::parse(s) {
+            Ok(Some(Reference::Secret(r))) => RefName::new(&r),
+            other => panic!("{s}: {other:?}"),
+        })
+        .collect();
+    if *count == 0xff {
+        assert_eq!(
+            parse_answer(Some("502"), body, &refs),
+            Err(BatchError::Status(502))
+        );
+        return;
+    }
+    let whole = parse_answer(Some("200"), body, &refs);
+    let pieces = Pieces {
+        data: body,
+        piece: usize::from(*piece).max(1),
+    };
+    assert_eq!(parse_answer(Some("200"), pieces, &refs), whole);
+    // serde's derived struct also reads `[results]` (a list for a struct); the filter reads only
+    // the object the sidecar sends.
+    let listed = body.trim_ascii_start().starts_with(b"[");
+    match (serde_json::from_slice::<ResolveResponse>(body), whole) {
+        (Ok(response), Ok(answers)) if !listed => {
+            assert_eq!(answers, expected(response.results, &refs))
+        }
+        (Ok(_), Err(BatchError::Malformed(_))) if listed => {}
+        (Err(_), Err(BatchError::Malformed(_))) => {}
+        (strict, ours) => panic!("ResolveResponse: {strict:?}, parse_answer: {ours:?}"),
+    }
+});
