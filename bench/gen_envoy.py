@@ -354,6 +354,7 @@ def main():
     p.add_argument("--limit-policy", choices=["local", "redis"], default="local")
     p.add_argument("--redis-port", type=int, default=6379)
     p.add_argument("--sync-interval", type=float)
+    p.add_argument("--release-memory", action="store_true", help="memory_allocator_manager in the bootstrap")
     p.add_argument("--out", required=True)
     args = p.parse_args()
 
@@ -430,6 +431,13 @@ def main():
             ],
         },
     }
+    if args.release_memory:
+        # Hand the allocator's free pages back to the OS (what configuring a large plugin
+        # configuration leaves behind): bytes_to_release every memory_release_interval.
+        bootstrap["memory_allocator_manager"] = {
+            "bytes_to_release": 64 * 1024 * 1024,
+            "memory_release_interval": "1s",
+        }
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(bootstrap, f)
 

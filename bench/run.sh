@@ -364,7 +364,7 @@ run_scenario() {
     load1="$(cut -d' ' -f1 /proc/loadavg)"
     # GEN comes last: its --wasm (the no-op filter) wins over the default.
     "$PY" bench/gen_envoy.py --port "$port" --admin-port "$admin" --sidecar-port "$SIDECAR_PORT" \
-        --wasm "$WASM" "${GEN[@]}" --out "$OUT/$name.envoy.json"
+        --wasm "$WASM" "${GEN[@]}" ${BENCH_RELEASE_MEMORY:+--release-memory} --out "$OUT/$name.envoy.json"
     # Start-up, in milliseconds: from starting Envoy until its admin /ready answers, then until
     # the first valid request is accepted (for the Wasm filter: every reference resolved through
     # the sidecar). Polled every 20 ms.
@@ -455,6 +455,8 @@ run_scenario() {
     rss="$(awk '/^VmRSS:/ {print $2}' "/proc/$(bg_pid "envoy-$name")/status")"
     # Where the memory is (each Wasm VM's linear memory is a mapping of its own).
     cat "/proc/$(bg_pid "envoy-$name")/smaps" >"$OUT/$name.smaps" 2>/dev/null || true
+    # Envoy's own heap: live bytes (memory_allocated) against what its allocator holds.
+    "${CURL[@]}" -s "http://127.0.0.1:$admin/stats?filter=^server\.memory_" >"$OUT/$name.memory" || true
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$description" "$ref" \
         "$goal_ref" "$goal_min" $((ready - started)) $((accepted - ready)) "$rss" "$load1" \
         $((envoy1 - envoy0)) $((sidecar1 - sidecar0)) $((redis1 - redis0)) "${errors:--}" "$answers" \

@@ -1,6 +1,7 @@
 //! Plugin configuration: strict raw types ([`raw`]) compiled once into validated [`Config`].
 
 mod compiler;
+mod credential;
 mod error;
 mod fields;
 mod limit;

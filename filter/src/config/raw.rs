@@ -111,8 +111,8 @@ pub struct RawConsumer {
     pub credentials: Vec<RawCredential>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+/// One credential; read by `config::credential` (its `type` picks the variant).
+#[derive(Debug)]
 pub enum RawCredential {
     KeyAuth {
         id: String,
@@ -136,13 +136,11 @@ pub enum RawCredential {
         key: String,
         secret: Option<RawSecret>,
         public_key: Option<RawSecret>,
-        #[serde(default = "default_jwt_algorithm")]
+        /// Default `HS256`.
         algorithm: String,
-        #[serde(default)]
         base64_secret: bool,
         /// Accepted for APISIX compatibility (it sets the lifetime of tokens APISIX signs); unused.
         exp: Option<u64>,
-        #[serde(default)]
         lifetime_grace_period: u64,
     },
     HmacAuth {
@@ -152,10 +150,6 @@ pub enum RawCredential {
         expires_at: Option<String>,
         rotation_grace_s: Option<u64>,
     },
-}
-
-fn default_jwt_algorithm() -> String {
-    "HS256".to_string()
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -305,6 +305,95 @@ fn not_json_at_all() {
     assert!(err.to_string().contains("EOF"), "{err}");
 }
 
+/// A credential is read in one pass (`config::credential`): `type` anywhere in the map, each
+/// field once, only the fields of its type.
+#[test]
+fn credentials_are_checked_against_their_type() {
+    let one = |credential: &str| {
+        let cfg = format!(
+            r#"{{"consumers": [{{"username": "alice", "credentials": [{credential}]}}],
+                "plugins": {{"key-auth": {{}}, "basic-auth": {{}}, "jwt-auth": {{}}, "hmac-auth": {{}}}}}}"#
+        );
+        compile(cfg.as_bytes(), &env)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let rejected = |credential: &str, want: &str| {
+        let msg = one(credential).expect_err(credential);
+        assert!(
+            msg.starts_with(want),
+            "{credential}\ngot: {msg}\nwant prefix: {want}"
+        );
+    };
+    // type first, last, or in between; optional fields may be null
+    assert_eq!(
+        one(r#"{"type": "key-auth", "id": "a", "key": "k"}"#),
+        Ok(())
+    );
+    assert_eq!(
+        one(r#"{"id": "a", "key": "k", "type": "key-auth", "expires_at": null}"#),
+        Ok(())
+    );
+    assert_eq!(
+        one(r#"{"key": "alice-jwt", "type": "jwt-auth", "secret": "s", "id": "j", "exp": null}"#),
+        Ok(())
+    );
+    // a field of another type is named with the fields of this one
+    rejected(
+        r#"{"type": "key-auth", "id": "a", "key": "k", "secret": "s"}"#,
+        "consumers[0].credentials[0]: unknown field `secret`, expected one of `type`, `id`, `key`, `key_sha256`",
+    );
+    rejected(
+        r#"{"secret_key": "s", "type": "basic-auth", "id": "b", "username": "u", "password": "p"}"#,
+        "consumers[0].credentials[0]: unknown field `secret_key`, expected one of `type`, `id`, `username`",
+    );
+    // a name no type has, even before `type`
+    rejected(
+        r#"{"kee": "k", "type": "key-auth", "id": "a"}"#,
+        "consumers[0].credentials[0]: unknown field `kee`, expected one of `type`, `id`, `key`",
+    );
+    rejected(
+        r#"{"type": "key-auth", "id": "a", "key": "k", "key": "k2"}"#,
+        "consumers[0].credentials[0]: duplicate field `key`",
+    );
+    rejected(
+        r#"{"type": "key-auth", "type": "key-auth", "id": "a", "key": "k"}"#,
+        "consumers[0].credentials[0]: duplicate field `type`",
+    );
+    rejected(
+        r#"{"id": "a", "key": "k"}"#,
+        "consumers[0].credentials[0]: missing field `type`",
+    );
+    rejected(
+        r#"{"type": "key-auth", "key": "k"}"#,
+        "consumers[0].credentials[0]: missing field `id`",
+    );
+    rejected(
+        r#"{"type": "basic-auth", "id": "b", "username": "u"}"#,
+        "consumers[0].credentials[0]: missing field `password`",
+    );
+    rejected(
+        r#"{"type": "jwt-auth", "id": "j", "secret": "s"}"#,
+        "consumers[0].credentials[0]: missing field `key`",
+    );
+    rejected(
+        r#"{"type": "hmac-auth", "id": "h", "key_id": "k"}"#,
+        "consumers[0].credentials[0]: missing field `secret_key`",
+    );
+    rejected(
+        r#"{"type": "basic-auth", "id": "b", "username": "u", "password": null}"#,
+        "consumers[0].credentials[0].password: invalid type: null, expected a string",
+    );
+    rejected(
+        r#"{"type": "jwt-auth", "id": "j", "key": "k", "secret": "s", "base64_secret": "yes"}"#,
+        "consumers[0].credentials[0].base64_secret: invalid type: string",
+    );
+    rejected(
+        r#"["key-auth", "a"]"#,
+        "consumers[0].credentials[0]: invalid type: sequence, expected a credential",
+    );
+}
+
 #[test]
 fn errors_never_contain_plain_key_values() {
     let mut cfg = base();
@@ -562,7 +651,9 @@ fn type_errors_never_echo_the_value() {
     cfg["consumers"][2]["credentials"][0]["key"] = json!(987654321);
     let msg = compile_json(cfg).unwrap_err().to_string();
     assert!(
-        msg.starts_with("consumers[2].credentials[0]: invalid type: integer, expected a string"),
+        msg.starts_with(
+            "consumers[2].credentials[0].key: invalid type: integer, expected a string"
+        ),
         "{msg}"
     );
     assert!(!msg.contains("987654321"), "{msg}");
