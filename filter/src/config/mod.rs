@@ -1,12 +1,11 @@
 //! Plugin configuration: strict raw types ([`raw`]) compiled once into validated [`Config`].
 
 mod compiler;
-mod credential;
 mod error;
 mod fields;
 mod limit;
 mod plugins;
-pub mod raw;
+pub use raw_config as raw;
 
 pub use error::{ConfigError, ConfigErrorKind};
 
@@ -238,14 +237,8 @@ pub fn compile(
 /// The configuration's JSON read into its raw types, which own all they hold: the bytes can go
 /// before [`compile_raw`] (a VM keeps its peak memory).
 pub fn parse(bytes: &[u8]) -> Result<RawConfig, ConfigError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        ConfigError::new(
-            path,
-            ConfigErrorKind::Json(redact_value(e.into_inner().to_string())),
-        )
-    })
+    raw::parse(bytes)
+        .map_err(|e| ConfigError::new(e.path, ConfigErrorKind::Json(redact_value(e.message))))
 }
 
 /// Validates a parsed configuration.

@@ -87,6 +87,28 @@ fn public_op_matches_modpow() {
     }
 }
 
+/// The largest limbs the arithmetic can meet: moduli of all ones (every limb of n at its
+/// maximum) from the smallest to the largest size, and bases near n. Tests run with overflow
+/// checks: a sum in the multiplication that did not fit in a u64 would panic here.
+#[test]
+fn widest_limbs_do_not_overflow() {
+    for bits in [1024, 2048, 3357, 3358, 3359, 4095, 4096] {
+        let n = (BigUint::from(1u32) << bits) - 1u32;
+        let size = bits.div_ceil(8);
+        for e in [3u64, 65537, u64::MAX] {
+            let key = RsaPublic::new(&n.to_bytes_be(), &e.to_be_bytes()).unwrap();
+            for s in [&n - 1u32, &n - 2u32, &n >> 1] {
+                let want = be(&s.modpow(&BigUint::from(e), &n), size);
+                assert_eq!(
+                    key.public_op(&be(&s, size)),
+                    Some(want),
+                    "{bits} bits, e {e}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn unusable_keys_are_refused() {
     let mut rng = Rng(7);

@@ -1,4 +1,8 @@
-//! The configuration as written by the operator: strict serde types, no validation beyond shape.
+//! The filter's configuration as written by the operator: strict serde types, no validation
+//! beyond shape (the filter's `config` module validates and compiles it), and [`parse`], which
+//! names the field of an error.
+
+mod credential;
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -111,7 +115,7 @@ pub struct RawConsumer {
     pub credentials: Vec<RawCredential>,
 }
 
-/// One credential; read by `config::credential` (its `type` picks the variant).
+/// One credential; read by `credential` (its `type` picks the variant).
 #[derive(Debug)]
 pub enum RawCredential {
     KeyAuth {
@@ -294,4 +298,22 @@ pub struct RawHmacAuth {
     #[serde(default)]
     pub hide_credentials: bool,
     pub anonymous_consumer: Option<String>,
+}
+
+/// Why the configuration's JSON could not be read: where (`consumers[0].credentials[1].key`,
+/// empty at the top) and serde's message, which may quote the offending value (the filter
+/// redacts it before it is logged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub path: String,
+    pub message: String,
+}
+
+/// The configuration's JSON read into its raw types, which own all they hold.
+pub fn parse(bytes: &[u8]) -> Result<RawConfig, ParseError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| ParseError {
+        path: e.path().to_string(),
+        message: e.into_inner().to_string(),
+    })
 }

@@ -8,7 +8,7 @@
 //! another type has is `unknown field ..., expected one of` the type's fields, at the
 //! credential's path.
 
-use super::raw::{RawCredential, RawSecret};
+use super::{RawCredential, RawSecret};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
