@@ -12,7 +12,7 @@
 #![no_main]
 
 use envoy_secret_auth_filter::config::RefName;
-use envoy_secret_auth_filter::secrets::{parse_answer, Answer, BatchError};
+use envoy_secret_auth_filter::secrets::{answer_of, parse_answer, Answer, BatchError};
 use libfuzzer_sys::fuzz_target;
 use secret_ref::Reference;
 use sidecar_api::{ResolveResponse, ResolveResult};
@@ -43,28 +43,7 @@ impl Read for Pieces<'_> {
 fn expected(results: Vec<ResolveResult>, refs: &[RefName]) -> Vec<Answer> {
     let mut answers: Vec<Option<Answer>> = vec![None; refs.len()];
     for result in results {
-        let (reference, answer) = match result {
-            ResolveResult::Value {
-                reference,
-                value,
-                stale,
-                previous,
-            } => (
-                reference,
-                Answer::Value {
-                    value,
-                    stale,
-                    previous: previous.map(|p| (p.value, p.replaced_at.saturating_mul(1000))),
-                },
-            ),
-            ResolveResult::Error { reference, error } => (
-                reference,
-                Answer::Error {
-                    code: error.code,
-                    message: error.message,
-                },
-            ),
-        };
+        let (reference, answer) = answer_of(result);
         if let Some(i) = refs.iter().position(|r| r.as_str() == reference) {
             answers[i].get_or_insert(answer);
         }

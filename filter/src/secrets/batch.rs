@@ -155,6 +155,33 @@ pub fn parse_answer(
     Ok(matcher.finish())
 }
 
+/// A result as the filter keeps it: the reference it names and its [`Answer`] (the previous
+/// version's time in milliseconds).
+pub fn answer_of(result: ResolveResult) -> (String, Answer) {
+    match result {
+        ResolveResult::Value {
+            reference,
+            value,
+            stale,
+            previous,
+        } => (
+            reference,
+            Answer::Value {
+                value,
+                stale,
+                previous: previous.map(|p| (p.value, p.replaced_at.saturating_mul(1000))),
+            },
+        ),
+        ResolveResult::Error { reference, error } => (
+            reference,
+            Answer::Error {
+                code: error.code,
+                message: error.message,
+            },
+        ),
+    }
+}
+
 /// Matches results to references as they are read, one at a time: the sidecar answers in the
 /// request's order, so neither the list of results nor an index of them is ever built (10,000
 /// references make a large one); results out of order wait in `early`.
@@ -167,28 +194,7 @@ struct Matcher<'r> {
 
 impl Matcher<'_> {
     fn add(&mut self, result: ResolveResult) {
-        let (reference, answer) = match result {
-            ResolveResult::Value {
-                reference,
-                value,
-                stale,
-                previous,
-            } => (
-                reference,
-                Answer::Value {
-                    value,
-                    stale,
-                    previous: previous.map(|p| (p.value, p.replaced_at.saturating_mul(1000))),
-                },
-            ),
-            ResolveResult::Error { reference, error } => (
-                reference,
-                Answer::Error {
-                    code: error.code,
-                    message: error.message,
-                },
-            ),
-        };
+        let (reference, answer) = answer_of(result);
         if let Some(expected) = self.refs.get(self.answers.len()) {
             if expected.as_str() == reference {
                 self.answers.push(Some(answer));

@@ -5,6 +5,6 @@ pub mod batch;
 pub mod refresh;
 pub mod table;
 
-pub use batch::{parse_answer, request_body, Answer, BatchError};
+pub use batch::{answer_of, parse_answer, request_body, Answer, BatchError};
 pub use refresh::Refresh;
 pub use table::{Note, SecretTable};
