@@ -1,8 +1,8 @@
 //! JWS signature verification for the algorithms jwt-auth supports.
 
+use super::ecdsa;
 use super::rsa_public::{self, RsaKeyError, RsaPublic};
 use hmac::Hmac;
-use p256::ecdsa::signature::Verifier;
 use p256::pkcs8::DecodePublicKey;
 use sha2::{Sha256, Sha384, Sha512};
 use std::fmt;
@@ -200,10 +200,8 @@ impl VerifyKey {
             (VerifyKey::Rsa(k), PS256) => rsa_public::verify_pss::<Sha256>(k, input, signature),
             (VerifyKey::Rsa(k), PS384) => rsa_public::verify_pss::<Sha384>(k, input, signature),
             (VerifyKey::Rsa(k), PS512) => rsa_public::verify_pss::<Sha512>(k, input, signature),
-            (VerifyKey::P256(k), ES256) => p256::ecdsa::Signature::from_slice(signature)
-                .is_ok_and(|s| k.verify(input, &s).is_ok()),
-            (VerifyKey::P384(k), ES384) => p384::ecdsa::Signature::from_slice(signature)
-                .is_ok_and(|s| k.verify(input, &s).is_ok()),
+            (VerifyKey::P256(k), ES256) => ecdsa::verify_es256(k, input, signature),
+            (VerifyKey::P384(k), ES384) => ecdsa::verify_es384(k, input, signature),
             (VerifyKey::Ed25519(k), EdDSA) => ed25519_dalek::Signature::from_slice(signature)
                 .is_ok_and(|s| k.verify_strict(input, &s).is_ok()),
             _ => false,
