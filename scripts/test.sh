@@ -36,5 +36,5 @@ step test cargo test --workspace
 # is replayed by the harness tests above (tests/harness/tests/fuzz_corpus.rs), with its own
 # checks, without the 16-minute instrumented build of wasmtime.
 step fuzz-smoke "$ROOT/scripts/fuzz.sh" --smoke secret_ref_parse filter_config http_date query \
-    limit_key basic_auth jwt_auth hmac_auth small_parsers rsa_public sidecar_answer
+    limit_key basic_auth jwt_auth hmac_auth small_parsers rsa_public sidecar_answer ecdsa
 log "all passed in ${SECONDS}s"

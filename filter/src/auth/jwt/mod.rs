@@ -2,7 +2,7 @@
 //! bounded cache for the expensive algorithms. Messages match APISIX's jwt-auth.
 
 pub mod claims;
-mod ecdsa;
+pub mod ecdsa;
 pub mod rsa_public;
 mod verify;
 
