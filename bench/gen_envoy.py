@@ -20,7 +20,7 @@ listener's early header mutation removes client identity headers for every KIND)
   any Wasm filter costs (noop), plus the host calls of the key-auth happy path (key-auth-calls).
 * `wasm-basic`, `native-basic`: basic-auth, one user / Envoy basic_auth with an htpasswd line
   `user:{SHA}base64(sha1(password))`.
-* `wasm-jwt`, `native-jwt` with --alg HS256|RS256: jwt-auth with `secret` / `public_key`
+* `wasm-jwt`, `native-jwt` with --alg HS256|RS256|ES256: jwt-auth with `secret` / `public_key`
   referenced / Envoy jwt_authn with local_jwks (an "oct" or "RSA" JWK), `forward: true` so that
   it keeps the Authorization header as the Wasm filter does; --jwt-cache turns on its
   jwt_cache_config (off by default; the Wasm filter always caches verified RS*/PS*/ES* tokens).
@@ -342,7 +342,7 @@ def main():
     p.add_argument("--wasm")
     p.add_argument("--keys-file")
     p.add_argument("--creds-file")
-    p.add_argument("--alg", choices=["HS256", "RS256"], default="HS256")
+    p.add_argument("--alg", choices=["HS256", "RS256", "ES256"], default="HS256")
     p.add_argument("--jwt-cache", action="store_true", help="native-jwt: turn on jwt_cache_config")
     p.add_argument("--no-plugins", action="store_true", help="wasm-key: no plugin at all (fixed cost)")
     p.add_argument(

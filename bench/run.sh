@@ -11,6 +11,7 @@
 # BENCH_READY_SECONDS (how long Envoy may take to accept the credential, default 180),
 # BENCH_RS256_TOKENS (distinct valid tokens the *-jwt-rs256-new scenarios cycle through, default
 # 20000: more than the Wasm filter's 4096-entry verification cache, so every request misses it),
+# BENCH_ES256_TOKENS (the same for the *-jwt-es256-new scenarios, default 20000),
 # BENCH_SKIP_BUILD=1 (use the .wasm and sidecar already built),
 # BENCH_SIDECAR_BIN (another sidecar binary; default: the release build scripts/build.sh makes),
 # BENCH_WASM (another build of the filter's .wasm, e.g. to compare a change: implies that the
@@ -29,6 +30,7 @@ DEFAULT_SCENARIOS="baseline
     native-basic wasm-basic
     native-jwt-hs256 wasm-jwt-hs256 native-jwt-rs256 wasm-jwt-rs256 native-jwt-rs256-cache
     native-jwt-rs256-new wasm-jwt-rs256-new native-jwt-rs256-garbage wasm-jwt-rs256-garbage
+    native-jwt-es256-new wasm-jwt-es256-new
     wasm-hmac
     native-limit wasm-limit-local wasm-limit-redis wasm-limit-redis-sync
     baseline"
@@ -38,6 +40,7 @@ CONSUMERS="${BENCH_CONSUMERS:-10000}"
 SCENARIOS="$(echo ${BENCH_SCENARIOS:-$DEFAULT_SCENARIOS})"   # word-split: one line
 READY_SECONDS="${BENCH_READY_SECONDS:-180}"   # resolving N references the first time may take a while
 RS256_TOKENS="${BENCH_RS256_TOKENS:-20000}"   # jwt-rs256-new: distinct tokens (the filter caches 4096)
+ES256_TOKENS="${BENCH_ES256_TOKENS:-20000}"   # jwt-es256-new: the same
 SYNC_INTERVAL=0.1                             # wasm-limit-redis-sync
 HUGE_COUNT=1000000000                         # gen_envoy.py's HUGE_COUNT: limits never run out
 
@@ -132,7 +135,10 @@ key_of() { "$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.ar
 rs256_tokens=0
 [[ " $SCENARIOS " == *"-jwt-rs256-new "* ]] && rs256_tokens="$RS256_TOKENS"
 ((rs256_tokens == 0)) || log "making $rs256_tokens distinct RS256 tokens"
-"$PY" bench/creds.py make --dir "$OUT" --rs256-tokens "$rs256_tokens"
+es256_tokens=0
+[[ " $SCENARIOS " == *"-jwt-es256-new "* ]] && es256_tokens="$ES256_TOKENS"
+((es256_tokens == 0)) || log "making $es256_tokens distinct ES256 tokens"
+"$PY" bench/creds.py make --dir "$OUT" --rs256-tokens "$rs256_tokens" --es256-tokens "$es256_tokens"
 "$PY" scripts/put_secret.py --endpoint "http://127.0.0.1:$MOTO_PORT" bench-creds --value-file "$OUT/moto-creds.json"
 # client_headers KIND good|bad: the request's header lines, one per line.
 client_headers() {
@@ -306,12 +312,14 @@ setup_scenario() { # SCENARIO: sets GEN, GOOD, BAD, CHECK, SCRIPT, EXPECT, GARBA
             mapfile -t GOOD < <(client_headers "jwt-$alg" good)
             mapfile -t BAD < <(client_headers "jwt-$alg" bad)
             ;;
-        native-jwt-rs256-new | wasm-jwt-rs256-new)
+        native-jwt-rs256-new | wasm-jwt-rs256-new | native-jwt-es256-new | wasm-jwt-es256-new)
             # A different valid token on every request: every one a verification cache miss.
-            GEN=(--filter "${scenario%%-*}-jwt" --alg RS256 --creds-file "$OUT/creds.json")
-            GOOD=("Authorization: Bearer $(head -1 "$OUT/jwt-rs256-tokens.txt")")
-            mapfile -t BAD < <(client_headers jwt-rs256 bad)
-            SCRIPT=(-s bench/jwt-tokens.lua -- new "$OUT/jwt-rs256-tokens.txt")
+            local alg="${scenario#*-jwt-}"
+            alg="${alg%-new}"
+            GEN=(--filter "${scenario%%-*}-jwt" --alg "${alg^^}" --creds-file "$OUT/creds.json")
+            GOOD=("Authorization: Bearer $(head -1 "$OUT/jwt-$alg-tokens.txt")")
+            mapfile -t BAD < <(client_headers "jwt-$alg" bad)
+            SCRIPT=(-s bench/jwt-tokens.lua -- new "$OUT/jwt-$alg-tokens.txt")
             ;;
         native-jwt-rs256-garbage | wasm-jwt-rs256-garbage)
             # The right header and payload (a known key), a different random signature on every
@@ -545,6 +553,11 @@ for scenario in $SCENARIOS; do
         wasm-jwt-rs256-new)
             run_scenario wasm-jwt-rs256-new "jwt-auth RS256, a new valid token per request (cache miss)" \
                 native-jwt-rs256-new native-jwt-rs256-new 1.0 ;;
+        native-jwt-es256-new)
+            run_scenario native-jwt-es256-new "Envoy jwt_authn ES256, a new valid token per request" baseline - - ;;
+        wasm-jwt-es256-new)
+            run_scenario wasm-jwt-es256-new "jwt-auth ES256, a new valid token per request (cache miss)" \
+                native-jwt-es256-new - - ;;
         native-jwt-rs256-garbage)
             run_scenario native-jwt-rs256-garbage "Envoy jwt_authn RS256, a random signature per request (401)" \
                 baseline - - ;;

@@ -6,6 +6,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock rust-toolchain.toml clippy.toml ./
 COPY secret-ref secret-ref
 COPY sidecar-api sidecar-api
+COPY raw-config raw-config
 COPY secret-sidecar secret-sidecar
 COPY filter filter
 COPY tests tests
