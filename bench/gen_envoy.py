@@ -21,7 +21,7 @@ listener's early header mutation removes client identity headers for every KIND)
 * `wasm-basic`, `native-basic`: basic-auth, one user / Envoy basic_auth with an htpasswd line
   `user:{SHA}base64(sha1(password))`.
 * `wasm-jwt`, `native-jwt` with --alg HS256|RS256|ES256: jwt-auth with `secret` / `public_key`
-  referenced / Envoy jwt_authn with local_jwks (an "oct" or "RSA" JWK), `forward: true` so that
+  referenced / Envoy jwt_authn with local_jwks (an "oct", "RSA" or "EC" JWK), `forward: true` so that
   it keeps the Authorization header as the Wasm filter does; --jwt-cache turns on its
   jwt_cache_config (off by default; the Wasm filter always caches verified RS*/PS*/ES* tokens).
 * `wasm-hmac`: hmac-auth (hmac-sha256, signed headers "@request-target date").

@@ -305,7 +305,7 @@ fn not_json_at_all() {
     assert!(err.to_string().contains("EOF"), "{err}");
 }
 
-/// A credential is read in one pass (`config::credential`): `type` anywhere in the map, each
+/// A credential is read in one pass (`raw-config`'s `credential`): `type` anywhere in the map, each
 /// field once, only the fields of its type.
 #[test]
 fn credentials_are_checked_against_their_type() {
