@@ -1,87 +1,125 @@
-//! ES256 / ES384 verification (RFC 7518 section 3.4) with the curve arithmetic of the `p256` and
-//! `p384` crates and the point combination done here (issue #9). The crates' verification computes
-//! `u1 G + u2 Q` as two separate constant-time scalar multiplications (their `lincomb` has no
-//! Shamir's trick yet): twice the doublings, and a constant-time table lookup per window. Every
-//! input of a verification is public (the key, the signature, the signed data), so this uses one
-//! variable-time pass (Straus): the doublings are shared, a window whose digit is zero adds
-//! nothing, and the multiples of `G` are computed once per VM. In the harness an ES256 token with
-//! a new signature cost about 1.7 ms before. The crates' `VerifyingKey::verify` is the oracle of
-//! the tests below.
+//! ES256 / ES384 verification (RFC 7518 section 3.4) on P-256 and P-384 with the filter's own
+//! curve arithmetic (issue #9): the `p256` / `p384` crates' verification computed `u1 G + u2 Q`
+//! as two constant-time scalar multiplications with complete addition formulas, and their
+//! field code (fiat-crypto's straight-line 32-bit arithmetic) was a sixth of the `.wasm`. Every
+//! input of a verification is public (the key, the signature, the signed data), so this is
+//! variable time: Montgomery multiplication shared with RSA (`limbs`), Jacobian coordinates
+//! with `a = -3` formulas, one Straus pass over 4-bit windows of both scalars (shared
+//! doublings, nothing added for a zero window, `G`'s multiples once per VM), and no inversion
+//! for the final comparison. The crates remain the tests' and the fuzz target's oracle.
 
-use p256::elliptic_curve::group::Group;
-use p256::elliptic_curve::ops::{Invert, Reduce};
-use p256::elliptic_curve::point::AffineCoordinates;
-use p256::elliptic_curve::PrimeField;
+mod curve;
+mod field;
+
+use curve::{Affine, Curve, Params};
 use sha2::{Digest, Sha256, Sha384};
 use std::sync::OnceLock;
 
-/// `[0, P, 2P, ..., 15P]`: the 4-bit window's multiples.
-fn multiples<P: Group>(p: P) -> [P; 16] {
-    let mut t = [P::identity(); 16];
-    t[1] = p;
-    for i in 2..16 {
-        t[i] = if i % 2 == 0 {
-            t[i / 2].double()
-        } else {
-            t[i - 1] + p
-        };
-    }
-    t
+const P256: Params = Params {
+    p: "ffffffff00000001000000000000000000000000ffffffffffffffffffffffff",
+    n: "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551",
+    b: "5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b",
+    gx: "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296",
+    gy: "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5",
+};
+
+const P384: Params = Params {
+    p: "fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffff",
+    n: "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973",
+    b: "b3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aef",
+    gx: "aa87ca22be8b05378eb1c71ef320ad746e1d3b628ba79b9859f741e082542a385502f25dbf55296c3a545e3872760ab7",
+    gy: "3617de4a96262c6f5d9e98bf9292dc29f8f41dbd289a147ce9da3113b5f0b8c00a60b1ce1d7e819d7a431d7c90ea0e5f",
+};
+
+/// id-ecPublicKey (RFC 5480 section 2.1.1) and the named curves' OIDs.
+const ID_EC_PUBLIC_KEY: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const SECP256R1: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const SECP384R1: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.3.132.0.34");
+
+/// The curve's constants and its generator's multiples, made once per VM.
+fn p256() -> Option<&'static Curve<8>> {
+    static CURVE: OnceLock<Option<Curve<8>>> = OnceLock::new();
+    CURVE.get_or_init(|| Curve::new(&P256)).as_ref()
 }
 
-/// `u1 G + u2 Q` from the big-endian scalars (the same length), 4 bits at a time from the top:
-/// four shared doublings per window, then the two windows' multiples (none for a zero digit).
-fn combine<P: Group>(g: &[P; 16], u1: &[u8], q: &[P; 16], u2: &[u8]) -> P {
-    let mut acc = P::identity();
-    for (&a, &b) in u1.iter().zip(u2) {
-        for shift in [4, 0] {
-            acc = acc.double().double().double().double();
-            let (x, y) = (
-                usize::from((a >> shift) & 15),
-                usize::from((b >> shift) & 15),
-            );
-            if x != 0 {
-                acc += g[x];
-            }
-            if y != 0 {
-                acc += q[y];
-            }
+fn p384() -> Option<&'static Curve<12>> {
+    static CURVE: OnceLock<Option<Curve<12>>> = OnceLock::new();
+    CURVE.get_or_init(|| Curve::new(&P384)).as_ref()
+}
+
+/// A P-256 (`N = 8`) or P-384 (`N = 12`) public key: a point on the curve.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EcPublic<const N: usize>(Affine<N>);
+
+pub type P256Public = EcPublic<8>;
+pub type P384Public = EcPublic<12>;
+
+/// A SEC 1 encoded point (section 2.3.3): `04 || x || y`, or `02 || x` / `03 || x` for an even
+/// / odd `y`; coordinates below `p` and on the curve. The point at infinity (`00`) is no key.
+fn decode_point<const N: usize>(curve: &Curve<N>, sec1: &[u8]) -> Option<EcPublic<N>> {
+    let (&tag, rest) = sec1.split_first()?;
+    let coordinate = |bytes: &[u8]| curve.field().canonical(bytes);
+    match (tag, rest.len()) {
+        (0x04, len) if len == 8 * N => {
+            let (x, y) = rest.split_at(4 * N);
+            curve.point(&coordinate(x)?, &coordinate(y)?)
         }
+        (0x02 | 0x03, len) if len == 4 * N => curve.decompress(&coordinate(rest)?, tag == 0x03),
+        _ => None,
     }
-    acc
+    .map(EcPublic)
 }
 
-/// ECDSA verification of `input` hashed with the curve's hash (SEC 1 section 4.1.4, as the
-/// `ecdsa` crate's `verify_prehashed`): `r` and `s` in `[1, n)` (checked by the signature's
-/// parser), `z` the hash reduced mod n, and `x(u1 G + u2 Q) mod n == r` with `u1 = z / s`,
-/// `u2 = r / s`; the point at infinity never verifies.
-macro_rules! ecdsa_verify {
-    ($name:ident, $curve:ident, $hash:ty, $uint:ty, $g:ident) => {
-        static $g: OnceLock<[$curve::ProjectivePoint; 16]> = OnceLock::new();
-
-        pub fn $name(key: &$curve::ecdsa::VerifyingKey, input: &[u8], signature: &[u8]) -> bool {
-            let Ok(signature) = $curve::ecdsa::Signature::from_slice(signature) else {
-                return false;
-            };
-            let (r, s) = signature.split_scalars();
-            let z = <$curve::Scalar as Reduce<$uint>>::reduce_bytes(&<$hash>::digest(input));
-            let s_inv = *s.invert_vartime();
-            let u1 = z * s_inv;
-            let u2 = *r * s_inv;
-            let g = $g.get_or_init(|| multiples($curve::ProjectivePoint::generator()));
-            let q = multiples($curve::ProjectivePoint::from(*key.as_affine()));
-            let point = combine(g, &u1.to_repr(), &q, &u2.to_repr());
-            if bool::from(point.is_identity()) {
-                return false;
-            }
-            let x = point.to_affine().x();
-            <$curve::Scalar as Reduce<$uint>>::reduce_bytes(&x) == *r
-        }
-    };
+/// A PEM `PUBLIC KEY` (SubjectPublicKeyInfo, RFC 5480) of an EC key on the named curve `oid`.
+fn from_pem<const N: usize>(
+    curve: &Curve<N>,
+    oid: der::asn1::ObjectIdentifier,
+    pem: &str,
+) -> Option<EcPublic<N>> {
+    use der::Decode;
+    let (label, doc) = der::Document::from_pem(pem).ok()?;
+    if label != "PUBLIC KEY" {
+        return None;
+    }
+    let info = spki::SubjectPublicKeyInfoRef::from_der(doc.as_bytes()).ok()?;
+    if info.algorithm.oid != ID_EC_PUBLIC_KEY || info.algorithm.parameters_oid().ok()? != oid {
+        return None;
+    }
+    decode_point(curve, info.subject_public_key.as_bytes()?)
 }
 
-ecdsa_verify!(verify_es256, p256, Sha256, p256::U256, P256_G);
-ecdsa_verify!(verify_es384, p384, Sha384, p384::U384, P384_G);
+impl P256Public {
+    pub fn from_pem(pem: &str) -> Option<Self> {
+        from_pem(p256()?, SECP256R1, pem)
+    }
+
+    pub fn from_sec1(sec1: &[u8]) -> Option<Self> {
+        decode_point(p256()?, sec1)
+    }
+}
+
+impl P384Public {
+    pub fn from_pem(pem: &str) -> Option<Self> {
+        from_pem(p384()?, SECP384R1, pem)
+    }
+
+    pub fn from_sec1(sec1: &[u8]) -> Option<Self> {
+        decode_point(p384()?, sec1)
+    }
+}
+
+/// Whether `signature` (`r || s`, 64 bytes) is an ES256 signature of `input` under `key`.
+pub fn verify_es256(key: &P256Public, input: &[u8], signature: &[u8]) -> bool {
+    p256().is_some_and(|curve| curve.verify(&key.0, &Sha256::digest(input), signature))
+}
+
+/// Whether `signature` (`r || s`, 96 bytes) is an ES384 signature of `input` under `key`.
+pub fn verify_es384(key: &P384Public, input: &[u8], signature: &[u8]) -> bool {
+    p384().is_some_and(|curve| curve.verify(&key.0, &Sha384::digest(input), signature))
+}
 
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 
 pub mod claims;
 pub mod ecdsa;
+mod limbs;
 pub mod rsa_public;
 mod verify;
 

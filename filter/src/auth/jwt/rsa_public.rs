@@ -8,6 +8,7 @@
 //! so nothing needs to run in constant time. The `rsa` crate, which the filter used before, is
 //! the oracle of the tests below and of the fuzz target.
 
+use super::limbs::{self, less_than, neg_inverse};
 use sha2::digest::{Digest, FixedOutputReset};
 
 /// The smallest modulus accepted (RFC 7518 section 3.3 asks for 2048 bits; the `rsa` crate,
@@ -84,7 +85,8 @@ impl RsaPublic {
             return Err(RsaKeyError::Exponent);
         }
         let n0_inv = neg_inverse(n[0]);
-        let r2 = r_squared(&n);
+        let mut r2 = vec![0u32; n.len()];
+        limbs::r_squared(&n, &mut r2);
         Ok(RsaPublic {
             n,
             n0_inv,
@@ -114,7 +116,7 @@ impl RsaPublic {
         if !less_than(&s, &self.n) {
             return None;
         }
-        let mut t = vec![0u32; len + 1];
+        let mut t = vec![0u32; len];
         // s in Montgomery form (s R mod n), then left-to-right square-and-multiply.
         self.mont_mul(&s, &self.r2, &mut t);
         let base = t[..len].to_vec();
@@ -137,37 +139,9 @@ impl RsaPublic {
         Some(limbs_to_be(m, self.size()))
     }
 
-    /// `a * b / R mod n` into `t[..len]` (`t` has `len + 1` limbs), `a` and `b` below `n`:
-    /// CIOS Montgomery multiplication with the product and the reduction in one pass.
+    /// `a * b / R mod n` into `t[..len]`, `a` and `b` below `n`.
     fn mont_mul(&self, a: &[u32], b: &[u32], t: &mut [u32]) {
-        let len = self.n.len();
-        let (n, a, b) = (&self.n[..len], &a[..len], &b[..len]);
-        let t = &mut t[..len + 1];
-        t.fill(0);
-        for &bi in b {
-            let bi = u64::from(bi);
-            // Every sum below is at most (2^32-1)^2 + 2 (2^32-1) = 2^64 - 1: none overflows.
-            let x = u64::from(t[0]) + u64::from(a[0]) * bi;
-            let mut c1 = x >> 32;
-            let m = u64::from((x as u32).wrapping_mul(self.n0_inv));
-            // The low 32 bits of y are zero by the choice of m: the shift drops them.
-            let mut c2 = (u64::from(x as u32) + m * u64::from(n[0])) >> 32;
-            for j in 1..len {
-                let x = u64::from(t[j]) + u64::from(a[j]) * bi + c1;
-                c1 = x >> 32;
-                let y = u64::from(x as u32) + m * u64::from(n[j]) + c2;
-                c2 = y >> 32;
-                t[j - 1] = y as u32;
-            }
-            // t stays below 2n: the top limb is 0 or 1.
-            let x = u64::from(t[len]) + c1 + c2;
-            t[len - 1] = x as u32;
-            t[len] = (x >> 32) as u32;
-        }
-        let (low, top) = t.split_at_mut(len);
-        if top[0] != 0 || !less_than(low, n) {
-            sub_assign(low, n);
-        }
+        limbs::mont_mul(&self.n, self.n0_inv, a, b, t);
     }
 }
 
@@ -311,55 +285,6 @@ fn bit_len(limbs: &[u32]) -> usize {
         Some(i) => i * 32 + (32 - limbs[i].leading_zeros() as usize),
         None => 0,
     }
-}
-
-/// `a < b`, both `len` limbs.
-fn less_than(a: &[u32], b: &[u32]) -> bool {
-    for (x, y) in a.iter().rev().zip(b.iter().rev()) {
-        if x != y {
-            return x < y;
-        }
-    }
-    false
-}
-
-/// `a -= b` modulo `2^(32 len)`.
-fn sub_assign(a: &mut [u32], b: &[u32]) {
-    let mut borrow = false;
-    for (x, y) in a.iter_mut().zip(b) {
-        let (d1, b1) = x.overflowing_sub(*y);
-        let (d2, b2) = d1.overflowing_sub(u32::from(borrow));
-        *x = d2;
-        borrow = b1 || b2;
-    }
-}
-
-/// `-n0^-1 mod 2^32` for odd `n0` (Newton's iteration doubles the correct bits each step).
-fn neg_inverse(n0: u32) -> u32 {
-    let mut inv: u32 = 1;
-    for _ in 0..5 {
-        inv = inv.wrapping_mul(2u32.wrapping_sub(n0.wrapping_mul(inv)));
-    }
-    inv.wrapping_neg()
-}
-
-/// `2^(64 len) mod n` by doubling 1 that many times, subtracting `n` whenever it is reached.
-fn r_squared(n: &[u32]) -> Vec<u32> {
-    let len = n.len();
-    let mut x = vec![0u32; len];
-    x[0] = 1;
-    for _ in 0..64 * len {
-        let mut carry = 0u32;
-        for l in x.iter_mut() {
-            let next = *l >> 31;
-            *l = (*l << 1) | carry;
-            carry = next;
-        }
-        if carry != 0 || !less_than(&x, n) {
-            sub_assign(&mut x, n);
-        }
-    }
-    x
 }
 
 #[cfg(test)]

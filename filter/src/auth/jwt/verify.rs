@@ -2,8 +2,8 @@
 
 use super::ecdsa;
 use super::rsa_public::{self, RsaKeyError, RsaPublic};
+use ed25519_dalek::pkcs8::DecodePublicKey;
 use hmac::Hmac;
-use p256::pkcs8::DecodePublicKey;
 use sha2::{Sha256, Sha384, Sha512};
 use std::fmt;
 use std::str::FromStr;
@@ -125,8 +125,8 @@ impl fmt::Display for KeyError {
 pub enum VerifyKey {
     Hmac(Vec<u8>),
     Rsa(RsaPublic),
-    P256(p256::ecdsa::VerifyingKey),
-    P384(p384::ecdsa::VerifyingKey),
+    P256(ecdsa::P256Public),
+    P384(ecdsa::P384Public),
     Ed25519(ed25519_dalek::VerifyingKey),
 }
 
@@ -162,12 +162,12 @@ impl VerifyKey {
                 Err(RsaKeyError::Pem) => Err(pem_err),
                 Err(e) => Err(KeyError::Rsa(e)),
             },
-            ES256 => p256::ecdsa::VerifyingKey::from_public_key_pem(pem)
+            ES256 => ecdsa::P256Public::from_pem(pem)
                 .map(VerifyKey::P256)
-                .map_err(|_| pem_err),
-            ES384 => p384::ecdsa::VerifyingKey::from_public_key_pem(pem)
+                .ok_or(pem_err),
+            ES384 => ecdsa::P384Public::from_pem(pem)
                 .map(VerifyKey::P384)
-                .map_err(|_| pem_err),
+                .ok_or(pem_err),
             EdDSA => ed25519_dalek::VerifyingKey::from_public_key_pem(pem)
                 .map(VerifyKey::Ed25519)
                 .map_err(|_| pem_err),

@@ -1,5 +1,6 @@
 use super::*;
 use p256::ecdsa::signature::{Signer, Verifier};
+use p256::pkcs8::EncodePublicKey;
 use rsa::BigUint;
 
 /// The group orders (SEC 2): a signature's scalars are below them.
@@ -20,6 +21,14 @@ impl Rng {
             })
             .collect()
     }
+}
+
+fn ours256(key: &p256::ecdsa::VerifyingKey) -> P256Public {
+    P256Public::from_sec1(key.to_encoded_point(false).as_bytes()).unwrap()
+}
+
+fn ours384(key: &p384::ecdsa::VerifyingKey) -> P384Public {
+    P384Public::from_sec1(key.to_encoded_point(false).as_bytes()).unwrap()
 }
 
 fn hex(s: &str) -> Vec<u8> {
@@ -71,13 +80,17 @@ fn es256_agrees_with_the_p256_crate() {
         for candidate in variants(&sig.to_bytes(), &order, &mut rng) {
             let theirs = p256::ecdsa::Signature::from_slice(&candidate)
                 .is_ok_and(|s| key.verify(&msg, &s).is_ok());
-            assert_eq!(verify_es256(&key, &msg, &candidate), theirs, "case {case}");
+            assert_eq!(
+                verify_es256(&ours256(&key), &msg, &candidate),
+                theirs,
+                "case {case}"
+            );
             verified += usize::from(theirs);
         }
         // the valid signature and its n - s form
         assert_eq!(verified, 2, "case {case}");
         assert!(!verify_es256(
-            &key,
+            &ours256(&key),
             &[msg.as_slice(), b"x"].concat(),
             &sig.to_bytes()
         ));
@@ -97,7 +110,11 @@ fn es384_agrees_with_the_p384_crate() {
         for candidate in variants(&sig.to_bytes(), &order, &mut rng) {
             let theirs = p384::ecdsa::Signature::from_slice(&candidate)
                 .is_ok_and(|s| key.verify(&msg, &s).is_ok());
-            assert_eq!(verify_es384(&key, &msg, &candidate), theirs, "case {case}");
+            assert_eq!(
+                verify_es384(&ours384(&key), &msg, &candidate),
+                theirs,
+                "case {case}"
+            );
             verified += usize::from(theirs);
         }
         assert_eq!(verified, 2, "case {case}");
@@ -112,9 +129,13 @@ fn other_keys_and_small_multiples() {
     let a = p256::ecdsa::SigningKey::from_slice(&rng.bytes(32)).unwrap();
     let b = p256::ecdsa::SigningKey::from_slice(&rng.bytes(32)).unwrap();
     let sig: p256::ecdsa::Signature = a.sign(b"payload");
-    assert!(verify_es256(a.verifying_key(), b"payload", &sig.to_bytes()));
+    assert!(verify_es256(
+        &ours256(a.verifying_key()),
+        b"payload",
+        &sig.to_bytes()
+    ));
     assert!(!verify_es256(
-        b.verifying_key(),
+        &ours256(b.verifying_key()),
         b"payload",
         &sig.to_bytes()
     ));
@@ -124,12 +145,152 @@ fn other_keys_and_small_multiples() {
         let signing = p256::ecdsa::SigningKey::from_slice(&secret).unwrap();
         let sig: p256::ecdsa::Signature = signing.sign(b"m");
         assert!(
-            verify_es256(signing.verifying_key(), b"m", &sig.to_bytes()),
+            verify_es256(&ours256(signing.verifying_key()), b"m", &sig.to_bytes()),
             "{d}"
         );
         assert!(
-            !verify_es256(signing.verifying_key(), b"n", &sig.to_bytes()),
+            !verify_es256(&ours256(signing.verifying_key()), b"n", &sig.to_bytes()),
             "{d}"
         );
     }
+}
+
+/// The curves' constants are the crates' (a wrong one would make every valid signature fail,
+/// but this names the cause).
+#[test]
+fn generators_are_the_crates() {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    let g256 = p256::AffinePoint::GENERATOR.to_encoded_point(false);
+    assert!(P256Public::from_sec1(g256.as_bytes()).is_some());
+    let g384 = p384::AffinePoint::GENERATOR.to_encoded_point(false);
+    assert!(P384Public::from_sec1(g384.as_bytes()).is_some());
+    let curve = p256().unwrap();
+    assert_eq!(
+        curve.generator(),
+        P256Public::from_sec1(g256.as_bytes()).unwrap().0
+    );
+    let curve = p384().unwrap();
+    assert_eq!(
+        curve.generator(),
+        P384Public::from_sec1(g384.as_bytes()).unwrap().0
+    );
+}
+
+/// Keys are read as the crates read them: PEM SubjectPublicKeyInfo of the right curve, SEC 1
+/// points uncompressed or compressed, on the curve, coordinates below p.
+#[test]
+fn keys_are_read_like_the_crates() {
+    let mut rng = Rng(5);
+    for _ in 0..8 {
+        let signing = p256::ecdsa::SigningKey::from_slice(&rng.bytes(32)).unwrap();
+        let key = *signing.verifying_key();
+        let ours = ours256(&key);
+        let pem = key.to_public_key_pem(Default::default()).unwrap();
+        assert_eq!(P256Public::from_pem(&pem), Some(ours.clone()));
+        let compressed = key.to_encoded_point(true);
+        assert_eq!(
+            P256Public::from_sec1(compressed.as_bytes()),
+            Some(ours.clone())
+        );
+        let sig: p256::ecdsa::Signature = signing.sign(b"m");
+        assert!(verify_es256(
+            &P256Public::from_pem(&pem).unwrap(),
+            b"m",
+            &sig.to_bytes()
+        ));
+        // a P-256 key is no P-384 key
+        assert_eq!(P384Public::from_pem(&pem), None);
+
+        let signing = p384::ecdsa::SigningKey::from_slice(&rng.bytes(48)).unwrap();
+        let key = *signing.verifying_key();
+        let pem = key.to_public_key_pem(Default::default()).unwrap();
+        assert_eq!(P384Public::from_pem(&pem), Some(ours384(&key)));
+        let compressed = key.to_encoded_point(true);
+        assert_eq!(
+            P384Public::from_sec1(compressed.as_bytes()),
+            Some(ours384(&key))
+        );
+        assert_eq!(P256Public::from_pem(&pem), None);
+    }
+    // every SEC 1 byte string the crate refuses, we refuse, and the other way round
+    let key = ours256(
+        p256::ecdsa::SigningKey::from_slice(&[7; 32])
+            .unwrap()
+            .verifying_key(),
+    );
+    let valid = p256::ecdsa::SigningKey::from_slice(&[7; 32])
+        .unwrap()
+        .verifying_key()
+        .to_encoded_point(false);
+    let p = hex("ffffffff00000001000000000000000000000000ffffffffffffffffffffffff");
+    let mut candidates: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0x00],
+        valid.as_bytes()[..64].to_vec(),
+        [valid.as_bytes(), &[0]].concat(),
+        [&[0x04u8][..], &p, &valid.as_bytes()[33..]].concat(),
+        [&[0x04u8][..], &valid.as_bytes()[1..33], &p].concat(),
+        [&[0x02u8][..], &p].concat(),
+        [&[0x05u8][..], &valid.as_bytes()[1..]].concat(),
+        [&[0x06u8][..], &valid.as_bytes()[1..33]].concat(),
+    ];
+    for i in [1, 20, 33, 64] {
+        let mut v = valid.as_bytes().to_vec();
+        v[i] ^= 1; // off the curve
+        candidates.push(v);
+    }
+    for _ in 0..64 {
+        // random x: about half have a point
+        candidates.push([&[0x02u8 + (rng.bytes(1)[0] & 1)][..], &rng.bytes(32)].concat());
+    }
+    let mut decompressed = 0;
+    for c in &candidates {
+        let theirs = p256::ecdsa::VerifyingKey::from_sec1_bytes(c).ok();
+        let ours = P256Public::from_sec1(c);
+        assert_eq!(ours.is_some(), theirs.is_some(), "{c:02x?}");
+        if let Some(theirs) = theirs {
+            assert_eq!(ours, Some(ours256(&theirs)));
+            decompressed += 1;
+        }
+    }
+    assert!(decompressed > 10, "{decompressed}");
+    assert_eq!(P256Public::from_sec1(valid.as_bytes()), Some(key));
+    assert_eq!(P256Public::from_pem("not pem"), None);
+}
+
+/// `x(R)` between `n` and `p` (one signature in 2^128 for P-256, so made here on purpose: the
+/// key is chosen so that `u1 G + u2 Q` is such a point): `r = x - n` verifies, as in the crate.
+#[test]
+fn an_x_above_the_group_order_is_compared_mod_n() {
+    use p256::elliptic_curve::ops::Reduce;
+    use p256::elliptic_curve::point::DecompressPoint;
+    use p256::{AffinePoint, FieldBytes, ProjectivePoint, Scalar, U256};
+    use sha2::{Digest, Sha256};
+    let n = BigUint::from_bytes_be(&hex(P256_ORDER));
+    let mut x = &n + 1u32;
+    let point = loop {
+        let candidate = AffinePoint::decompress(
+            FieldBytes::from_slice(&x.to_bytes_be()),
+            subtle::Choice::from(0),
+        );
+        if bool::from(candidate.is_some()) {
+            break candidate.unwrap();
+        }
+        x += 1u32;
+    };
+    let mut r_bytes = [0u8; 32];
+    let small = (&x - &n).to_bytes_be();
+    r_bytes[32 - small.len()..].copy_from_slice(&small);
+    let r = <Scalar as Reduce<U256>>::reduce_bytes(FieldBytes::from_slice(&r_bytes));
+    let s = Scalar::from(12345u64);
+    let msg = b"x above n";
+    let z = <Scalar as Reduce<U256>>::reduce_bytes(&Sha256::digest(msg));
+    let s_inv = s.invert().unwrap();
+    let (u1, u2) = (z * s_inv, r * s_inv);
+    let q = (ProjectivePoint::from(point) - ProjectivePoint::GENERATOR * u1) * u2.invert().unwrap();
+    let key = p256::ecdsa::VerifyingKey::from_affine(q.to_affine()).unwrap();
+    let sig = p256::ecdsa::Signature::from_scalars(r, s).unwrap();
+    assert!(key.verify(msg, &sig).is_ok());
+    assert!(verify_es256(&ours256(&key), msg, &sig.to_bytes()));
+    assert!(!verify_es256(&ours256(&key), b"other", &sig.to_bytes()));
 }

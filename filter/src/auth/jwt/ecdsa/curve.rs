@@ -1,0 +1,304 @@
+//! A short Weierstrass curve `y^2 = x^3 - 3x + b` over a prime field (P-256 and P-384), its points
+//! in Jacobian coordinates (`x = X / Z^2`, `y = Y / Z^3`, `Z = 0` the point at infinity), and
+//! ECDSA verification. Variable time: every input is public.
+
+use super::super::limbs;
+use super::field::{self, Limbs, Modulus};
+
+/// A point other than the point at infinity, coordinates in Montgomery form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Affine<const N: usize> {
+    x: Limbs<N>,
+    y: Limbs<N>,
+}
+
+#[derive(Clone, Copy)]
+struct Jacobian<const N: usize> {
+    x: Limbs<N>,
+    y: Limbs<N>,
+    z: Limbs<N>,
+}
+
+/// `1 P, 2 P, ..., 15 P`: a 4-bit window's multiples.
+type Multiples<const N: usize> = [Affine<N>; 15];
+
+/// A curve's constants (SEC 2), as big-endian hex.
+pub struct Params {
+    pub p: &'static str,
+    pub n: &'static str,
+    pub b: &'static str,
+    pub gx: &'static str,
+    pub gy: &'static str,
+}
+
+pub struct Curve<const N: usize> {
+    /// The field.
+    p: Modulus<N>,
+    /// The group order.
+    n: Modulus<N>,
+    /// `b` in Montgomery form.
+    b: Limbs<N>,
+    /// The generator's multiples.
+    g: Multiples<N>,
+}
+
+/// A number from big-endian hex of exactly `8 N` digits (the constants above).
+fn from_hex<const N: usize>(hex: &str) -> Option<Limbs<N>> {
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    field::from_be(&bytes?)
+}
+
+impl<const N: usize> Curve<N> {
+    /// `None` if a constant is malformed or the generator is not on the curve (a bug the tests
+    /// catch: the constants are fixed).
+    pub fn new(params: &Params) -> Option<Self> {
+        let p = Modulus::new(from_hex(params.p)?);
+        let n = Modulus::new(from_hex(params.n)?);
+        let b = p.montgomery(&from_hex(params.b)?);
+        let mut curve = Curve {
+            p,
+            n,
+            b,
+            g: [Affine {
+                x: [0; N],
+                y: [0; N],
+            }; 15],
+        };
+        let g = curve.point(&from_hex(params.gx)?, &from_hex(params.gy)?)?;
+        curve.g = curve.multiples(&g)?;
+        Some(curve)
+    }
+
+    #[cfg(test)]
+    pub fn generator(&self) -> Affine<N> {
+        self.g[0]
+    }
+
+    pub fn field(&self) -> &Modulus<N> {
+        &self.p
+    }
+
+    /// The point `(x, y)` (plain numbers below `p`) if it is on the curve.
+    pub fn point(&self, x: &Limbs<N>, y: &Limbs<N>) -> Option<Affine<N>> {
+        let point = Affine {
+            x: self.p.montgomery(x),
+            y: self.p.montgomery(y),
+        };
+        (self.p.square(&point.y) == self.rhs(&point.x)).then_some(point)
+    }
+
+    /// The point with `x` (a plain number below `p`) whose `y` is odd or even (SEC 1 section
+    /// 2.3.4), if there is one.
+    pub fn decompress(&self, x: &Limbs<N>, odd: bool) -> Option<Affine<N>> {
+        let x = self.p.montgomery(x);
+        let rhs = self.rhs(&x);
+        // p = 3 mod 4 for both curves: a square root of a square c is c^((p + 1) / 4).
+        let mut e = *self.p.modulus();
+        // p + 1 (p is odd and below 2^(32 N) - 1: no carry out of the top limb), then / 4
+        let mut carry = true;
+        for limb in e.iter_mut() {
+            let (sum, c) = limb.overflowing_add(u32::from(carry));
+            *limb = sum;
+            carry = c;
+        }
+        for i in 0..N {
+            let high = e.get(i + 1).copied().unwrap_or(0);
+            e[i] = (e[i] >> 2) | (high << 30);
+        }
+        let mut y = self.p.pow(&rhs, &e);
+        if self.p.square(&y) != rhs {
+            return None;
+        }
+        if (self.p.plain(&y)[0] & 1 == 1) != odd {
+            y = self.p.sub(&[0; N], &y);
+        }
+        Some(Affine { x, y })
+    }
+
+    /// `x^3 - 3x + b` of `x` in Montgomery form.
+    fn rhs(&self, x: &Limbs<N>) -> Limbs<N> {
+        let f = &self.p;
+        let x3 = f.mul(&f.square(x), x);
+        let three_x = f.add(&f.add(x, x), x);
+        f.add(&f.sub(&x3, &three_x), &self.b)
+    }
+
+    /// `2 P` (dbl-2001-b, a = -3: 3M + 5S); the point at infinity stays at infinity (Z stays 0).
+    fn double(&self, q: &Jacobian<N>) -> Jacobian<N> {
+        let f = &self.p;
+        let delta = f.square(&q.z);
+        let gamma = f.square(&q.y);
+        let beta = f.mul(&q.x, &gamma);
+        let t = f.mul(&f.sub(&q.x, &delta), &f.add(&q.x, &delta));
+        let alpha = f.add(&f.add(&t, &t), &t);
+        let beta2 = f.add(&beta, &beta);
+        let beta4 = f.add(&beta2, &beta2);
+        let x = f.sub(&f.square(&alpha), &f.add(&beta4, &beta4));
+        let z = f.sub(&f.sub(&f.square(&f.add(&q.y, &q.z)), &gamma), &delta);
+        let gamma2 = f.square(&gamma);
+        let gamma2_2 = f.add(&gamma2, &gamma2);
+        let gamma2_4 = f.add(&gamma2_2, &gamma2_2);
+        let y = f.sub(
+            &f.mul(&alpha, &f.sub(&beta4, &x)),
+            &f.add(&gamma2_4, &gamma2_4),
+        );
+        Jacobian { x, y, z }
+    }
+
+    /// `P + Q` with `Q` affine (madd-2007-bl: 7M + 4S), every case: `P` at infinity, `P = Q`
+    /// (a doubling) and `P = -Q` (the point at infinity).
+    fn add_affine(&self, q: &Jacobian<N>, a: &Affine<N>) -> Jacobian<N> {
+        let f = &self.p;
+        if field::is_zero(&q.z) {
+            return Jacobian {
+                x: a.x,
+                y: a.y,
+                z: f.one(),
+            };
+        }
+        let z1z1 = f.square(&q.z);
+        let u2 = f.mul(&a.x, &z1z1);
+        let s2 = f.mul(&a.y, &f.mul(&q.z, &z1z1));
+        let h = f.sub(&u2, &q.x);
+        let s = f.sub(&s2, &q.y);
+        if field::is_zero(&h) {
+            return if field::is_zero(&s) {
+                self.double(q)
+            } else {
+                Jacobian {
+                    x: f.one(),
+                    y: f.one(),
+                    z: [0; N],
+                }
+            };
+        }
+        let hh = f.square(&h);
+        let hh2 = f.add(&hh, &hh);
+        let i = f.add(&hh2, &hh2);
+        let j = f.mul(&h, &i);
+        let r = f.add(&s, &s);
+        let v = f.mul(&q.x, &i);
+        let x = f.sub(&f.sub(&f.square(&r), &j), &f.add(&v, &v));
+        let y1j = f.mul(&q.y, &j);
+        let y = f.sub(&f.mul(&r, &f.sub(&v, &x)), &f.add(&y1j, &y1j));
+        let z1h = f.mul(&q.z, &h);
+        let z = f.add(&z1h, &z1h);
+        Jacobian { x, y, z }
+    }
+
+    /// `P, 2P, ..., 15P` in affine form (one inversion for all: Montgomery's trick); `None` if one
+    /// is the point at infinity, which no point of these prime-order curves gives.
+    fn multiples(&self, a: &Affine<N>) -> Option<Multiples<N>> {
+        let f = &self.p;
+        let mut jacobian = [Jacobian {
+            x: a.x,
+            y: a.y,
+            z: f.one(),
+        }; 15];
+        jacobian[1] = self.double(&jacobian[0]);
+        for k in 2..15 {
+            jacobian[k] = self.add_affine(&jacobian[k - 1], a);
+        }
+        // prefix[k] = Z_0 ... Z_k
+        let mut prefix = [f.one(); 15];
+        let mut acc = f.one();
+        for (k, point) in jacobian.iter().enumerate() {
+            if field::is_zero(&point.z) {
+                return None;
+            }
+            acc = f.mul(&acc, &point.z);
+            prefix[k] = acc;
+        }
+        let mut inverse = f.invert(&acc);
+        let mut out = [*a; 15];
+        for k in (0..15).rev() {
+            // inverse = (Z_0 ... Z_k)^-1 here
+            let z_inv = if k == 0 {
+                inverse
+            } else {
+                f.mul(&inverse, &prefix[k - 1])
+            };
+            inverse = f.mul(&inverse, &jacobian[k].z);
+            let z_inv2 = f.square(&z_inv);
+            let point = &jacobian[k];
+            out[k] = Affine {
+                x: f.mul(&point.x, &z_inv2),
+                y: f.mul(&point.y, &f.mul(&z_inv2, &z_inv)),
+            };
+        }
+        Some(out)
+    }
+
+    /// ECDSA verification (SEC 1 section 4.1.4) of a signature `r || s` (each `4 N` big-endian
+    /// bytes in `[1, n)`) over `hash` (`4 N` bytes, reduced mod n) with the public key `key`:
+    /// `x(u1 G + u2 Q) mod n == r` with `u1 = z / s`, `u2 = r / s`; the point at infinity never
+    /// verifies.
+    pub fn verify(&self, key: &Affine<N>, hash: &[u8], signature: &[u8]) -> bool {
+        if signature.len() != 8 * N {
+            return false;
+        }
+        let (r_be, s_be) = signature.split_at(4 * N);
+        let (Some(r), Some(s), Some(z)) = (
+            self.n.canonical(r_be),
+            self.n.canonical(s_be),
+            self.n.reduce(hash),
+        ) else {
+            return false;
+        };
+        if field::is_zero(&r) || field::is_zero(&s) {
+            return false;
+        }
+        // w = s^-1 in Montgomery form, so that z w / R and r w / R are the plain u1 and u2.
+        let w = self.n.invert(&self.n.montgomery(&s));
+        let u1 = self.n.mul(&z, &w);
+        let u2 = self.n.mul(&r, &w);
+        let Some(q) = self.multiples(key) else {
+            return false;
+        };
+        let point = self.combine(&u1, &q, &u2);
+        if field::is_zero(&point.z) {
+            return false;
+        }
+        // x = X / Z^2 is below p < 2n, so x mod n = r means x = r or x = r + n: compare X with
+        // r Z^2 and (r + n) Z^2 instead of inverting Z.
+        let zz = self.p.square(&point.z);
+        if self.p.mul(&self.p.montgomery(&r), &zz) == point.x {
+            return true;
+        }
+        let mut r_plus_n = r;
+        let carried = limbs::add_assign(&mut r_plus_n, self.n.modulus());
+        !carried
+            && limbs::less_than(&r_plus_n, self.p.modulus())
+            && self.p.mul(&self.p.montgomery(&r_plus_n), &zz) == point.x
+    }
+
+    /// `u1 G + u2 Q` (Straus): 4 bits at a time from the top, four shared doublings per window,
+    /// then the two windows' multiples (none for a zero digit).
+    fn combine(&self, u1: &Limbs<N>, q: &Multiples<N>, u2: &Limbs<N>) -> Jacobian<N> {
+        let mut acc = Jacobian {
+            x: self.p.one(),
+            y: self.p.one(),
+            z: [0; N],
+        };
+        for (a, b) in u1.iter().rev().zip(u2.iter().rev()) {
+            for shift in (0..8).rev().map(|k| 4 * k) {
+                if !field::is_zero(&acc.z) {
+                    for _ in 0..4 {
+                        acc = self.double(&acc);
+                    }
+                }
+                let (x, y) = ((a >> shift) & 15, (b >> shift) & 15);
+                if let Some(m) = (x as usize).checked_sub(1).and_then(|i| self.g.get(i)) {
+                    acc = self.add_affine(&acc, m);
+                }
+                if let Some(m) = (y as usize).checked_sub(1).and_then(|i| q.get(i)) {
+                    acc = self.add_affine(&acc, m);
+                }
+            }
+        }
+        acc
+    }
+}
