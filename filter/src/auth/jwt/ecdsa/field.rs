@@ -6,6 +6,25 @@ use super::super::limbs;
 
 pub type Limbs<const N: usize> = [u32; N];
 
+/// The P-256 and P-384 field primes (Solinas primes: most limbs 0, 1 or `2^32 - 1`, and
+/// `-p^-1 mod 2^32 = 1`). Multiplication modulo them is compiled with the limbs as constants, so
+/// that LLVM folds the reduction's multiplications by 0 and 1.
+const P256_FIELD: [u32; 8] = [
+    0xffffffff, 0xffffffff, 0xffffffff, 0x00000000, 0x00000000, 0x00000000, 0x00000001, 0xffffffff,
+];
+const P384_FIELD: [u32; 12] = [
+    0xffffffff, 0x00000000, 0x00000000, 0xffffffff, 0xfffffffe, 0xffffffff, 0xffffffff, 0xffffffff,
+    0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff,
+];
+
+/// Which multiplication a modulus uses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    P256Field,
+    P384Field,
+    Other,
+}
+
 /// A prime modulus and the constants Montgomery multiplication needs.
 pub struct Modulus<const N: usize> {
     m: Limbs<N>,
@@ -15,6 +34,7 @@ pub struct Modulus<const N: usize> {
     r2: Limbs<N>,
     /// `R mod m`: 1 in Montgomery form.
     one: Limbs<N>,
+    shape: Shape,
 }
 
 impl<const N: usize> Modulus<N> {
@@ -22,11 +42,19 @@ impl<const N: usize> Modulus<N> {
     pub fn new(m: Limbs<N>) -> Self {
         let mut r2 = [0; N];
         limbs::r_squared(&m, &mut r2);
+        let shape = if m[..] == P256_FIELD[..] {
+            Shape::P256Field
+        } else if m[..] == P384_FIELD[..] {
+            Shape::P384Field
+        } else {
+            Shape::Other
+        };
         let mut modulus = Modulus {
             m,
             m0_inv: limbs::neg_inverse(m[0]),
             r2,
             one: [0; N],
+            shape,
         };
         modulus.one = modulus.montgomery(&unit());
         modulus
@@ -47,7 +75,12 @@ impl<const N: usize> Modulus<N> {
     #[inline(never)]
     pub fn mul(&self, a: &Limbs<N>, b: &Limbs<N>) -> Limbs<N> {
         let mut t = [0; N];
-        limbs::mont_mul(&self.m, self.m0_inv, a, b, &mut t);
+        // `N ==` makes each instantiation keep only its own branch.
+        match self.shape {
+            Shape::P256Field if N == 8 => limbs::mont_mul(&P256_FIELD, 1, a, b, &mut t),
+            Shape::P384Field if N == 12 => limbs::mont_mul(&P384_FIELD, 1, a, b, &mut t),
+            _ => limbs::mont_mul(&self.m, self.m0_inv, a, b, &mut t),
+        }
         t
     }
 
