@@ -19,8 +19,16 @@ struct Jacobian<const N: usize> {
     z: Limbs<N>,
 }
 
-/// `1 P, 2 P, ..., 15 P`: a 4-bit window's multiples.
-type Multiples<const N: usize> = [Affine<N>; 15];
+/// The width of the signed windows (wNAF) of `u1` (for `G`, whose multiples are made once per
+/// VM) and of `u2` (for the key, whose multiples are made per verification): on average one
+/// addition per `w + 1` bits.
+const G_WINDOW: u32 = 7;
+const Q_WINDOW: u32 = 5;
+/// `P, 3P, 5P, ...`: the odd multiples a window of that width can name.
+const G_ODD: usize = 1 << (G_WINDOW - 2);
+const Q_ODD: usize = 1 << (Q_WINDOW - 2);
+/// wNAF digits of a number below `2^384` (P-384's order): at most one more than its bits.
+const MAX_DIGITS: usize = 32 * 12 + 1;
 
 /// A curve's constants (SEC 2), as big-endian hex.
 pub struct Params {
@@ -38,8 +46,8 @@ pub struct Curve<const N: usize> {
     n: Modulus<N>,
     /// `b` in Montgomery form.
     b: Limbs<N>,
-    /// The generator's multiples.
-    g: Multiples<N>,
+    /// The generator's odd multiples.
+    g: [Affine<N>; G_ODD],
 }
 
 /// A number from big-endian hex of exactly `8 N` digits (the constants above).
@@ -65,10 +73,10 @@ impl<const N: usize> Curve<N> {
             g: [Affine {
                 x: [0; N],
                 y: [0; N],
-            }; 15],
+            }; G_ODD],
         };
         let g = curve.point(&from_hex(params.gx)?, &from_hex(params.gy)?)?;
-        curve.g = curve.multiples(&g)?;
+        curve.g = curve.odd_multiples(&g)?;
         Some(curve)
     }
 
@@ -79,6 +87,11 @@ impl<const N: usize> Curve<N> {
 
     pub fn field(&self) -> &Modulus<N> {
         &self.p
+    }
+
+    #[cfg(test)]
+    pub fn order(&self) -> &Modulus<N> {
+        &self.n
     }
 
     /// The point `(x, y)` (plain numbers below `p`) if it is on the curve.
@@ -189,23 +202,32 @@ impl<const N: usize> Curve<N> {
         Jacobian { x, y, z }
     }
 
-    /// `P, 2P, ..., 15P` in affine form (one inversion for all: Montgomery's trick); `None` if one
-    /// is the point at infinity, which no point of these prime-order curves gives.
-    fn multiples(&self, a: &Affine<N>) -> Option<Multiples<N>> {
+    /// `P, 3P, 5P, ..., (2K - 1)P` in affine form (two inversions for all: `2P`, then the rest
+    /// at once with Montgomery's trick); `None` if one is the point at infinity, which no point of
+    /// these prime-order curves gives.
+    fn odd_multiples<const K: usize>(&self, a: &Affine<N>) -> Option<[Affine<N>; K]> {
         let f = &self.p;
-        let mut jacobian = [Jacobian {
+        let first = Jacobian {
             x: a.x,
             y: a.y,
             z: f.one(),
-        }; 15];
-        jacobian[1] = self.double(&jacobian[0]);
-        for k in 2..15 {
-            jacobian[k] = self.add_affine(&jacobian[k - 1], a);
+        };
+        let [twice] = self.to_affine(&[self.double(&first)])?;
+        let mut jacobian = [first; K];
+        for k in 1..K {
+            jacobian[k] = self.add_affine(&jacobian[k - 1], &twice);
         }
+        self.to_affine(&jacobian)
+    }
+
+    /// Points in affine form with one inversion (Montgomery's trick); `None` if one is the point
+    /// at infinity.
+    fn to_affine<const K: usize>(&self, points: &[Jacobian<N>; K]) -> Option<[Affine<N>; K]> {
+        let f = &self.p;
         // prefix[k] = Z_0 ... Z_k
-        let mut prefix = [f.one(); 15];
+        let mut prefix = [f.one(); K];
         let mut acc = f.one();
-        for (k, point) in jacobian.iter().enumerate() {
+        for (k, point) in points.iter().enumerate() {
             if field::is_zero(&point.z) {
                 return None;
             }
@@ -213,20 +235,21 @@ impl<const N: usize> Curve<N> {
             prefix[k] = acc;
         }
         let mut inverse = f.invert(&acc);
-        let mut out = [*a; 15];
-        for k in (0..15).rev() {
+        let mut out = [Affine {
+            x: [0; N],
+            y: [0; N],
+        }; K];
+        for k in (0..K).rev() {
             // inverse = (Z_0 ... Z_k)^-1 here
-            let z_inv = if k == 0 {
-                inverse
-            } else {
-                f.mul(&inverse, &prefix[k - 1])
+            let z_inv = match k.checked_sub(1) {
+                Some(before) => f.mul(&inverse, &prefix[before]),
+                None => inverse,
             };
-            inverse = f.mul(&inverse, &jacobian[k].z);
+            inverse = f.mul(&inverse, &points[k].z);
             let z_inv2 = f.square(&z_inv);
-            let point = &jacobian[k];
             out[k] = Affine {
-                x: f.mul(&point.x, &z_inv2),
-                y: f.mul(&point.y, &f.mul(&z_inv2, &z_inv)),
+                x: f.mul(&points[k].x, &z_inv2),
+                y: f.mul(&points[k].y, &f.mul(&z_inv2, &z_inv)),
             };
         }
         Some(out)
@@ -255,7 +278,7 @@ impl<const N: usize> Curve<N> {
         let w = self.n.invert(&self.n.montgomery(&s));
         let u1 = self.n.mul(&z, &w);
         let u2 = self.n.mul(&r, &w);
-        let Some(q) = self.multiples(key) else {
+        let Some(q) = self.odd_multiples::<Q_ODD>(key) else {
             return false;
         };
         let point = self.combine(&u1, &q, &u2);
@@ -275,30 +298,80 @@ impl<const N: usize> Curve<N> {
             && self.p.mul(&self.p.montgomery(&r_plus_n), &zz) == point.x
     }
 
-    /// `u1 G + u2 Q` (Straus): 4 bits at a time from the top, four shared doublings per window,
-    /// then the two windows' multiples (none for a zero digit).
-    fn combine(&self, u1: &Limbs<N>, q: &Multiples<N>, u2: &Limbs<N>) -> Jacobian<N> {
+    /// `u1 G + u2 Q` (Straus with signed windows): one doubling per bit from the top, shared,
+    /// and an addition of a table's point (or its negation) wherever a digit is not zero.
+    fn combine(&self, u1: &Limbs<N>, q: &[Affine<N>; Q_ODD], u2: &Limbs<N>) -> Jacobian<N> {
+        let (d1, d2) = (wnaf(u1, G_WINDOW), wnaf(u2, Q_WINDOW));
         let mut acc = Jacobian {
             x: self.p.one(),
             y: self.p.one(),
             z: [0; N],
         };
-        for (a, b) in u1.iter().rev().zip(u2.iter().rev()) {
-            for shift in (0..8).rev().map(|k| 4 * k) {
-                if !field::is_zero(&acc.z) {
-                    for _ in 0..4 {
-                        acc = self.double(&acc);
-                    }
-                }
-                let (x, y) = ((a >> shift) & 15, (b >> shift) & 15);
-                if let Some(m) = (x as usize).checked_sub(1).and_then(|i| self.g.get(i)) {
-                    acc = self.add_affine(&acc, m);
-                }
-                if let Some(m) = (y as usize).checked_sub(1).and_then(|i| q.get(i)) {
-                    acc = self.add_affine(&acc, m);
-                }
+        for (&a, &b) in d1.iter().zip(&d2).take(32 * N + 1).rev() {
+            if !field::is_zero(&acc.z) {
+                acc = self.double(&acc);
+            }
+            if let Some(point) = self.signed(&self.g, a) {
+                acc = self.add_affine(&acc, &point);
+            }
+            if let Some(point) = self.signed(q, b) {
+                acc = self.add_affine(&acc, &point);
             }
         }
         acc
     }
+
+    /// `d P` of a table of odd multiples of `P` and an odd digit `d` (negative: the point with
+    /// `-y`); `None` for 0.
+    fn signed(&self, table: &[Affine<N>], digit: i8) -> Option<Affine<N>> {
+        let index = usize::from(digit.unsigned_abs()).checked_sub(1)? / 2;
+        let point = *table.get(index)?;
+        Some(if digit < 0 {
+            Affine {
+                x: point.x,
+                y: self.p.sub(&[0; N], &point.y),
+            }
+        } else {
+            point
+        })
+    }
+}
+
+/// The width-`w` NAF of `k` (least significant digit first): every digit zero or odd and below
+/// `2^(w - 1)` in magnitude, at most one non-zero digit in any `w` consecutive ones.
+pub(super) fn wnaf<const N: usize>(k: &Limbs<N>, w: u32) -> [i8; MAX_DIGITS] {
+    let mut digits = [0i8; MAX_DIGITS];
+    let mut k = *k;
+    // k's bit above its N limbs, set when adding a negative digit's magnitude carries
+    let mut top = false;
+    let window = 1u32 << w;
+    for digit in digits.iter_mut().take(32 * N + 1) {
+        if field::is_zero(&k) && !top {
+            break;
+        }
+        if k[0] & 1 == 1 {
+            let low = k[0] & (window - 1);
+            let d = if low >= window / 2 {
+                // d = low - 2^w < 0: k - d = k + (2^w - low)
+                let mut add = [0u32; N];
+                add[0] = window - low;
+                top |= limbs::add_assign(&mut k, &add);
+                low as i32 - window as i32
+            } else {
+                k[0] -= low;
+                low as i32
+            };
+            // |d| < 2^(w - 1) <= 64
+            *digit = d as i8;
+        }
+        // k / 2, with the top bit shifted in
+        let mut high = u32::from(top);
+        top = false;
+        for limb in k.iter_mut().rev() {
+            let low = *limb & 1;
+            *limb = (*limb >> 1) | (high << 31);
+            high = low;
+        }
+    }
+    digits
 }

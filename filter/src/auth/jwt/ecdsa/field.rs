@@ -133,11 +133,54 @@ impl<const N: usize> Modulus<N> {
         acc
     }
 
-    /// `a^-1` of a non-zero `a` in Montgomery form (Fermat: `a^(m-2)`), in Montgomery form.
-    pub fn invert(&self, a: &Limbs<N>) -> Limbs<N> {
+    /// `a^-1` of a non-zero `a` in Montgomery form (Fermat: `a^(m-2)`), in Montgomery form. The
+    /// tests' reference for `invert`.
+    #[cfg(test)]
+    pub fn invert_fermat(&self, a: &Limbs<N>) -> Limbs<N> {
         let mut e = self.m;
         limbs::sub_assign(&mut e, &small::<N>(2));
         self.pow(a, &e)
+    }
+
+    /// `a^-1` of `a` in Montgomery form, in Montgomery form; zero for zero. The binary extended
+    /// Euclidean algorithm (variable time, about six times cheaper than Fermat's `a^(m-2)` here)
+    /// on `a R` gives `a^-1 R^-1`, and two multiplications by `R^2` make that `a^-1 R`.
+    pub fn invert(&self, a: &Limbs<N>) -> Limbs<N> {
+        if is_zero(a) {
+            return [0; N];
+        }
+        // Invariants (m odd, gcd(a, m) = 1): x1 a = u and x2 a = v (mod m), u and v positive.
+        let (mut u, mut v) = (*a, self.m);
+        let (mut x1, mut x2) = (unit::<N>(), [0; N]);
+        let one = unit::<N>();
+        while u != one && v != one {
+            while u[0] & 1 == 0 {
+                halve(&mut u, false);
+                self.halve_mod(&mut x1);
+            }
+            while v[0] & 1 == 0 {
+                halve(&mut v, false);
+                self.halve_mod(&mut x2);
+            }
+            if limbs::less_than(&u, &v) {
+                limbs::sub_assign(&mut v, &u);
+                x2 = self.sub(&x2, &x1);
+            } else {
+                limbs::sub_assign(&mut u, &v);
+                x1 = self.sub(&x1, &x2);
+            }
+            if is_zero(&u) || is_zero(&v) {
+                return [0; N]; // gcd(a, m) > 1: not for a prime m
+            }
+        }
+        let inverse = if u == one { x1 } else { x2 };
+        self.mul(&self.mul(&inverse, &self.r2), &self.r2)
+    }
+
+    /// `x / 2 mod m` of `x < m`: `x / 2` if even, `(x + m) / 2` if odd.
+    fn halve_mod(&self, x: &mut Limbs<N>) {
+        let carry = x[0] & 1 == 1 && limbs::add_assign(x, &self.m);
+        halve(x, carry);
     }
 
     /// `4 N` big-endian bytes as a number below `m`; `None` for another length or a number not
@@ -167,6 +210,16 @@ pub fn from_be<const N: usize>(be: &[u8]) -> Option<Limbs<N>> {
         *limb = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
     }
     Some(a)
+}
+
+/// `x = (carry 2^(32 N) + x) / 2`.
+fn halve<const N: usize>(x: &mut Limbs<N>, carry: bool) {
+    let mut high = u32::from(carry);
+    for limb in x.iter_mut().rev() {
+        let low = *limb & 1;
+        *limb = (*limb >> 1) | (high << 31);
+        high = low;
+    }
 }
 
 pub fn is_zero<const N: usize>(a: &Limbs<N>) -> bool {

@@ -294,3 +294,69 @@ fn an_x_above_the_group_order_is_compared_mod_n() {
     assert!(verify_es256(&ours256(&key), msg, &sig.to_bytes()));
     assert!(!verify_es256(&ours256(&key), b"other", &sig.to_bytes()));
 }
+
+/// The binary extended Euclidean inversion agrees with Fermat's `a^(m-2)`, for both curves'
+/// field and group order, on random numbers and the edges (1, 2, m - 1, m - 2).
+#[test]
+fn inversion_agrees_with_fermat() {
+    fn check<const N: usize>(modulus: &field::Modulus<N>, rng: &mut Rng) {
+        let m = *modulus.modulus();
+        let mut edges = vec![field::small::<N>(1), field::small::<N>(2)];
+        for k in [1u32, 2] {
+            let mut e = m;
+            e[0] -= k;
+            edges.push(e);
+        }
+        for _ in 0..200 {
+            if let Some(a) = modulus.reduce(&rng.bytes(4 * N)) {
+                edges.push(a);
+            }
+        }
+        for a in edges.iter().filter(|a| !field::is_zero(a)) {
+            let a = modulus.montgomery(a);
+            let inverse = modulus.invert(&a);
+            assert_eq!(inverse, modulus.invert_fermat(&a));
+            assert_eq!(modulus.mul(&inverse, &a), modulus.one());
+        }
+        assert!(field::is_zero(&modulus.invert(&[0; N])));
+    }
+    let mut rng = Rng(0xdead_beef);
+    let (c256, c384) = (p256().unwrap(), p384().unwrap());
+    check(c256.field(), &mut rng);
+    check(c256.order(), &mut rng);
+    check(c384.field(), &mut rng);
+    check(c384.order(), &mut rng);
+}
+
+/// The signed windows of a scalar add back up to it, with every digit odd and small and at most
+/// one non-zero digit in any window.
+#[test]
+fn wnaf_digits_add_up_to_the_scalar() {
+    let mut rng = Rng(99);
+    let mut scalars: Vec<Vec<u8>> = (0..200).map(|_| rng.bytes(48)).collect();
+    scalars.push(vec![0xff; 48]);
+    scalars.push(vec![0; 48]);
+    scalars.push([vec![0; 47], vec![1]].concat());
+    for be in scalars {
+        let k: [u32; 12] = field::from_be(&be).unwrap();
+        for w in [2u32, 5, 7] {
+            let digits = curve::wnaf(&k, w);
+            let mut sum = BigUint::from(0u32);
+            let mut negative = BigUint::from(0u32);
+            for (i, d) in digits.iter().enumerate() {
+                assert!(*d == 0 || (d % 2 != 0 && i32::from(d.unsigned_abs()) < 1 << (w - 1)));
+                let term = BigUint::from(d.unsigned_abs()) << i;
+                if *d > 0 {
+                    sum += term;
+                } else {
+                    negative += term;
+                }
+                if *d != 0 {
+                    let next = &digits[i + 1..(i + w as usize).min(digits.len())];
+                    assert!(next.iter().all(|x| *x == 0), "{w} {i}");
+                }
+            }
+            assert_eq!(sum - negative, BigUint::from_bytes_be(&be), "{w}");
+        }
+    }
+}
