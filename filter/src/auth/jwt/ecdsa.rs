@@ -4,9 +4,10 @@
 //! field code (fiat-crypto's straight-line 32-bit arithmetic) was a sixth of the `.wasm`. Every
 //! input of a verification is public (the key, the signature, the signed data), so this is
 //! variable time: Montgomery multiplication shared with RSA (`limbs`), Jacobian coordinates
-//! with `a = -3` formulas, one Straus pass over 4-bit windows of both scalars (shared
-//! doublings, nothing added for a zero window, `G`'s multiples once per VM), and no inversion
-//! for the final comparison. The crates remain the tests' and the fuzz target's oracle.
+//! with `a = -3` formulas, one Straus pass over signed windows of both scalars (shared
+//! doublings; wNAF digits, 7 bits wide for `G`, whose odd multiples are made once per VM, 5 for
+//! the key), binary extended Euclidean inversion, and no inversion for the final comparison.
+//! The crates remain the tests' and the fuzz target's oracle.
 
 mod curve;
 mod field;
