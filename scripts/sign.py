@@ -65,14 +65,18 @@ def hs256_by_hand(claims, key, header_alg="HS256"):
 
 
 def new_key(kind):
-    """A new private key: `rsa` (2048 bits) or `ec` (P-256)."""
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    """A new private key: `rsa` (2048 bits), `ec` (P-256), `ec384` (P-384) or `ed25519`."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
     if kind == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
     if kind == "ec":
         return ec.generate_private_key(ec.SECP256R1())
-    raise ValueError(f"unknown key kind {kind!r} (rsa or ec)")
+    if kind == "ec384":
+        return ec.generate_private_key(ec.SECP384R1())
+    if kind == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    raise ValueError(f"unknown key kind {kind!r} (rsa, ec, ec384 or ed25519)")
 
 
 def private_pem(key):

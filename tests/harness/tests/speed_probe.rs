@@ -1,5 +1,5 @@
 //! Speed probe for builds of the filter `.wasm` (issue #9: a smaller `.wasm` without losing
-//! speed): times key-auth, basic-auth, jwt-auth HS256 / RS256 / ES256 and hmac-auth on wasmtime,
+//! speed): times key-auth, basic-auth, jwt-auth HS256 / RS256 / ES256 / ES384 / EdDSA and hmac-auth on wasmtime,
 //! every request with a credential of its own (distinct tokens and signatures: every signature is
 //! checked, nothing comes from the RS256 verification cache). Not a test: run it on purpose,
 //! against the build to measure,
@@ -33,6 +33,7 @@ import json, sys, time
 import sign
 n = int(json.load(sys.stdin))
 rsa, ec = sign.new_key("rsa"), sign.new_key("ec")
+ec384, ed = sign.new_key("ec384"), sign.new_key("ed25519")
 now = time.time()
 def hmac_headers(i):
     date = sign.http_date(now)
@@ -45,9 +46,13 @@ def hmac_headers(i):
 print(json.dumps({
     "rsa_public": sign.public_pem(rsa),
     "ec_public": sign.public_pem(ec),
+    "ec384_public": sign.public_pem(ec384),
+    "ed_public": sign.public_pem(ed),
     "hs256": [sign.jwt_token({"key": "probe-hs", "jti": i}, "probe-jwt-secret-0123456789abcdef", "HS256", exp_in=3600) for i in range(n)],
     "rs256": [sign.jwt_token({"key": "probe-rs", "jti": i}, rsa, "RS256", exp_in=3600) for i in range(n)],
     "es256": [sign.jwt_token({"key": "probe-es", "jti": i}, ec, "ES256", exp_in=3600) for i in range(n)],
+    "es384": [sign.jwt_token({"key": "probe-es384", "jti": i}, ec384, "ES384", exp_in=3600) for i in range(n)],
+    "eddsa": [sign.jwt_token({"key": "probe-ed", "jti": i}, ed, "EdDSA", exp_in=3600) for i in range(n)],
     "hmac": [hmac_headers(i) for i in range(n)],
 }))
 "#;
@@ -69,6 +74,10 @@ fn config(creds: &Value, plugins: Value) -> Value {
                  "public_key": creds["rsa_public"]},
                 {"id": "probe-es", "type": "jwt-auth", "key": "probe-es", "algorithm": "ES256",
                  "public_key": creds["ec_public"]},
+                {"id": "probe-es384", "type": "jwt-auth", "key": "probe-es384", "algorithm": "ES384",
+                 "public_key": creds["ec384_public"]},
+                {"id": "probe-ed", "type": "jwt-auth", "key": "probe-ed", "algorithm": "EdDSA",
+                 "public_key": creds["ed_public"]},
                 {"id": "probe-hmac", "type": "hmac-auth", "key_id": "probe-keyid",
                  "secret_key": "probe-hmac-secret"}
             ]}
@@ -175,6 +184,8 @@ fn speed_probe() {
         ("jwt HS256", json!({"jwt-auth": {}}), bearer("hs256")),
         ("hmac-auth", json!({"hmac-auth": {}}), hmac),
         ("jwt ES256", json!({"jwt-auth": {}}), bearer("es256")),
+        ("jwt ES384", json!({"jwt-auth": {}}), bearer("es384")),
+        ("jwt EdDSA", json!({"jwt-auth": {}}), bearer("eddsa")),
         ("jwt RS256", json!({"jwt-auth": {}}), bearer("rs256")),
     ];
     println!(
