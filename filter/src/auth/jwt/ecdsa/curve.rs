@@ -364,14 +364,8 @@ pub(super) fn wnaf<const N: usize>(k: &Limbs<N>, w: u32) -> [i8; MAX_DIGITS] {
             // |d| < 2^(w - 1) <= 64
             *digit = d as i8;
         }
-        // k / 2, with the top bit shifted in
-        let mut high = u32::from(top);
+        field::halve(&mut k, top);
         top = false;
-        for limb in k.iter_mut().rev() {
-            let low = *limb & 1;
-            *limb = (*limb >> 1) | (high << 31);
-            high = low;
-        }
     }
     digits
 }

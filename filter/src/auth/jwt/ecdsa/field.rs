@@ -213,7 +213,7 @@ pub fn from_be<const N: usize>(be: &[u8]) -> Option<Limbs<N>> {
 }
 
 /// `x = (carry 2^(32 N) + x) / 2`.
-fn halve<const N: usize>(x: &mut Limbs<N>, carry: bool) {
+pub fn halve<const N: usize>(x: &mut Limbs<N>, carry: bool) {
     let mut high = u32::from(carry);
     for limb in x.iter_mut().rev() {
         let low = *limb & 1;
