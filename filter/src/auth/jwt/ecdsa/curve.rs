@@ -109,18 +109,11 @@ impl<const N: usize> Curve<N> {
         let x = self.p.montgomery(x);
         let rhs = self.rhs(&x);
         // p = 3 mod 4 for both curves: a square root of a square c is c^((p + 1) / 4).
+        // (p + 1) / 4: p is odd and below 2^(32 N) - 1, so p + 1 does not carry out
         let mut e = *self.p.modulus();
-        // p + 1 (p is odd and below 2^(32 N) - 1: no carry out of the top limb), then / 4
-        let mut carry = true;
-        for limb in e.iter_mut() {
-            let (sum, c) = limb.overflowing_add(u32::from(carry));
-            *limb = sum;
-            carry = c;
-        }
-        for i in 0..N {
-            let high = e.get(i + 1).copied().unwrap_or(0);
-            e[i] = (e[i] >> 2) | (high << 30);
-        }
+        limbs::add_assign(&mut e, &field::small::<N>(1));
+        field::halve(&mut e, false);
+        field::halve(&mut e, false);
         let mut y = self.p.pow(&rhs, &e);
         if self.p.square(&y) != rhs {
             return None;
