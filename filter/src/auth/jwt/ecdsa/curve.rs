@@ -12,6 +12,20 @@ pub struct Affine<const N: usize> {
     y: Limbs<N>,
 }
 
+/// A public key ready for verification: its odd multiples `Q, 3Q, ..., 15Q` (the signed
+/// windows' table), made once when the key is read rather than per signature; boxed, so that
+/// a credential of another kind does not pay for its size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyTable<const N: usize>(Box<[Affine<N>; Q_ODD]>);
+
+impl<const N: usize> KeyTable<N> {
+    /// The key itself.
+    #[cfg(test)]
+    pub fn point(&self) -> Affine<N> {
+        self.0[0]
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Jacobian<const N: usize> {
     x: Limbs<N>,
@@ -195,6 +209,12 @@ impl<const N: usize> Curve<N> {
         Jacobian { x, y, z }
     }
 
+    /// A point's table for verification (`None` only if a multiple were the point at infinity,
+    /// which no point of these prime-order curves gives).
+    pub fn key_table(&self, point: &Affine<N>) -> Option<KeyTable<N>> {
+        self.odd_multiples(point).map(|t| KeyTable(Box::new(t)))
+    }
+
     /// `P, 3P, 5P, ..., (2K - 1)P` in affine form (two inversions for all: `2P`, then the rest
     /// at once with Montgomery's trick); `None` if one is the point at infinity, which no point of
     /// these prime-order curves gives.
@@ -252,7 +272,7 @@ impl<const N: usize> Curve<N> {
     /// bytes in `[1, n)`) over `hash` (`4 N` bytes, reduced mod n) with the public key `key`:
     /// `x(u1 G + u2 Q) mod n == r` with `u1 = z / s`, `u2 = r / s`; the point at infinity never
     /// verifies.
-    pub fn verify(&self, key: &Affine<N>, hash: &[u8], signature: &[u8]) -> bool {
+    pub fn verify(&self, key: &KeyTable<N>, hash: &[u8], signature: &[u8]) -> bool {
         if signature.len() != 8 * N {
             return false;
         }
@@ -271,10 +291,7 @@ impl<const N: usize> Curve<N> {
         let w = self.n.invert(&self.n.montgomery(&s));
         let u1 = self.n.mul(&z, &w);
         let u2 = self.n.mul(&r, &w);
-        let Some(q) = self.odd_multiples::<Q_ODD>(key) else {
-            return false;
-        };
-        let point = self.combine(&u1, &q, &u2);
+        let point = self.combine(&u1, &key.0, &u2);
         if field::is_zero(&point.z) {
             return false;
         }

@@ -167,12 +167,12 @@ fn generators_are_the_crates() {
     let curve = p256().unwrap();
     assert_eq!(
         curve.generator(),
-        P256Public::from_sec1(g256.as_bytes()).unwrap().0
+        P256Public::from_sec1(g256.as_bytes()).unwrap().0.point()
     );
     let curve = p384().unwrap();
     assert_eq!(
         curve.generator(),
-        P384Public::from_sec1(g384.as_bytes()).unwrap().0
+        P384Public::from_sec1(g384.as_bytes()).unwrap().0.point()
     );
 }
 
