@@ -6,7 +6,8 @@
 //! variable time: Montgomery multiplication shared with RSA (`limbs`), Jacobian coordinates
 //! with `a = -3` formulas, one Straus pass over signed windows of both scalars (shared
 //! doublings; wNAF digits, 7 bits wide for `G`, whose odd multiples are made once per VM, 5 for
-//! the key), binary extended Euclidean inversion, and no inversion for the final comparison.
+//! the key, whose odd multiples are made when it is read), binary extended Euclidean inversion,
+//! and no inversion for the final comparison.
 //! The crates remain the tests' and the fuzz target's oracle.
 
 mod curve;
