@@ -6,8 +6,9 @@
 #                              sidecar binary: built in one go with the features `cargo test
 #                              --workspace` unifies, so that the test run compiles nothing twice.
 # The two never rebuild each other's dependencies: different profiles, each with one feature set.
-# The filter is then run through binaryen's wasm-opt when node and npm are there (optional; see
-# optimize_wasm below; SKIP_WASM_OPT=1 skips it).
+# The filter's unused callback exports are then removed (scripts/wasm_exports.py), and it is run
+# through binaryen's wasm-opt when node and npm are there (optional; see optimize_wasm below;
+# SKIP_WASM_OPT=1 skips it).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
@@ -21,6 +22,15 @@ esac
 log "building the filter: $WASM"
 cargo build --profile wasm-release --target wasm32-wasip1 -p envoy-secret-auth-filter
 [ -f "$WASM" ] || die "cargo succeeded but $WASM is missing"
+
+# The exports of proxy-wasm callbacks the filter does not implement are removed, so that Envoy
+# skips them instead of crossing into the VM for the SDK's empty default: `proxy_on_log` on every
+# request, `proxy_on_response_body` on every response with a body (issue #9; the list and why:
+# scripts/wasm_exports.py). Not optional: a new file in place of cargo's (a hard link to its
+# deps/ copy, which stays as it is).
+command -v python3 >/dev/null || die "python3 is needed (scripts/deps.sh needs it too)"
+python3 "$ROOT/scripts/wasm_exports.py" strip "$WASM" "$WASM.tmp"
+mv "$WASM.tmp" "$WASM"
 
 # Optional: binaryen's wasm-opt makes the .wasm about 7% smaller at the same speed (issue #9). Only
 # passes that were measured not to slow any plugin, RS256 verification included: -O1 to -Oz
