@@ -24,8 +24,9 @@ cargo build --profile wasm-release --target wasm32-wasip1 -p envoy-secret-auth-f
 [ -f "$WASM" ] || die "cargo succeeded but $WASM is missing"
 
 # The exports of proxy-wasm callbacks the filter does not implement are removed, so that Envoy
-# skips them instead of crossing into the VM for the SDK's empty default: `proxy_on_log` on every
-# request, `proxy_on_response_body` on every response with a body (issue #9; the list and why:
+# skips them instead of crossing into the VM for the SDK's default: `proxy_on_done` and
+# `proxy_on_log` on every request, `proxy_on_response_body` on every response with a body (issue
+# #9; the list and why:
 # scripts/wasm_exports.py). Not optional: a new file in place of cargo's (a hard link to its
 # deps/ copy, which stays as it is).
 command -v python3 >/dev/null || die "python3 is needed (scripts/deps.sh needs it too)"

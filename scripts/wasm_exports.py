@@ -4,7 +4,7 @@ implement (issue #9), so that Envoy does not cross into the VM for them: the SDK
 callback, and Envoy calls those it finds (`proxy_on_log` on every request, `proxy_on_response_body`
 on every response with a body), each a crossing into V8 that ends in the SDK's empty default.
 Without the export Envoy carries on as the default would (proxy-wasm-cpp-host checks for each
-callback). The harness test `tests/harness/tests/exports.rs` pins the list against the glue.
+callback; a missing `proxy_on_done` counts as done, the SDK's default answer). The harness test `tests/harness/tests/exports.rs` pins the list against the glue.
 
     python3 scripts/wasm_exports.py strip IN.wasm OUT.wasm
 
@@ -14,6 +14,7 @@ import sys
 
 # Callbacks the filter's glue (filter/src/glue/) does not implement: the SDK's default would run.
 UNUSED = (
+    "proxy_on_done",
     "proxy_on_log",
     "proxy_on_response_body",
     "proxy_on_response_trailers",

@@ -5,8 +5,8 @@
 //! request of the same kind:
 //!
 //! * host calls: reads, writes, the clock, the local reply;
-//! * module calls: Envoy's 5 callbacks into this filter (context create, request headers,
-//!   response headers, done, delete; an SDK filter also gets `proxy_on_log`, and
+//! * module calls: Envoy's 4 callbacks into this filter (context create, request headers,
+//!   response headers, delete; an SDK filter also gets `proxy_on_done`, `proxy_on_log`, and
 //!   `proxy_on_response_body` for a response with a body, whose exports `scripts/build.sh`
 //!   removes: `exports.rs`), plus one allocation per read that returns data.
 //!
@@ -38,7 +38,7 @@ fn shipped(plugins: Value) -> Value {
 }
 
 /// Envoy's callbacks into this filter for such a request.
-const CALLBACKS: u64 = 5;
+const CALLBACKS: u64 = 4;
 
 #[test]
 fn host_calls_per_request_by_plugin() {
