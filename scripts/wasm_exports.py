@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Removes from the filter's .wasm the exports of proxy-wasm callbacks the filter does not
 implement (issue #9), so that Envoy does not cross into the VM for them: the SDK exports every
-callback, and Envoy calls those it finds (`proxy_on_log` on every request, `proxy_on_response_body`
-on every response with a body), each a crossing into V8 that ends in the SDK's empty default.
-Without the export Envoy carries on as the default would (proxy-wasm-cpp-host checks for each
-callback; a missing `proxy_on_done` counts as done, the SDK's default answer). The harness test `tests/harness/tests/exports.rs` pins the list against the glue.
+callback, and Envoy calls those it finds (`proxy_on_done` and `proxy_on_log` on every request,
+`proxy_on_response_body` on every response with a body), each a crossing into V8 that ends in
+the SDK's default. Without the export Envoy carries on as the default would (proxy-wasm-cpp-host
+checks for each callback; a missing `proxy_on_done` counts as done, the SDK's default answer).
+The harness test `tests/harness/tests/exports.rs` pins the list against the glue.
 
     python3 scripts/wasm_exports.py strip IN.wasm OUT.wasm
 
