@@ -40,7 +40,8 @@ fi
 
 if [[ " ${targets[*]} " == *" wasm_requests "* ]] && [ -z "${FILTER_WASM:-}" ] && [ ! -f "$WASM" ]; then
     log "building the filter .wasm for wasm_requests"
-    (cd "$ROOT" && cargo build --profile wasm-release --target wasm32-wasip1 -p envoy-secret-auth-filter)
+    (cd "$ROOT" && cargo build --profile wasm-release --target wasm32-wasip1 -p envoy-secret-auth-filter &&
+        python3 scripts/wasm_exports.py strip "$WASM" "$WASM.tmp" && mv "$WASM.tmp" "$WASM")
 fi
 
 cd "$ROOT/fuzz"

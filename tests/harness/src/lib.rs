@@ -68,7 +68,7 @@ pub fn filter_wasm() -> Result<PathBuf> {
     if !path.is_file() {
         bail!(
             "filter wasm not found at {}: build it with\n    \
-             cargo build --profile wasm-release --target wasm32-wasip1 -p envoy-secret-auth-filter\n\
+             scripts/build.sh\n\
              or point FILTER_WASM at a built .wasm",
             path.display()
         );

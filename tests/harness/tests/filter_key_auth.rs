@@ -1,8 +1,8 @@
 //! The real filter `.wasm` against DESIGN.md section 3: configuration, batched resolution
 //! through the sidecar, key-auth decisions, the startup gate and refresh.
 //!
-//! Build the filter first:
-//!     cargo build --profile wasm-release --target wasm32-wasip1 -p envoy-secret-auth-filter
+//! Build the filter first (cargo, then the removal of unused callback exports):
+//!     scripts/build.sh
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -3,8 +3,8 @@
 //! data, shared by workers), the key types, authentication first, and the `redis` policy through
 //! the sidecar, per request or with `sync_interval`.
 //!
-//! Build the filter first:
-//!     cargo build --profile wasm-release --target wasm32-wasip1 -p envoy-secret-auth-filter
+//! Build the filter first (cargo, then the removal of unused callback exports):
+//!     scripts/build.sh
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

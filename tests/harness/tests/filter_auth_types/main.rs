@@ -6,8 +6,8 @@
 //! Tokens, keys and signatures are made at test time by Python (PyJWT, `cryptography`, `hmac`),
 //! never by our code; the harness clock starts at the real time so their `exp` / `Date` line up.
 //!
-//! Build the filter first:
-//!     cargo build --profile wasm-release --target wasm32-wasip1 -p envoy-secret-auth-filter
+//! Build the filter first (cargo, then the removal of unused callback exports):
+//!     scripts/build.sh
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
