@@ -1,4 +1,4 @@
-//! Little-endian 32-bit limbs and Montgomery multiplication, shared by the RSA public-key
+//! Little-endian 32-bit limbs and Montgomery arithmetic, shared by the RSA public-key
 //! operation (`rsa_public`, a length known at run time) and the ECDSA curve arithmetic (`ecdsa`,
 //! fixed-size arrays, where LLVM unrolls the loops once this is inlined). Wasm has no
 //! 64 x 64 -> 128-bit multiply, so limbs are 32 bits and products `u64`. Nothing here runs in
@@ -97,5 +97,127 @@ pub fn mont_mul(n: &[u32], n0_inv: u32, a: &[u32], b: &[u32], t: &mut [u32]) {
     }
     if top != 0 || !less_than(t, n) {
         sub_assign(t, n);
+    }
+}
+
+/// `a * a / R mod n` into `t` (as long as `n`), `a` below `n`, with `w` a scratch of at least
+/// twice `n`'s length: [`mont_mul`] of `a` by itself with about a quarter fewer multiplications.
+/// The square is made first, each cross product `a[i] a[j]` (i < j) once and then doubled, and
+/// then reduced (Montgomery's REDC, limb by limb). Inlined as [`mont_mul`] is, for P-256's
+/// field, where it is faster than `mont_mul` in V8 (issue #9). Not used for RSA: on 64 and more
+/// limbs the scratch's loads and stores cost more than the multiplications saved (a 2048-bit
+/// verification 88 -> 97-102 µs of Envoy CPU).
+#[inline(always)]
+pub fn mont_sqr(n: &[u32], n0_inv: u32, a: &[u32], t: &mut [u32], w: &mut [u32]) {
+    let len = n.len();
+    let (a, t, w) = (&a[..len], &mut t[..len], &mut w[..2 * len]);
+    w.fill(0);
+    // The cross products: sum over i < j of a[i] a[j] 2^(32 (i + j)), below 2^(64 len - 1).
+    for (i, &ai) in a.iter().enumerate() {
+        let ai = u64::from(ai);
+        let mut c = 0u64;
+        // Limbs i + j for j in i+1..len.
+        for (wk, &aj) in w[2 * i + 1..i + len].iter_mut().zip(&a[i + 1..]) {
+            // At most (2^32-1) + (2^32-1)^2 + (2^32-1) = 2^64 - 1.
+            let x = u64::from(*wk) + ai * u64::from(aj) + c;
+            *wk = x as u32;
+            c = x >> 32;
+        }
+        // Earlier rows reached limb i + len - 1 at most: limb i + len is still 0 here.
+        w[i + len] = c as u32;
+    }
+    // Doubled (a shift by one bit, which cannot overflow: the sum is below 2^(64 len - 1)),
+    // and the squares a[i]^2 added at limb 2i, in one pass from the bottom.
+    let mut shifted_out = 0u32;
+    let mut c = 0u64;
+    for (i, &ai) in a.iter().enumerate() {
+        let sq = u64::from(ai) * u64::from(ai);
+        let (lo, hi) = (w[2 * i], w[2 * i + 1]);
+        let lo2 = (lo << 1) | shifted_out;
+        let hi2 = (hi << 1) | (lo >> 31);
+        shifted_out = hi >> 31;
+        let x = u64::from(lo2) + (sq & 0xffff_ffff) + c;
+        w[2 * i] = x as u32;
+        let y = u64::from(hi2) + (sq >> 32) + (x >> 32);
+        w[2 * i + 1] = y as u32;
+        c = y >> 32;
+    }
+    // a^2 < 2^(64 len): neither the shift nor the last sum leaves anything above w.
+    debug_assert!(shifted_out == 0 && c == 0);
+    // REDC: add m n 2^(32 i) to clear limb i, for each i; a carry out of limb i + len is held
+    // in `top` and added one limb higher with the next row. w < n^2 < n R, so the result,
+    // w[len..] plus top above it, is below 2n.
+    let mut top = 0u64;
+    for i in 0..len {
+        let m = u64::from(w[i].wrapping_mul(n0_inv));
+        let mut c = 0u64;
+        for (wk, &nj) in w[i..i + len].iter_mut().zip(n) {
+            let x = u64::from(*wk) + m * u64::from(nj) + c;
+            *wk = x as u32;
+            c = x >> 32;
+        }
+        let x = u64::from(w[i + len]) + c + top;
+        w[i + len] = x as u32;
+        top = x >> 32;
+    }
+    t.copy_from_slice(&w[len..]);
+    if top != 0 || !less_than(t, n) {
+        sub_assign(t, n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 32) as u32
+        }
+    }
+
+    /// Squaring is multiplication by itself, for every length a modulus can have here, on
+    /// random moduli, on moduli of all ones (the widest limbs: overflow checks are on in tests),
+    /// and on the edge values 0, 1, n - 1 and random values below n.
+    #[test]
+    fn squaring_is_multiplying_by_itself() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for len in (1..=20).chain([32, 64, 96, 128]) {
+            for case in 0..6 {
+                let mut n: Vec<u32> = (0..len).map(|_| rng.next()).collect();
+                if case == 0 {
+                    n.fill(u32::MAX);
+                }
+                n[0] |= 1;
+                n[len - 1] |= 1 << 31;
+                let n0_inv = neg_inverse(n[0]);
+                let below_n = |rng: &mut Rng| {
+                    let mut a: Vec<u32> = (0..len).map(|_| rng.next()).collect();
+                    while !less_than(&a, &n) {
+                        a[len - 1] >>= 1;
+                    }
+                    a
+                };
+                let mut one = vec![0u32; len];
+                one[0] = 1;
+                let mut n_minus_1 = n.clone();
+                sub_assign(&mut n_minus_1, &one);
+                let mut values = vec![vec![0u32; len], one, n_minus_1];
+                for _ in 0..8 {
+                    values.push(below_n(&mut rng));
+                }
+                for a in &values {
+                    let (mut want, mut got, mut w) =
+                        (vec![0u32; len], vec![0u32; len], vec![0u32; 2 * len]);
+                    mont_mul(&n, n0_inv, a, a, &mut want);
+                    mont_sqr(&n, n0_inv, a, &mut got, &mut w);
+                    assert_eq!(got, want, "{len} limbs, case {case}, a {a:x?}");
+                }
+            }
+        }
     }
 }
