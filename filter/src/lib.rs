@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod json;
 pub mod limit;
 pub mod metrics;
 pub mod request;

@@ -1,14 +1,20 @@
 //! limit-count's key: `KeySpec::parse` on any key type and template, then `resolve` with any
 //! variable values (headers, query arguments, address, route, consumer) and `strip_port`.
 //!
+//! The key, which a client shapes, then goes into the `/v1/limit` body the filter writes by hand:
+//! it must be byte for byte what serde_json writes for the sidecar's `LimitRequest`.
+//!
 //! Input lines: key_type, key, consumer, remote address, route name, then the request format of
 //! `src/lib.rs` without its route line (headers, then the body, ignored).
 #![no_main]
 
 use envoy_secret_auth_filter::http::RequestView;
 use envoy_secret_auth_filter::limit::key::{resolve, strip_port, KeySpec};
+use envoy_secret_auth_filter::limit::remote::{request_body, Op};
+use envoy_secret_auth_filter::limit::{LimitBackend, LimitPolicy};
 use envoy_secret_auth_fuzz::{parse_request, FakeRequest};
 use libfuzzer_sys::fuzz_target;
+use sidecar_api::{LimitOp, LimitRequest};
 
 struct Vars {
     remote_addr: Option<String>,
@@ -55,4 +61,23 @@ fuzz_target!(|data: &[u8]| {
     let consumer = (!consumer.is_empty()).then_some(consumer.as_str());
     let first = resolve(&spec, consumer, &mut vars);
     assert_eq!(first, resolve(&spec, consumer, &mut vars));
+
+    let backend = LimitBackend::new(LimitPolicy::Redis);
+    let op = Op {
+        key: first,
+        limit: 3,
+        window_s: 60,
+        cost: 1,
+    };
+    let want = LimitRequest {
+        backend: backend.clone(),
+        ops: vec![LimitOp {
+            key: op.key.clone(),
+            limit: 3,
+            window_s: 60,
+            cost: Some(1),
+        }],
+    };
+    let written = request_body(&backend, std::slice::from_ref(&op));
+    assert_eq!(written, serde_json::to_vec(&want).unwrap());
 });

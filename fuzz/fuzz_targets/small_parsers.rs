@@ -52,7 +52,11 @@ fuzz_target!(|data: &[u8]| {
     let alg = claims::header_alg(data);
     if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice(data) {
         for key in ["key", "exp", "sub"] {
-            assert_eq!(claims::claims(data, key), Some(claims_by_value(&m, key)), "{key}");
+            assert_eq!(
+                claims::claims(data, key),
+                Some(claims_by_value(&m, key)),
+                "{key}"
+            );
         }
         let by_value = m.get("alg").and_then(|a| a.as_str()).map(str::to_string);
         assert_eq!(alg, by_value);

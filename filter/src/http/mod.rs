@@ -97,7 +97,11 @@ impl Reject {
         www_authenticate: Option<&'static str>,
         detail: Cow<'static, str>,
     ) -> Self {
-        let body = format!("{}\n", serde_json::json!({ "message": message }));
+        let mut body = String::with_capacity(message.len() + 16);
+        crate::json::Object::new(&mut body)
+            .str("message", &message)
+            .end();
+        body.push('\n');
         Reject {
             status,
             body: body.into(),

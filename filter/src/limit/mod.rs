@@ -58,7 +58,14 @@ impl LimitOptions {
         let body = self
             .rejected_msg
             .as_ref()
-            .map(|m| format!("{}\n", serde_json::json!({ "error_msg": m })))
+            .map(|m| {
+                let mut body = String::with_capacity(m.len() + 16);
+                crate::json::Object::new(&mut body)
+                    .str("error_msg", m)
+                    .end();
+                body.push('\n');
+                body
+            })
             .unwrap_or_default();
         Reject {
             status: self.rejected_code,

@@ -4,7 +4,8 @@
 use super::local::Hit;
 use super::LimitBackend;
 use crate::http::callout::{status_code, MalformedJson};
-use sidecar_api::{ErrorCode, LimitFailure, LimitOp, LimitRequest, LimitResponse};
+use crate::json;
+use sidecar_api::{ErrorCode, LimitFailure, LimitResponse};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -27,20 +28,52 @@ pub struct Op {
 /// The request body: the backend (as configured; credentials are references the sidecar
 /// resolves) and the operations.
 pub fn request_body(backend: &LimitBackend, ops: &[Op]) -> Vec<u8> {
+    // Numbers are signed on the wire.
     let wire = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    let request = LimitRequest {
-        backend: backend.clone(),
-        ops: ops
-            .iter()
-            .map(|o| LimitOp {
-                key: o.key.clone(),
-                limit: wire(o.limit),
-                window_s: wire(o.window_s),
-                cost: Some(wire(o.cost)),
-            })
-            .collect(),
-    };
-    serde_json::to_vec(&request).unwrap_or_default()
+    let mut body = String::with_capacity(ops.len().saturating_mul(64).saturating_add(128));
+    let mut o = json::Object::new(&mut body);
+    write_backend(o.field("backend"), backend);
+    json::array(o.field("ops"), ops, |out, op| {
+        json::Object::new(out)
+            .str("key", &op.key)
+            .int("limit", wire(op.limit))
+            .int("window_s", wire(op.window_s))
+            .int("cost", wire(op.cost))
+            .end();
+    });
+    o.end();
+    body.into_bytes()
+}
+
+/// [`LimitBackend`] as serde writes it: its fields in order, the absent ones left out.
+fn write_backend(out: &mut String, b: &LimitBackend) {
+    let mut o = json::Object::new(out);
+    o.str("policy", b.policy.as_str());
+    if let Some(host) = &b.host {
+        o.str("host", host);
+    }
+    for (name, v) in [("port", b.port), ("database", b.database)] {
+        if let Some(v) = v {
+            o.int(name, v);
+        }
+    }
+    for (name, v) in [("username", &b.username), ("password", &b.password)] {
+        if let Some(v) = v {
+            o.str(name, v.expose());
+        }
+    }
+    if let Some(t) = b.timeout_ms {
+        o.int("timeout_ms", t);
+    }
+    if let Some(ssl) = b.ssl {
+        o.bool("ssl", ssl);
+    }
+    if let Some(nodes) = &b.cluster_nodes {
+        json::array(o.field("cluster_nodes"), nodes, |out, n| {
+            json::string(out, n)
+        });
+    }
+    o.end();
 }
 
 /// The counter after an op: `remaining` may be negative (over the limit).
@@ -294,6 +327,59 @@ impl SyncCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes serde_json wrote from [`sidecar_api::LimitRequest`] before the body was written
+    /// by hand (issue #9): every backend field set, none set, and numbers past `i64::MAX`.
+    #[test]
+    fn request_body_is_byte_for_byte_what_serde_json_wrote() {
+        use sidecar_api::{LimitOp, LimitRequest};
+        let full = LimitBackend {
+            host: Some("redis.\"internal\"".into()),
+            port: Some(6380),
+            database: Some(-1),
+            username: Some(secret_ref::SecretValue::new("$secret://aws/sm/redis/user")),
+            password: Some(secret_ref::SecretValue::new("p\u{1}ss\\word\u{e9}")),
+            timeout_ms: Some(250),
+            ssl: Some(false),
+            cluster_nodes: Some(vec!["10.0.0.1:6379".into(), "[::1]:7000".into()]),
+            ..LimitBackend::new(crate::limit::LimitPolicy::RedisCluster)
+        };
+        let bare = LimitBackend::new(crate::limit::LimitPolicy::Redis);
+        let ops = [
+            Op {
+                key: "route\u{0}10.1.2.3\n".into(),
+                limit: 3,
+                window_s: 60,
+                cost: 1,
+            },
+            Op {
+                key: String::new(),
+                limit: u64::MAX,
+                window_s: 1 << 63,
+                cost: 0,
+            },
+        ];
+        for backend in [&full, &bare] {
+            for ops in [&ops[..], &ops[..1], &[]] {
+                let want = LimitRequest {
+                    backend: backend.clone(),
+                    ops: ops
+                        .iter()
+                        .map(|o| LimitOp {
+                            key: o.key.clone(),
+                            limit: i64::try_from(o.limit).unwrap_or(i64::MAX),
+                            window_s: i64::try_from(o.window_s).unwrap_or(i64::MAX),
+                            cost: Some(i64::try_from(o.cost).unwrap_or(i64::MAX)),
+                        })
+                        .collect(),
+                };
+                assert_eq!(
+                    String::from_utf8(request_body(backend, ops)).unwrap(),
+                    serde_json::to_string(&want).unwrap()
+                );
+            }
+        }
+    }
 
     #[test]
     fn body_and_answers() {

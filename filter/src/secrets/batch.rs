@@ -2,10 +2,9 @@
 
 use crate::config::RefName;
 use crate::http::callout::{status_code, DispatchError, MalformedJson};
+use crate::json;
 use secret_ref::SecretValue;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::ser::{SerializeMap, SerializeSeq, Serializer};
-use serde::Serialize;
 use sidecar_api::{ErrorCode, ResolveResult};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -73,60 +72,23 @@ impl fmt::Display for BatchError {
 /// fetch from the provider again. Written straight from the parsed references, without a list of
 /// their strings first (10,000 references: a VM keeps its peak memory).
 pub fn request_body(refs: &[RefName], previous: bool, refetch: &[usize]) -> Vec<u8> {
-    let request = RequestBody {
-        refs: Written(refs.iter()),
-        previous,
-        refetch: Written(refetch.iter().filter_map(|i| refs.get(*i))),
-        has_refetch: refetch.iter().any(|i| *i < refs.len()),
-    };
-    serde_json::to_vec(&request).unwrap_or_default()
-}
-
-/// The fields and rules of [`sidecar_api::ResolveRequest`] (a test reads one back as that).
-struct RequestBody<A, B> {
-    refs: Written<A>,
-    previous: bool,
-    refetch: Written<B>,
-    has_refetch: bool,
-}
-
-impl<'a, A, B> Serialize for RequestBody<A, B>
-where
-    A: Iterator<Item = &'a RefName> + Clone,
-    B: Iterator<Item = &'a RefName> + Clone,
-{
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("refs", &self.refs)?;
-        if self.previous {
-            map.serialize_entry("previous", &true)?;
-        }
-        if self.has_refetch {
-            map.serialize_entry("refetch", &self.refetch)?;
-        }
-        map.end()
+    // About 50 bytes per reference.
+    let mut body = String::with_capacity(refs.len().saturating_mul(50).saturating_add(64));
+    let mut o = json::Object::new(&mut body);
+    json::array(o.field("refs"), refs, |out, r| {
+        json::string(out, r.as_str())
+    });
+    if previous {
+        o.bool("previous", true);
     }
-}
-
-/// A list of references, each written as its string.
-struct Written<I>(I);
-
-impl<'a, I: Iterator<Item = &'a RefName> + Clone> Serialize for Written<I> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(None)?;
-        for r in self.0.clone() {
-            seq.serialize_element(&AsString(r))?;
-        }
-        seq.end()
+    if refetch.iter().any(|i| *i < refs.len()) {
+        let listed = refetch.iter().filter_map(|i| refs.get(*i));
+        json::array(o.field("refetch"), listed, |out, r| {
+            json::string(out, r.as_str())
+        });
     }
-}
-
-struct AsString<'a>(&'a RefName);
-
-impl Serialize for AsString<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self.0)
-    }
+    o.end();
+    body.into_bytes()
 }
 
 /// Parses the sidecar's answer into one [`Answer`] per reference, in `refs` order. The body is
@@ -334,6 +296,34 @@ mod tests {
         let body = request_body(&refs, false, &[7]);
         assert!(!String::from_utf8(body).unwrap().contains("refetch"));
         assert_eq!(request_body(&[], false, &[]), br#"{"refs":[]}"#);
+    }
+
+    /// The bytes serde_json wrote from [`sidecar_api::ResolveRequest`] before the body was
+    /// written by hand (issue #9), for every combination of the optional fields.
+    #[test]
+    fn request_body_is_byte_for_byte_what_serde_json_wrote() {
+        let refs = [
+            r("$secret://aws/sm/a/k"),
+            r("$secret://vault/kv/b/c/d"),
+            r("$secret://aws/sm/\"quoted\"/\u{e9}"),
+        ];
+        let text: Vec<String> = refs.iter().map(|x| x.as_str().to_string()).collect();
+        for previous in [false, true] {
+            for refetch in [&[][..], &[2], &[0, 2, 9]] {
+                let want = sidecar_api::ResolveRequest {
+                    refs: text.clone(),
+                    previous,
+                    refetch: refetch
+                        .iter()
+                        .filter_map(|i| text.get(*i).cloned())
+                        .collect(),
+                };
+                assert_eq!(
+                    String::from_utf8(request_body(&refs, previous, refetch)).unwrap(),
+                    serde_json::to_string(&want).unwrap()
+                );
+            }
+        }
     }
 
     fn value(v: &str) -> Answer {
