@@ -23,15 +23,8 @@ log "building the filter: $WASM"
 cargo build --profile wasm-release --target wasm32-wasip1 -p envoy-secret-auth-filter
 [ -f "$WASM" ] || die "cargo succeeded but $WASM is missing"
 
-# The exports of proxy-wasm callbacks the filter does not implement are removed, so that Envoy
-# skips them instead of crossing into the VM for the SDK's default: `proxy_on_done` and
-# `proxy_on_log` on every request, `proxy_on_response_body` on every response with a body (issue
-# #9; the list and why:
-# scripts/wasm_exports.py). Not optional: a new file in place of cargo's (a hard link to its
-# deps/ copy, which stays as it is).
-command -v python3 >/dev/null || die "python3 is needed (scripts/deps.sh needs it too)"
-python3 "$ROOT/scripts/wasm_exports.py" strip "$WASM" "$WASM.tmp"
-mv "$WASM.tmp" "$WASM"
+# Not optional: Envoy would otherwise call the SDK's empty callbacks (common.sh).
+strip_unused_exports
 
 # Optional: binaryen's wasm-opt makes the .wasm about 7% smaller at the same speed (issue #9). Only
 # passes that were measured not to slow any plugin, RS256 verification included: -O1 to -Oz

@@ -40,8 +40,8 @@ fi
 
 if [[ " ${targets[*]} " == *" wasm_requests "* ]] && [ -z "${FILTER_WASM:-}" ] && [ ! -f "$WASM" ]; then
     log "building the filter .wasm for wasm_requests"
-    (cd "$ROOT" && cargo build --profile wasm-release --target wasm32-wasip1 -p envoy-secret-auth-filter &&
-        python3 scripts/wasm_exports.py strip "$WASM" "$WASM.tmp" && mv "$WASM.tmp" "$WASM")
+    (cd "$ROOT" && cargo build --profile wasm-release --target wasm32-wasip1 -p envoy-secret-auth-filter)
+    strip_unused_exports
 fi
 
 cd "$ROOT/fuzz"

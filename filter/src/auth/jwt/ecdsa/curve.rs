@@ -34,8 +34,8 @@ struct Jacobian<const N: usize> {
 }
 
 /// The width of the signed windows (wNAF) of `u1` (for `G`, whose multiples are made once per
-/// VM) and of `u2` (for the key, whose multiples are made per verification): on average one
-/// addition per `w + 1` bits.
+/// VM) and of `u2` (for the key, whose multiples are made when it is read, and kept with it):
+/// on average one addition per `w + 1` bits.
 const G_WINDOW: u32 = 7;
 const Q_WINDOW: u32 = 5;
 /// `P, 3P, 5P, ...`: the odd multiples a window of that width can name.
