@@ -1,6 +1,6 @@
 //! Speed probe for builds of the filter `.wasm` (issue #9: a smaller `.wasm` without losing
-//! speed): times key-auth, basic-auth, jwt-auth HS256 / RS256 / ES256 / ES384 / EdDSA and hmac-auth on wasmtime,
-//! every request with a credential of its own (distinct tokens and signatures: every signature is
+//! speed): times key-auth, basic-auth, jwt-auth HS256 / RS256 / ES256 / ES384 / EdDSA and
+//! hmac-auth on wasmtime, every request with a credential of its own (distinct tokens and signatures: every signature is
 //! checked, nothing comes from the RS256 verification cache). Not a test: run it on purpose,
 //! against the build to measure,
 //!
