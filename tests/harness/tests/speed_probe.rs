@@ -1,8 +1,8 @@
 //! Speed probe for builds of the filter `.wasm` (issue #9: a smaller `.wasm` without losing
 //! speed): times key-auth, basic-auth, jwt-auth HS256 / RS256 / ES256 / ES384 / EdDSA and
-//! hmac-auth on wasmtime, every request with a credential of its own (distinct tokens and signatures: every signature is
-//! checked, nothing comes from the RS256 verification cache). Not a test: run it on purpose,
-//! against the build to measure,
+//! hmac-auth on wasmtime, every request with a credential of its own (distinct tokens and
+//! signatures: every signature is checked, nothing comes from the RS256 verification cache). Not
+//! a test: run it on purpose, against the build to measure,
 //!
 //!     FILTER_WASM=path/to/variant.wasm cargo test -p proxy-wasm-harness --release \
 //!         --test speed_probe -- --ignored --nocapture
