@@ -9,13 +9,14 @@
 //! credential's path.
 
 use super::{RawCredential, RawSecret};
+use crate::read::one_of;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::fmt;
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
-enum CredentialType {
+pub(crate) enum CredentialType {
     #[serde(rename = "key-auth")]
     Key,
     #[serde(rename = "basic-auth")]
@@ -28,7 +29,7 @@ enum CredentialType {
 
 /// Every field of every type, in the order of [`NAMES`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Field {
+pub(crate) enum Field {
     Type,
     Id,
     ExpiresAt,
@@ -47,7 +48,7 @@ enum Field {
     SecretKey,
 }
 
-const FIELDS: [Field; 16] = [
+pub(crate) const FIELDS: [Field; 16] = [
     Field::Type,
     Field::Id,
     Field::ExpiresAt,
@@ -66,7 +67,7 @@ const FIELDS: [Field; 16] = [
     Field::SecretKey,
 ];
 
-const NAMES: [&str; 16] = [
+pub(crate) const NAMES: [&str; 16] = [
     "type",
     "id",
     "expires_at",
@@ -86,6 +87,18 @@ const NAMES: [&str; 16] = [
 ];
 
 impl CredentialType {
+    pub(crate) const NAMES: [&'static str; 4] = ["key-auth", "basic-auth", "jwt-auth", "hmac-auth"];
+
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "key-auth" => Some(CredentialType::Key),
+            "basic-auth" => Some(CredentialType::Basic),
+            "jwt-auth" => Some(CredentialType::Jwt),
+            "hmac-auth" => Some(CredentialType::Hmac),
+            _ => None,
+        }
+    }
+
     /// The fields a credential of this type may have, `type` first.
     fn fields(self) -> &'static [&'static str] {
         match self {
@@ -132,27 +145,27 @@ impl CredentialType {
 
 /// What a credential map held, each field read at most once.
 #[derive(Default)]
-struct Fields {
+pub(crate) struct Fields {
     /// Bit `Field as u32`: the field was present (also when `null`).
-    seen: u32,
+    pub(crate) seen: u32,
     /// The first name that no credential type has (reported once `type` is known).
-    unknown: Option<String>,
-    ty: Option<CredentialType>,
-    id: Option<String>,
-    expires_at: Option<String>,
-    rotation_grace_s: Option<u64>,
-    key: Option<String>,
-    key_sha256: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-    secret: Option<String>,
-    public_key: Option<String>,
-    algorithm: Option<String>,
-    base64_secret: Option<bool>,
-    exp: Option<u64>,
-    lifetime_grace_period: Option<u64>,
-    key_id: Option<String>,
-    secret_key: Option<String>,
+    pub(crate) unknown: Option<String>,
+    pub(crate) ty: Option<CredentialType>,
+    pub(crate) id: Option<String>,
+    pub(crate) expires_at: Option<String>,
+    pub(crate) rotation_grace_s: Option<u64>,
+    pub(crate) key: Option<String>,
+    pub(crate) key_sha256: Option<String>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) secret: Option<String>,
+    pub(crate) public_key: Option<String>,
+    pub(crate) algorithm: Option<String>,
+    pub(crate) base64_secret: Option<bool>,
+    pub(crate) exp: Option<u64>,
+    pub(crate) lifetime_grace_period: Option<u64>,
+    pub(crate) key_id: Option<String>,
+    pub(crate) secret_key: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for RawCredential {
@@ -206,27 +219,30 @@ impl<'de> Visitor<'de> for CredentialVisitor {
                 Field::SecretKey => f.secret_key = Some(map.next_value()?),
             }
         }
-        f.into_credential()
+        f.into_credential().map_err(de::Error::custom)
     }
 }
 
 impl Fields {
-    fn into_credential<E: de::Error>(self) -> Result<RawCredential, E> {
-        let ty = self.ty.ok_or_else(|| E::missing_field("type"))?;
+    /// The credential, or serde's message for what is wrong with it.
+    pub(crate) fn into_credential(self) -> Result<RawCredential, String> {
+        let missing = |name: &str| format!("missing field `{name}`");
+        let unknown =
+            |name: &str, allowed| format!("unknown field `{name}`, expected {}", one_of(allowed));
+        let ty = self.ty.ok_or_else(|| missing("type"))?;
         let allowed = ty.fields();
         if let Some(name) = self.unknown {
-            return Err(E::unknown_field(&name, allowed));
+            return Err(unknown(&name, allowed));
         }
         if let Some(extra) = NAMES
             .iter()
             .enumerate()
             .find(|(i, name)| self.seen & (1 << i) != 0 && !allowed.contains(name))
         {
-            return Err(E::unknown_field(extra.1, allowed));
+            return Err(unknown(extra.1, allowed));
         }
-        let id = self.id.ok_or_else(|| E::missing_field("id"))?;
-        let required =
-            |v: Option<String>, name: &'static str| v.ok_or_else(|| E::missing_field(name));
+        let id = self.id.ok_or_else(|| missing("id"))?;
+        let required = |v: Option<String>, name: &'static str| v.ok_or_else(|| missing(name));
         let secret = |v: Option<String>| v.map(RawSecret);
         let (expires_at, rotation_grace_s) = (self.expires_at, self.rotation_grace_s);
         Ok(match ty {

@@ -1,8 +1,11 @@
-//! The filter's configuration as written by the operator: strict serde types, no validation
+//! The filter's configuration as written by the operator: strict raw types, no validation
 //! beyond shape (the filter's `config` module validates and compiles it), and [`parse`], which
-//! names the field of an error.
+//! names the field of an error. [`parse`] reads with `json-read` (module `read`); the serde
+//! derives stay for [`parse_with_serde`], the oracle the tests and the fuzz target compare it
+//! with (generic code that nothing in the filter instantiates, so not in its `.wasm`).
 
 mod credential;
+mod read;
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -68,7 +71,7 @@ fn default_apikey() -> String {
     "apikey".to_string()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub sidecar: Option<RawSidecar>,
@@ -92,7 +95,7 @@ pub struct RawConfig {
     pub routes: BTreeMap<String, RawPluginSet>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawSidecar {
     pub cluster: String,
@@ -105,7 +108,7 @@ pub struct RawSidecar {
     pub path: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawConsumer {
     pub username: String,
@@ -116,7 +119,7 @@ pub struct RawConsumer {
 }
 
 /// One credential; read by `credential` (its `type` picks the variant).
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub enum RawCredential {
     KeyAuth {
         id: String,
@@ -156,7 +159,7 @@ pub enum RawCredential {
     },
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawPluginSet {
     #[serde(rename = "key-auth")]
@@ -230,7 +233,7 @@ pub struct RawLimitCount {
     pub sync_interval: Option<f64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawKeyAuth {
     #[serde(default = "default_apikey")]
@@ -242,7 +245,7 @@ pub struct RawKeyAuth {
     pub anonymous_consumer: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawBasicAuth {
     #[serde(default)]
@@ -260,7 +263,7 @@ fn default_key_claim_name() -> String {
     "key".to_string()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawJwtAuth {
     #[serde(default = "default_jwt_header")]
@@ -284,7 +287,7 @@ fn default_max_req_body_size() -> usize {
     1024 * 1024
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawHmacAuth {
     pub allowed_algorithms: Option<Vec<String>>,
@@ -311,9 +314,19 @@ pub struct ParseError {
 
 /// The configuration's JSON read into its raw types, which own all they hold.
 pub fn parse(bytes: &[u8]) -> Result<RawConfig, ParseError> {
+    read::config(&mut json_read::Reader::from_slice(bytes)).map_err(read::Failure::into_parse_error)
+}
+
+/// [`parse`] as serde's derives read it (serde_json, serde_path_to_error): the tests' and fuzz
+/// targets' oracle for the hand-written reader.
+#[cfg(any(test, feature = "oracle"))]
+pub fn parse_with_serde(bytes: &[u8]) -> Result<RawConfig, ParseError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| ParseError {
         path: e.path().to_string(),
         message: e.into_inner().to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests;

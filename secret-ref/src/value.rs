@@ -73,16 +73,35 @@ pub fn extract_key(raw: &str, key: Option<&str>) -> Result<SecretValue, ExtractE
     let Some(key) = key else {
         return Ok(SecretValue::new(raw));
     };
-    // From bytes, not `from_str`: the same result for a `&str`, and the filter then carries one
-    // copy of serde_json's reader instead of two (issue #9, `.wasm` size).
-    let parsed: serde_json::Value =
-        serde_json::from_slice(raw.as_bytes()).map_err(|_| ExtractError::NotJsonObject)?;
-    let obj = parsed.as_object().ok_or(ExtractError::NotJsonObject)?;
-    match obj.get(key) {
+    // Read with json-read (the filter carries no serde_json, issue #9): of a key given twice the
+    // last value counts, as in a `serde_json::Value`; the other fields are checked as JSON but not
+    // decoded.
+    let found = field(raw.as_bytes(), key).map_err(|_| ExtractError::NotJsonObject)?;
+    match found {
         None => Err(ExtractError::KeyNotFound(key.to_string())),
-        Some(serde_json::Value::String(s)) => Ok(SecretValue::new(s.as_str())),
-        Some(_) => Err(ExtractError::NotAString(key.to_string())),
+        Some(Some(s)) => Ok(SecretValue::new(s)),
+        Some(None) => Err(ExtractError::NotAString(key.to_string())),
     }
+}
+
+/// The field `key` of the JSON object `json`: `Some(Some(string))`, `Some(None)` if it is not a
+/// string, `None` if absent.
+fn field(json: &[u8], key: &str) -> Result<Option<Option<String>>, json_read::Error> {
+    let mut r = json_read::Reader::from_slice(json);
+    let mut found = None;
+    r.begin_object("an object")?;
+    while let Some(name) = r.next_key()? {
+        if name != key {
+            r.skip()?;
+        } else if r.peek_kind()? == json_read::Kind::String {
+            found = Some(Some(r.string()?));
+        } else {
+            r.skip()?;
+            found = Some(None);
+        }
+    }
+    r.end()?;
+    Ok(found)
 }
 
 #[cfg(test)]

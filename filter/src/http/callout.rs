@@ -38,10 +38,10 @@ pub struct MalformedJson {
     column: usize,
 }
 
-impl From<serde_json::Error> for MalformedJson {
-    fn from(e: serde_json::Error) -> Self {
-        use serde_json::error::Category;
-        let kind = match e.classify() {
+impl From<json_read::Error> for MalformedJson {
+    fn from(e: json_read::Error) -> Self {
+        use json_read::Category;
+        let kind = match e.category() {
             Category::Io => "read error",
             Category::Syntax => "not JSON",
             Category::Data => "JSON of the wrong shape",
@@ -71,9 +71,12 @@ mod tests {
 
     #[test]
     fn malformed_json_never_quotes_the_body() {
-        let e = serde_json::from_slice::<Vec<u8>>(br#"["s3cr3t-value"]"#).unwrap_err();
+        let mut r = json_read::Reader::from_slice(br#"["s3cr3t-value"]"#);
+        r.begin_array("").unwrap();
+        r.next_element().unwrap();
+        let e = r.unsigned(255, "u8").unwrap_err();
         let shown = MalformedJson::from(e).to_string();
-        assert_eq!(shown, "JSON of the wrong shape at line 1, column 15");
+        assert_eq!(shown, "JSON of the wrong shape at line 1, column 1");
         assert!(!shown.contains("s3cr3t"));
     }
 

@@ -5,7 +5,8 @@ use super::local::Hit;
 use super::LimitBackend;
 use crate::http::callout::{status_code, MalformedJson};
 use crate::json;
-use sidecar_api::{ErrorCode, LimitFailure, LimitResponse};
+use json_read::Reader;
+use sidecar_api::{ErrorCode, LimitCounter};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -140,15 +141,14 @@ pub fn parse_answer(
     match status_code(status) {
         None => Err(AnswerError::NoAnswer),
         Some(200) => {
-            let a: LimitResponse =
-                serde_json::from_slice(body).map_err(|e| AnswerError::Malformed(e.into()))?;
-            if a.results.len() != ops {
+            let results = read_counters(body).map_err(|e| AnswerError::Malformed(e.into()))?;
+            if results.len() != ops {
                 return Err(AnswerError::Count {
-                    results: a.results.len(),
+                    results: results.len(),
                     ops,
                 });
             }
-            a.results
+            results
                 .into_iter()
                 .map(|c| match u64::try_from(c.reset_s) {
                     Ok(reset_s) => Ok(Counter {
@@ -159,15 +159,78 @@ pub fn parse_answer(
                 })
                 .collect()
         }
-        Some(s) => match serde_json::from_slice::<LimitFailure>(body) {
-            Ok(f) => Err(AnswerError::Refused {
+        Some(s) => match read_failure(body) {
+            Ok((code, message)) => Err(AnswerError::Refused {
                 status: s,
-                code: f.error.code,
-                message: f.error.message,
+                code,
+                message,
             }),
             Err(_) => Err(AnswerError::Status(s)),
         },
     }
+}
+
+/// `{"results": [{"remaining", "reset_s"}, ...]}` ([`sidecar_api::LimitResponse`]; other fields
+/// are ignored, as serde did).
+fn read_counters(body: &[u8]) -> Result<Vec<LimitCounter>, json_read::Error> {
+    let mut r = Reader::from_slice(body);
+    let mut results = None;
+    r.begin_object("an object with \"results\"")?;
+    while let Some(key) = r.next_key()? {
+        if key != "results" {
+            r.skip()?;
+            continue;
+        }
+        if results.is_some() {
+            return Err(r.error("duplicate field `results`"));
+        }
+        let mut list = Vec::new();
+        r.begin_array("a list of counters")?;
+        while r.next_element()? {
+            let (mut remaining, mut reset_s) = (None, None);
+            r.begin_object("a counter")?;
+            while let Some(key) = r.next_key()? {
+                match key {
+                    "remaining" if remaining.is_none() => remaining = Some(r.signed()?),
+                    "reset_s" if reset_s.is_none() => reset_s = Some(r.signed()?),
+                    "remaining" | "reset_s" => return Err(r.error("duplicate field")),
+                    _ => r.skip()?,
+                }
+            }
+            match (remaining, reset_s) {
+                (Some(remaining), Some(reset_s)) => list.push(LimitCounter { remaining, reset_s }),
+                _ => return Err(r.error("missing field in a counter")),
+            }
+        }
+        results = Some(list);
+    }
+    r.end()?;
+    results.ok_or_else(|| r.error("missing field `results`"))
+}
+
+/// `{"error": {"code", "message"}}` ([`sidecar_api::LimitFailure`]).
+fn read_failure(body: &[u8]) -> Result<(ErrorCode, String), json_read::Error> {
+    let mut r = Reader::from_slice(body);
+    let mut failure = None;
+    r.begin_object("an object with \"error\"")?;
+    while let Some(key) = r.next_key()? {
+        if key != "error" || failure.is_some() {
+            r.skip()?;
+            continue;
+        }
+        let (mut code, mut message) = (None, None);
+        r.begin_object("an error")?;
+        while let Some(key) = r.next_key()? {
+            match key {
+                "code" if code.is_none() => code = Some(ErrorCode::parse(r.str()?)),
+                "message" if message.is_none() => message = Some(r.string()?),
+                _ => r.skip()?,
+            }
+        }
+        failure = code.zip(message);
+    }
+    r.end()?;
+    failure.ok_or_else(|| r.error("missing field `error`"))
 }
 
 impl Counter {

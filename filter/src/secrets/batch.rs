@@ -3,10 +3,9 @@
 use crate::config::RefName;
 use crate::http::callout::{status_code, DispatchError, MalformedJson};
 use crate::json;
+use json_read::Reader;
 use secret_ref::SecretValue;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use sidecar_api::{ErrorCode, ResolveResult};
-use std::borrow::Cow;
+use sidecar_api::{ErrorCode, PreviousValue, ResolveErrorBody, ResolveResult};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -109,10 +108,10 @@ pub fn parse_answer(
         answers: Vec::with_capacity(refs.len()),
         early: HashMap::new(),
     };
-    let mut de = serde_json::Deserializer::from_reader(body);
-    ResponseSeed(&mut matcher)
-        .deserialize(&mut de)
-        .and_then(|()| de.end())
+    let mut body = body;
+    let mut r = Reader::from_read(&mut body);
+    read_response(&mut r, &mut matcher)
+        .and_then(|()| r.end())
         .map_err(|e| BatchError::Malformed(e.into()))?;
     Ok(matcher.finish())
 }
@@ -184,66 +183,135 @@ impl Matcher<'_> {
 }
 
 /// `{"results": [...]}` (other fields ignored), each result handed to the [`Matcher`].
-struct ResponseSeed<'m, 'r>(&'m mut Matcher<'r>);
-
-impl<'de> DeserializeSeed<'de> for ResponseSeed<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ResponseSeed<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object with \"results\"")
-    }
-
-    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
-        let mut seen = false;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if key == "results" {
-                if seen {
-                    return Err(de::Error::duplicate_field("results"));
-                }
-                seen = true;
-                map.next_value_seed(ResultsSeed(&mut *self.0))?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
+fn read_response(r: &mut Reader<'_>, matcher: &mut Matcher<'_>) -> Result<(), json_read::Error> {
+    r.begin_object("an object with \"results\"")?;
+    let mut seen = false;
+    while let Some(key) = r.next_key()? {
+        if key != "results" {
+            r.skip()?;
+            continue;
         }
         if seen {
-            Ok(())
-        } else {
-            Err(de::Error::missing_field("results"))
+            return Err(r.error("duplicate field `results`"));
+        }
+        seen = true;
+        r.begin_array("a list of results")?;
+        while r.next_element()? {
+            matcher.add(read_result(r)?);
         }
     }
+    if !seen {
+        return Err(r.error("missing field `results`"));
+    }
+    Ok(())
 }
 
-struct ResultsSeed<'m, 'r>(&'m mut Matcher<'r>);
+/// Reads `object`'s fields: `each(reader, index in names)` for a known name (each at most once),
+/// others skipped.
+fn fields(
+    r: &mut Reader<'_>,
+    names: &[&str],
+    mut each: impl FnMut(&mut Reader<'_>, usize) -> Result<(), json_read::Error>,
+) -> Result<(), json_read::Error> {
+    r.begin_object("an object")?;
+    let mut seen = 0u32;
+    while let Some(key) = r.next_key()? {
+        let Some(i) = names.iter().position(|n| *n == key) else {
+            r.skip()?;
+            continue;
+        };
+        if seen & (1 << i) != 0 {
+            return Err(r.error("duplicate field"));
+        }
+        seen |= 1 << i;
+        each(r, i)?;
+    }
+    Ok(())
+}
 
-impl<'de> DeserializeSeed<'de> for ResultsSeed<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
+/// One result: `{"ref", "value", "stale"?, "previous"?}` or `{"ref", "error"}` (see
+/// [`ResolveResult`]; other fields are ignored, a `null` value or error is absent).
+fn read_result(r: &mut Reader<'_>) -> Result<ResolveResult, json_read::Error> {
+    let (mut reference, mut value, mut stale, mut previous, mut error) =
+        (None, None, false, None, None);
+    fields(
+        r,
+        &["ref", "value", "stale", "previous", "error"],
+        |r, i| {
+            match i {
+                0 => reference = Some(r.string()?),
+                1 if r.null()? => value = None,
+                1 => value = Some(SecretValue::new(r.string()?)),
+                2 => stale = r.bool()?,
+                3 if r.null()? => previous = None,
+                3 => previous = Some(read_previous(r)?),
+                _ if r.null()? => error = None,
+                _ => error = Some(read_error(r)?),
+            }
+            Ok(())
+        },
+    )?;
+    let Some(reference) = reference else {
+        return Err(r.error("missing field `ref`"));
+    };
+    match (value, error) {
+        (Some(value), None) => Ok(ResolveResult::Value {
+            reference,
+            value,
+            stale,
+            previous,
+        }),
+        (None, Some(error)) => Ok(ResolveResult::Error { reference, error }),
+        // Names neither the reference nor a value.
+        _ => Err(r.error("a result does not have exactly one of value and error")),
     }
 }
 
-impl<'de> Visitor<'de> for ResultsSeed<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a list of results")
+/// `{"value", "replaced_at"}`, both required, nothing else.
+fn read_previous(r: &mut Reader<'_>) -> Result<PreviousValue, json_read::Error> {
+    let (mut value, mut replaced_at) = (None, None);
+    r.begin_object("an object")?;
+    while let Some(key) = r.next_key()? {
+        match key {
+            "value" if value.is_none() => value = Some(SecretValue::new(r.string()?)),
+            "replaced_at" if replaced_at.is_none() => {
+                replaced_at = Some(r.unsigned(u64::MAX, "u64")?)
+            }
+            _ => return Err(r.error("unknown or duplicate field in previous")),
+        }
     }
+    match (value, replaced_at) {
+        (Some(value), Some(replaced_at)) => Ok(PreviousValue { value, replaced_at }),
+        _ => Err(r.error("missing field in previous")),
+    }
+}
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(result) = seq.next_element::<ResolveResult>()? {
-            self.0.add(result);
+/// `{"code", "message", "did_you_mean"?}`.
+fn read_error(r: &mut Reader<'_>) -> Result<ResolveErrorBody, json_read::Error> {
+    let (mut code, mut message, mut did_you_mean) = (None, None, None);
+    fields(r, &["code", "message", "did_you_mean"], |r, i| {
+        match i {
+            0 => code = Some(ErrorCode::parse(r.str()?)),
+            1 => message = Some(r.string()?),
+            _ if r.null()? => did_you_mean = None,
+            _ => {
+                let mut names = Vec::new();
+                r.begin_array("a list of names")?;
+                while r.next_element()? {
+                    names.push(r.string()?);
+                }
+                did_you_mean = Some(names);
+            }
         }
         Ok(())
+    })?;
+    match (code, message) {
+        (Some(code), Some(message)) => Ok(ResolveErrorBody {
+            code,
+            message,
+            did_you_mean,
+        }),
+        _ => Err(r.error("missing field in error")),
     }
 }
 

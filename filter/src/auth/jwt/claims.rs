@@ -1,13 +1,14 @@
 //! What jwt-auth reads from a token's JSON, taken in one pass without building a tree (issue #9:
 //! a `serde_json::Value` per token allocated a map and a string per field, on every request):
-//! the header's `alg`, and the payload's key claim, `exp` and `nbf`. The answers are those of
-//! reading a `serde_json::Value`: the header and the payload must be JSON objects; of a name
-//! given twice the last value counts; a key claim is a string, or a number as its JSON text. One
-//! difference: a field jwt-auth does not read is skipped without decoding its `\u` escapes, so a
-//! lone surrogate there does not make the token malformed (its signature is checked all the same).
+//! the header's `alg`, and the payload's key claim, `exp` and `nbf`, read with `json-read`. The
+//! answers are those of reading a `serde_json::Value`: the header and the payload must be JSON
+//! objects; of a name given twice the last value counts; a key claim is a string, or an integer
+//! as its decimal text (a key claim that is a fraction, `1.5`, is no key: a consumer's key is a
+//! string, and there is no one way to write a float). One difference: a field jwt-auth does not
+//! read is skipped without decoding its `\u` escapes, so a lone surrogate there does not make the
+//! token malformed (its signature is checked all the same).
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use std::fmt;
+use json_read::{Kind, Number, Reader};
 
 /// A time claim (`exp`, `nbf`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -21,7 +22,7 @@ pub enum Time {
 /// The payload's claims jwt-auth checks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claims {
-    /// The key claim, if it is a string or a number.
+    /// The key claim, if it is a string or an integer.
     pub key: Option<String>,
     pub exp: Time,
     pub nbf: Time,
@@ -43,13 +44,13 @@ pub fn claims(json: &[u8], key_claim: &str) -> Option<Claims> {
         read(json, &[key_claim, "exp", "nbf"])?.try_into().ok()?;
     let time = |v: Option<Scalar>| match v {
         None => Time::Absent,
-        Some(Scalar::Num(n)) => n.as_f64().map_or(Time::NotANumber, Time::Number),
+        Some(Scalar::Num(n)) => Time::Number(n.as_f64()),
         Some(_) => Time::NotANumber,
     };
     Some(Claims {
         key: match key {
             Some(Scalar::Str(s)) => Some(s),
-            Some(Scalar::Num(n)) => Some(n.to_string()),
+            Some(Scalar::Num(n)) => n.integer_text(),
             _ => None,
         },
         exp: time(exp),
@@ -60,145 +61,53 @@ pub fn claims(json: &[u8], key_claim: &str) -> Option<Claims> {
 /// The values of the named fields of a JSON object (`None` per field absent), or `None` if
 /// `json` is not one object.
 fn read(json: &[u8], names: &[&str]) -> Option<Vec<Option<Scalar>>> {
-    let mut de = serde_json::Deserializer::from_slice(json);
-    let fields = Fields { names }.deserialize(&mut de).ok()?;
-    de.end().ok()?;
-    Some(fields)
+    let mut r = Reader::from_slice(json);
+    let mut values: Vec<Option<Scalar>> = vec![None; names.len()];
+    r.begin_object("").ok()?;
+    loop {
+        // A name may be asked for twice (a key claim named "exp"): bit i is names[i].
+        let wanted = match r.next_key().ok()? {
+            None => break,
+            Some(name) => names
+                .iter()
+                .take(32)
+                .enumerate()
+                .filter(|(_, n)| **n == name)
+                .fold(0u32, |bits, (i, _)| bits | (1 << i)),
+        };
+        if wanted == 0 {
+            r.skip().ok()?;
+            continue;
+        }
+        let value = scalar(&mut r).ok()?;
+        for (i, slot) in values.iter_mut().enumerate() {
+            if wanted & (1 << i) != 0 {
+                *slot = Some(value.clone());
+            }
+        }
+    }
+    r.end().ok()?;
+    Some(values)
 }
 
 /// A field's value, as far as jwt-auth cares.
 #[derive(Debug, Clone, PartialEq)]
 enum Scalar {
     Str(String),
-    Num(serde_json::Number),
+    Num(Number),
     /// Anything else (skipped to its end).
     Other,
 }
 
-struct Fields<'n> {
-    names: &'n [&'n str],
-}
-
-impl<'de> DeserializeSeed<'de> for Fields<'_> {
-    type Value = Vec<Option<Scalar>>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Fields<'_> {
-    type Value = Vec<Option<Scalar>>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut values: Vec<Option<Scalar>> = vec![None; self.names.len()];
-        while let Some(wanted) = map.next_key_seed(Name { names: self.names })? {
-            if wanted == 0 {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            }
-            let value = map.next_value_seed(ScalarSeed)?;
-            // A name may be asked for twice (a key claim named "exp"): bit i is names[i].
-            for (i, slot) in values.iter_mut().enumerate() {
-                if wanted & (1 << i) != 0 {
-                    *slot = Some(value.clone());
-                }
-            }
+fn scalar(r: &mut Reader<'_>) -> Result<Scalar, json_read::Error> {
+    Ok(match r.peek_kind()? {
+        Kind::String => Scalar::Str(r.string()?),
+        Kind::Number => Scalar::Num(r.number()?),
+        _ => {
+            r.skip()?;
+            Scalar::Other
         }
-        Ok(values)
-    }
-}
-
-/// A field name: a bit set of the wanted names it is (0: none).
-struct Name<'n> {
-    names: &'n [&'n str],
-}
-
-impl<'de> DeserializeSeed<'de> for Name<'_> {
-    type Value = u32;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u32, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Name<'_> {
-    type Value = u32;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a field name")
-    }
-
-    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<u32, E> {
-        Ok(self
-            .names
-            .iter()
-            .take(32)
-            .enumerate()
-            .filter(|(_, n)| **n == name)
-            .fold(0, |bits, (i, _)| bits | (1 << i)))
-    }
-}
-
-struct ScalarSeed;
-
-impl<'de> DeserializeSeed<'de> for ScalarSeed {
-    type Value = Scalar;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Scalar, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ScalarSeed {
-    type Value = Scalar;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Scalar, E> {
-        Ok(Scalar::Str(v.to_string()))
-    }
-
-    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Scalar, E> {
-        Ok(Scalar::Str(v))
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Scalar, E> {
-        Ok(Scalar::Num(v.into()))
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Scalar, E> {
-        Ok(Scalar::Num(v.into()))
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Scalar, E> {
-        // serde_json parses no NaN or infinity; keep the value as `Value` would.
-        Ok(serde_json::Number::from_f64(v).map_or(Scalar::Other, Scalar::Num))
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Scalar, E> {
-        Ok(Scalar::Other)
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Scalar, E> {
-        Ok(Scalar::Other)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Scalar::Other)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Scalar::Other)
-    }
+    })
 }
 
 #[cfg(test)]
@@ -218,7 +127,8 @@ mod tests {
         Some(Claims {
             key: match m.get(key_claim) {
                 Some(Value::String(s)) => Some(s.clone()),
-                Some(Value::Number(n)) => Some(n.to_string()),
+                // Integers only (see the module's documentation).
+                Some(Value::Number(n)) if !n.is_f64() => Some(n.to_string()),
                 _ => None,
             },
             exp: time("exp"),
