@@ -13,7 +13,7 @@
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
-ALL_TARGETS=(secret_ref_parse filter_config http_date query limit_key basic_auth jwt_auth hmac_auth small_parsers rsa_public sidecar_answer ecdsa
+ALL_TARGETS=(json_read secret_ref_parse filter_config http_date query limit_key basic_auth jwt_auth hmac_auth small_parsers rsa_public sidecar_answer ecdsa
     wasm_requests)
 
 smoke=false

@@ -5,6 +5,8 @@
 //! with (generic code that nothing in the filter instantiates, so not in its `.wasm`).
 
 mod credential;
+#[cfg(any(test, feature = "oracle"))]
+pub mod oracle;
 mod read;
 
 use serde::Deserialize;
