@@ -59,7 +59,7 @@ fn differs_on_purpose(ours: &ParseError, theirs: &Result<RawConfig, ParseError>)
             .starts_with("invalid type: sequence, expected a credential");
     let type_not_a_string = ours.path.ends_with("].type")
         && ours.message.starts_with("invalid type:")
-        && matches!(theirs, Err(t) if t.path == ours.path);
+        && matches!(theirs, Err(t) if t.path.starts_with(&ours.path));
     // The serde path never checked the end of the document: `{...} anything` was read as
     // `{...}`.
     let trailing = ours.message.starts_with("trailing characters");

@@ -59,7 +59,7 @@ impl Failure {
                 }
             }
         }
-        if path.is_empty() {
+        if self.path.is_empty() {
             path.push('.');
         }
         ParseError {

@@ -163,6 +163,8 @@ fn broken_documents() {
 fn repeated_names() {
     all_agree([
         br#"{"refresh_interval_s": 1, "refresh_interval_s": 2}"#.to_vec(),
+        br#"{"": 1}"#.to_vec(),
+        br#"{"sidecar": {"": 1}}"#.to_vec(),
         br#"{"sidecar": {"cluster": "a", "cluster": "b", "token": "t"}}"#.to_vec(),
         br#"{"routes": {"a": {}, "a": {"key-auth": {}}}}"#.to_vec(),
         br#"{"consumers": [{"username": "a", "labels": {"x": "1", "x": "2"}}]}"#.to_vec(),
