@@ -182,16 +182,35 @@ impl<'a> Reader<'a> {
     }
 
     /// The next byte that is not whitespace, not consumed.
+    #[inline]
     fn peek(&mut self) -> Result<Option<u8>, Error> {
+        match self.buf.get(self.pos) {
+            Some(b) if !matches!(b, b' ' | b'\t' | b'\r' | b'\n') => Ok(Some(*b)),
+            _ => self.skip_whitespace(),
+        }
+    }
+
+    fn skip_whitespace(&mut self) -> Result<Option<u8>, Error> {
         loop {
-            match self.byte()? {
-                Some(b' ' | b'\t' | b'\r') => self.pos += 1,
-                Some(b'\n') => {
-                    self.pos += 1;
-                    self.line = self.line.saturating_add(1);
-                    self.line_start = self.offset.saturating_add(self.pos);
+            let buf: &[u8] = &self.buf;
+            let mut pos = self.pos;
+            while let Some(b) = buf.get(pos) {
+                match b {
+                    b' ' | b'\t' | b'\r' => pos += 1,
+                    b'\n' => {
+                        pos += 1;
+                        self.line = self.line.saturating_add(1);
+                        self.line_start = self.offset.saturating_add(pos);
+                    }
+                    _ => {
+                        self.pos = pos;
+                        return Ok(Some(*b));
+                    }
                 }
-                other => return Ok(other),
+            }
+            self.pos = pos;
+            if self.refill()?.is_none() {
+                return Ok(None);
             }
         }
     }
@@ -526,12 +545,11 @@ impl<'a> Reader<'a> {
         }
         self.pos += 1;
         let mut span = self.string_span()?;
-        // Checked now: the error is at the key's end, as serde_json reports it.
-        self.text(span)?;
         if let (Span::Input(start, end), Some(_)) = (span, &self.source) {
             // The window may move while the colon is looked for.
-            let key = self.buf.get(start..end).unwrap_or_default().to_vec();
-            self.scratch = key;
+            let Reader { buf, scratch, .. } = self;
+            scratch.clear();
+            scratch.extend_from_slice(buf.get(start..end).unwrap_or_default());
             span = Span::Scratch;
         }
         match self.peek()? {

@@ -70,6 +70,39 @@ const POW10: [f64; 23] = [
 
 /// Reads a number (the next byte is `-` or a digit).
 pub(crate) fn read(r: &mut Reader<'_>) -> Result<Number, Error> {
+    // Most numbers are short integers: read in place when one ends within the window.
+    let buf: &[u8] = &r.buf;
+    let negative = buf.get(r.pos) == Some(&b'-');
+    let first = r.pos + usize::from(negative);
+    let mut end = first;
+    let mut value: u64 = 0;
+    // 19 digits cannot overflow a u64.
+    while let Some(d @ b'0'..=b'9') = buf.get(end) {
+        if end - first == 19 {
+            break;
+        }
+        value = value * 10 + u64::from(d - b'0');
+        end += 1;
+    }
+    let digits = end - first;
+    let leading_zero = digits > 1 && buf.get(first) == Some(&b'0');
+    if digits > 0
+        && !leading_zero
+        && !matches!(buf.get(end), None | Some(b'.' | b'e' | b'E' | b'0'..=b'9'))
+    {
+        r.pos = end;
+        let float = value as f64;
+        return Ok(Number {
+            negative,
+            magnitude: Some(value),
+            float: if negative { -float } else { float },
+        });
+    }
+    read_any(r)
+}
+
+/// Any number, byte by byte (a stream's window may end inside it).
+fn read_any(r: &mut Reader<'_>) -> Result<Number, Error> {
     let negative = r.byte()? == Some(b'-');
     if negative {
         r.pos += 1;

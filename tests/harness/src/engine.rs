@@ -20,6 +20,11 @@ enum Key {
     Bytes(u64, usize),
 }
 
+/// `HARNESS_FUEL` is set: every VM counts the Wasm instructions it runs ([`crate::Host::fuel_used`]).
+pub(crate) fn fuel_metered() -> bool {
+    std::env::var_os("HARNESS_FUEL").is_some()
+}
+
 fn engine() -> Result<&'static Engine> {
     static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
     ENGINE
@@ -28,6 +33,9 @@ fn engine() -> Result<&'static Engine> {
             // Tests run the module briefly: compile fast rather than produce fast code
             // (this crate's cranelift is usually built without optimisation).
             config.cranelift_opt_level(OptLevel::None);
+            // Wasm instructions counted (wasmtime's fuel) when asked: the speed probe's steady
+            // figure on a shared machine, where times move by tens of percent.
+            config.consume_fuel(fuel_metered());
             let mut cache = CacheConfig::new();
             cache.with_directory(crate::target_dir().join("wasmtime-cache"));
             // A cache that cannot start only costs compile time.

@@ -132,6 +132,10 @@ impl Host {
             module_calls: 0,
         };
         let mut store = Store::new(pre.module().engine(), VmState { wasi, proxy });
+        if crate::engine::fuel_metered() {
+            // Cannot fail: fuel is on in this engine.
+            let _ = store.set_fuel(u64::MAX);
+        }
         // Each crossing costs microseconds in Envoy's V8: counted for the tests that keep the
         // request path's calls down.
         store.call_hook(|mut ctx, hook| {
@@ -496,6 +500,12 @@ impl Host {
         } else {
             false
         }
+    }
+
+    /// Wasm instructions run so far (wasmtime's fuel: about one per instruction), when the
+    /// harness runs with `HARNESS_FUEL` set; `None` otherwise.
+    pub fn fuel_used(&self) -> Option<u64> {
+        self.store.get_fuel().ok().map(|left| u64::MAX - left)
     }
 
     /// The size of the module's linear memory, in bytes (0 before `start`).

@@ -9,7 +9,9 @@
 //!
 //! It prints one line per plugin: microseconds per request (the best of `ROUNDS` rounds, the
 //! least disturbed by other load; each round with tokens of its own). Compare builds on the same machine, one right after the other.
-//! `SPEED_PROBE_REQUESTS` sets the requests per plugin and round (default 2000).
+//! `SPEED_PROBE_REQUESTS` sets the requests per plugin and round (default 2000). With
+//! `HARNESS_FUEL=1` it also prints the Wasm instructions per request (wasmtime's fuel, the same
+//! on every run: the figure to compare on a busy machine).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -87,14 +89,16 @@ fn config(creds: &Value, plugins: Value) -> Value {
 }
 
 /// The best time per request over `ROUNDS` rounds, each a `1/ROUNDS` share of `requests` (so
-/// that no token is seen twice), every request accepted, on one VM.
-fn time_plugin(config: &Value, requests: &[Request]) -> Duration {
+/// that no token is seen twice), every request accepted, on one VM; and the Wasm instructions
+/// per request over all rounds (with `HARNESS_FUEL`).
+fn time_plugin(config: &Value, requests: &[Request]) -> (Duration, Option<u64>) {
     let options = HostOptions {
         now: SystemTime::now(),
         ..HostOptions::default()
     };
     let mut host: Filter = started_with(config, options);
     let mut best = Duration::MAX;
+    let fuel_before = host.fuel_used();
     for round in requests.chunks(requests.len() / ROUNDS) {
         let start = Instant::now();
         for (path, headers) in round {
@@ -109,7 +113,11 @@ fn time_plugin(config: &Value, requests: &[Request]) -> Duration {
         }
         best = best.min(start.elapsed() / round.len() as u32);
     }
-    best
+    let fuel = host
+        .fuel_used()
+        .zip(fuel_before)
+        .map(|(after, before)| (after - before) / requests.len() as u64);
+    (best, fuel)
 }
 
 #[test]
@@ -194,9 +202,10 @@ fn speed_probe() {
         n / ROUNDS
     );
     for (name, plugins, requests) in cases {
-        let per_request = time_plugin(&config(&creds, plugins), &requests);
+        let (per_request, fuel) = time_plugin(&config(&creds, plugins), &requests);
+        let instructions = fuel.map_or(String::new(), |f| format!("  {f:>9} instructions/request"));
         println!(
-            "speed-probe {name:<12} {:>9.1} µs/request",
+            "speed-probe {name:<12} {:>9.1} µs/request{instructions}",
             per_request.as_secs_f64() * 1e6
         );
     }
