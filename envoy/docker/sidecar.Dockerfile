@@ -4,6 +4,7 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # Only what the workspace needs to resolve (no target/, no .venv).
 COPY Cargo.toml Cargo.lock rust-toolchain.toml clippy.toml ./
+COPY json-read json-read
 COPY secret-ref secret-ref
 COPY sidecar-api sidecar-api
 COPY raw-config raw-config
