@@ -8,25 +8,11 @@
 //! Input: byte 0 is the size of the stream's pieces, the rest the document.
 #![no_main]
 
+use envoy_secret_auth_fuzz::Pieces;
 use json_read::oracle::{same, to_serde_value};
 use json_read::Reader;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use std::io::Read;
-
-struct Pieces<'a> {
-    data: &'a [u8],
-    piece: usize,
-}
-
-impl Read for Pieces<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.piece.min(buf.len()).min(self.data.len());
-        buf[..n].copy_from_slice(&self.data[..n]);
-        self.data = &self.data[n..];
-        Ok(n)
-    }
-}
 
 /// A float at the edge of the range, where a last-place difference decides overflow.
 fn huge(v: &Value) -> bool {

@@ -13,10 +13,10 @@
 
 use envoy_secret_auth_filter::config::RefName;
 use envoy_secret_auth_filter::secrets::{answer_of, parse_answer, Answer, BatchError};
+use envoy_secret_auth_fuzz::Pieces;
 use libfuzzer_sys::fuzz_target;
 use secret_ref::Reference;
 use sidecar_api::{ResolveResponse, ResolveResult};
-use std::io::Read;
 
 const REFS: [&str; 4] = [
     "$secret://aws/sm/a/k",
@@ -24,21 +24,6 @@ const REFS: [&str; 4] = [
     "$secret://vault/kv/c/d/e",
     "$secret://aws/sm/a/j",
 ];
-
-/// A reader that hands out at most `piece` bytes per call.
-struct Pieces<'a> {
-    data: &'a [u8],
-    piece: usize,
-}
-
-impl Read for Pieces<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.piece.min(buf.len()).min(self.data.len());
-        buf[..n].copy_from_slice(&self.data[..n]);
-        self.data = &self.data[n..];
-        Ok(n)
-    }
-}
 
 fn expected(results: Vec<ResolveResult>, refs: &[RefName]) -> Vec<Answer> {
     let mut answers: Vec<Option<Answer>> = vec![None; refs.len()];
@@ -103,7 +88,8 @@ fuzz_target!(|data: &[u8]| {
     // serde's derived structs also read a list of their fields in order (`[results]` for the
     // answer, `["ref", "value", ...]` for a result); the filter reads only the objects the
     // sidecar sends.
-    let listed = serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| struct_as_list(&v));
+    let listed =
+        serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| struct_as_list(&v));
     match (serde_json::from_slice::<ResolveResponse>(body), whole) {
         (Ok(response), Ok(answers)) if !listed => {
             assert_eq!(answers, expected(response.results, &refs))

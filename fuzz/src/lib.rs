@@ -22,6 +22,22 @@ use envoy_secret_auth_filter::http::callout::DispatchError;
 use envoy_secret_auth_filter::http::RequestView;
 use envoy_secret_auth_filter::worker::{self, Level, Worker};
 
+/// A stream that hands out at most `piece` bytes per read: a body read in pieces, as the filter
+/// reads Envoy's buffer (json_read, sidecar_answer).
+pub struct Pieces<'a> {
+    pub data: &'a [u8],
+    pub piece: usize,
+}
+
+impl std::io::Read for Pieces<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.piece.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
 /// The fake clock of every target: 2025-01-01T00:00:00Z (the harness's default start).
 pub const NOW_S: u64 = 1_735_689_600;
 

@@ -36,6 +36,15 @@ enum Span {
     Scratch,
 }
 
+/// How many bytes of `bytes` a string holds as they are (up to a quote, a backslash or a
+/// control character).
+fn plain_run(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .position(|b| matches!(b, b'"' | b'\\' | 0..=0x1f))
+        .unwrap_or(bytes.len())
+}
+
 /// What the next value is, from its first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -344,34 +353,36 @@ impl<'a> Reader<'a> {
         // The common case: no escape, all in the window.
         let start = self.pos;
         let rest = self.buf.get(start..).unwrap_or_default();
-        if let Some(len) = rest
-            .iter()
-            .position(|b| matches!(b, b'"' | b'\\' | 0..=0x1f))
-        {
-            if rest.get(len) == Some(&b'"') {
-                self.pos = start + len + 1;
-                return Ok(Span::Input(start, start + len));
-            }
+        let len = plain_run(rest);
+        if rest.get(len) == Some(&b'"') {
+            self.pos = start + len + 1;
+            return Ok(Span::Input(start, start + len));
         }
         self.scratch.clear();
+        self.string_rest(true)?;
+        Ok(Span::Scratch)
+    }
+
+    /// Reads the rest of a string through its closing quote, decoded into `scratch` when
+    /// `keep`, else only checked (escapes and control characters).
+    fn string_rest(&mut self, keep: bool) -> Result<(), Error> {
         loop {
             let rest = self.buf.get(self.pos..).unwrap_or_default();
-            let run = rest
-                .iter()
-                .position(|b| matches!(b, b'"' | b'\\' | 0..=0x1f))
-                .unwrap_or(rest.len());
-            self.scratch
-                .extend_from_slice(rest.get(..run).unwrap_or_default());
+            let run = plain_run(rest);
+            if keep {
+                self.scratch
+                    .extend_from_slice(rest.get(..run).unwrap_or_default());
+            }
             self.pos += run;
             match self.byte()? {
                 None => return Err(self.eof("EOF while parsing a string")),
                 Some(b'"') => {
                     self.pos += 1;
-                    return Ok(Span::Scratch);
+                    return Ok(());
                 }
                 Some(b'\\') => {
                     self.pos += 1;
-                    self.escape(true)?;
+                    self.escape(keep)?;
                 }
                 Some(0..=0x1f) => {
                     return Err(self.syntax(
@@ -460,37 +471,6 @@ impl<'a> Reader<'a> {
             v = (v << 4) | u16::from(d);
         }
         Ok(v)
-    }
-
-    /// Checks a string after its opening quote without keeping it (escapes and control
-    /// characters are checked; UTF-8 and surrogates are not, as serde_json ignores strings).
-    fn skip_string(&mut self) -> Result<(), Error> {
-        loop {
-            let rest = self.buf.get(self.pos..).unwrap_or_default();
-            let run = rest
-                .iter()
-                .position(|b| matches!(b, b'"' | b'\\' | 0..=0x1f))
-                .unwrap_or(rest.len());
-            self.pos += run;
-            match self.byte()? {
-                None => return Err(self.eof("EOF while parsing a string")),
-                Some(b'"') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                Some(b'\\') => {
-                    self.pos += 1;
-                    self.escape(false)?;
-                }
-                Some(0..=0x1f) => {
-                    return Err(self.syntax(
-                        "control character (\\u0000-\\u001F) found while parsing a string",
-                    ))
-                }
-                // The window was refilled: more of the string.
-                Some(_) => {}
-            }
-        }
     }
 
     fn enter(&mut self) -> Result<(), Error> {
@@ -617,7 +597,7 @@ impl<'a> Reader<'a> {
                 Some(b'-' | b'0'..=b'9') => number::skip(self)?,
                 Some(b'"') => {
                     self.pos += 1;
-                    self.skip_string()?;
+                    self.string_rest(false)?;
                 }
                 Some(b @ (b'[' | b'{')) => {
                     self.pos += 1;
@@ -668,7 +648,7 @@ impl<'a> Reader<'a> {
             Some(_) => return Err(self.syntax("key must be a string")),
             None => return Err(self.eof("EOF while parsing an object")),
         }
-        self.skip_string()?;
+        self.string_rest(false)?;
         match self.peek()? {
             Some(b':') => {
                 self.pos += 1;
