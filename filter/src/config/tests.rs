@@ -303,6 +303,21 @@ fn not_json_at_all() {
     assert!(err.to_string().contains("key must be a string"), "{err}");
     let err = compile(b"", &env).unwrap_err();
     assert!(err.to_string().contains("EOF"), "{err}");
+    // Anything after the configuration (two documents pasted together, a stray brace) is
+    // refused: the serde reader before session 10 silently read only the first document.
+    let err = compile(b"{}\n{\"consumers\": []}", &env).unwrap_err();
+    assert_eq!(err.to_string(), ".: trailing characters at line 2 column 0");
+    // A section written as a list of its values, which serde's derives accepted, is refused.
+    let err = compile(
+        br#"{"sidecar": ["c", "a", 100, "$env://TOKEN", "/v1/resolve"]}"#,
+        &env,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("sidecar: invalid type: sequence, expected an object"),
+        "{err}"
+    );
 }
 
 /// A credential is read in one pass (`raw-config`'s `credential`): `type` anywhere in the map, each
