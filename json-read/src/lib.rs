@@ -5,7 +5,7 @@
 //!
 //! It accepts exactly what serde_json accepts (the tests and the `json_read` fuzz target compare
 //! the two on any bytes), with the same limits: strings must be UTF-8 without lone surrogates,
-//! numbers must fit an `f64`, nesting stops at 128 levels. Skipped strings are checked as
+//! numbers must fit an `f64`, values read nest at most 127 deep (serde_json refuses the 128th). Skipped strings are checked as
 //! serde_json checks ignored ones (escapes and control characters, not their UTF-8). Errors have
 //! serde_json's messages and a line and column, and never quote the input: a body or a
 //! configuration may hold secrets.

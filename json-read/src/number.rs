@@ -211,9 +211,22 @@ fn read_any(r: &mut Reader<'_>) -> Result<Number, Error> {
     })
 }
 
+/// `10^k` for `k` in `0..=19`, the powers of ten a `u64` holds.
+const POW10_U64: [u64; 20] = {
+    let mut t = [1u64; 20];
+    let mut k = 1;
+    while k < 20 {
+        t[k] = t[k - 1] * 10;
+        k += 1;
+    }
+    t
+};
+
 /// `digits * 10^exponent`: exact when both fit the powers of ten an `f64` holds exactly;
-/// otherwise computed with a 128-bit significand (truncated at each step, so at most one unit in
-/// the last place from the exact rounding, like serde_json's own reading).
+/// otherwise computed with a 128-bit significand, up to 19 powers of ten per step (truncated at
+/// each step, so at most one unit in the last place from the exact rounding, like serde_json's
+/// own reading). At most 22 steps whatever the exponent: a client's token can ask for
+/// `1e-999999`, many times over, and costs no more than for `1e-400`.
 fn scale(digits: u64, exponent: i64) -> f64 {
     if digits == 0 {
         return 0.0;
@@ -227,8 +240,15 @@ fn scale(digits: u64, exponent: i64) -> f64 {
             return if exponent < 0 { d / p } else { d * p };
         }
     }
-    // value = m * 2^b, m normalized to its top bit. Beyond 10^±800 the result is 0 or infinite
-    // anyway (at most 19 significant digits).
+    // 1 <= digits < 10^19: from 10^309 every value is infinite, below 10^-343 - 19 every value
+    // rounds to 0.
+    if exponent > 309 {
+        return f64::INFINITY;
+    }
+    if exponent < -400 {
+        return 0.0;
+    }
+    // value = m * 2^b, m normalized to its top bit.
     let mut m = u128::from(digits);
     let mut b: i32 = 0;
     let normalize = |m: &mut u128, b: &mut i32| {
@@ -237,13 +257,18 @@ fn scale(digits: u64, exponent: i64) -> f64 {
         *b -= z as i32;
     };
     normalize(&mut m, &mut b);
-    let e = exponent.clamp(-800, 800);
-    for _ in 0..e.unsigned_abs() {
+    let mut e = exponent;
+    while e != 0 {
+        let k = e.unsigned_abs().min(19);
+        let p = POW10_U64.get(k as usize).copied().unwrap_or(1);
         if e > 0 {
-            m = (m >> 4) * 10;
-            b += 4;
+            // The top 64 bits times 10^k (< 2^64): fits 128 bits.
+            m = (m >> 64) * u128::from(p);
+            b += 64;
+            e -= k as i64;
         } else {
-            m /= 10;
+            m /= u128::from(p);
+            e += k as i64;
         }
         normalize(&mut m, &mut b);
     }

@@ -256,9 +256,10 @@ pub fn compile_raw(
     .compile(raw)
 }
 
-/// serde quotes the offending value in type errors (`invalid type: integer `123`, expected a
-/// string`); a sensitive field given the wrong type must not end up in Envoy's log, so the value
-/// is dropped and only its kind kept. Field and variant names (`unknown field `x``) are kept.
+/// A sensitive field given the wrong type must not end up in Envoy's log: a quoted value in a
+/// type error (`invalid type: integer `123`, expected a string`, as serde wrote them) is dropped
+/// and only its kind kept. `raw-config`'s reader names only the kind already; this stays as the
+/// guard that keeps it so. Field and variant names (`unknown field `x``) are kept.
 fn redact_value(message: String) -> String {
     if !(message.starts_with("invalid type:") || message.starts_with("invalid value:")) {
         return message;
